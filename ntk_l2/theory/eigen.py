@@ -1,0 +1,50 @@
+"""Eigendecomposition of the training kernel: the one O(n³) step of every solver.
+
+Θ_0 = V diag(μ) Vᵀ, μ ≥ 0 (round-off negatives clipped, real negatives
+rejected). Everything else is diagonal in this basis
+(`derivations/continuous_time.md`, section 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+from numpy.typing import ArrayLike, NDArray
+
+from ntk_l2.theory._checks import check_eigenvalues, check_kernel
+
+Array = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class KernelEigen:
+    """Θ_0 = V diag(μ) Vᵀ with μ ≥ 0, ascending.
+
+    Attributes:
+      evals: (n,) eigenvalues μ.
+      evecs: (n, n) orthonormal eigenvectors V (columns).
+    """
+
+    evals: Array
+    evecs: Array
+
+    @property
+    def size(self) -> int:
+        return int(self.evals.shape[0])
+
+    def to_eigenbasis(self, x: Array) -> Array:
+        """Vᵀ x for x of shape (n, ...)."""
+        return np.tensordot(self.evecs.T, x, axes=1)
+
+    def from_eigenbasis(self, z: Array) -> Array:
+        """V z for z of shape (..., n, c): the inverse of `to_eigenbasis`."""
+        return np.matmul(self.evecs, z)
+
+
+def eigh_kernel(k_train_train: ArrayLike, name: str = "k_train_train") -> KernelEigen:
+    """Validate and diagonalize a PSD kernel (LAPACK ``syevd``, float64)."""
+    kernel = check_kernel(k_train_train, name)
+    evals, evecs = scipy.linalg.eigh(kernel, driver="evd", check_finite=False)
+    return KernelEigen(evals=check_eigenvalues(evals, name), evecs=evecs)

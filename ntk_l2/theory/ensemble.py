@@ -1,0 +1,101 @@
+"""Mean and covariance of f_*(t) over random initialization, with L2.
+
+The L2 counterpart of `nt.predict.gradient_descent_mse_ensemble`
+(`derivations/ensemble.md`). The closed-form solution is affine in the
+initial outputs, f_*(t) = e^{−dt} f_*(0) − M_t f_X(0) + Θ_*X V diag((η/N) R/a) Vᵀ Y,
+with M_t = Θ_*X V diag((η/N) q_t) Vᵀ (q_t from `modes.carry_factor`). With
+(f_X(0), f_*(0)) ~ N(0, K) for the NNGP kernel K, per output column:
+
+    mean_t = Θ_*X V diag((η/N) R/a) Vᵀ Y
+    cov_t  = e^{−2dt} K_** − e^{−dt} (M_t K_X* + K_*X M_tᵀ) + M_t K_XX M_tᵀ.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ntk_l2.theory import _checks
+from ntk_l2.theory.eigen import eigh_kernel
+from ntk_l2.theory.modes import carry_factor, mode_factors
+
+Array = NDArray[np.float64]
+
+
+class Gaussian(NamedTuple):
+    """Mean (…, m, c) and covariance (…, m, m) over initializations."""
+
+    mean: Array
+    covariance: Array | None
+
+
+def gradient_descent_mse_l2_ensemble(
+    ntk_train_train: ArrayLike,
+    nngp_train_train: ArrayLike,
+    y_train: ArrayLike,
+    learning_rate: float = 1.0,
+    l2: float = 0.0,
+    degree: int = 2,
+) -> Callable[..., Any]:
+    """Predicts the ensemble of infinitely wide networks trained with L2.
+
+    Args:
+      ntk_train_train: (n, n) NTK Θ_0 on the training inputs.
+      nngp_train_train: (n, n) NNGP kernel K_XX (covariance of f_X(0)).
+      y_train: (n, c) targets.
+      learning_rate: η > 0.
+      l2: λ ≥ 0.
+      degree: homogeneity degree k ≥ 0.
+
+    Returns:
+      ``predict_fn(t, ntk_test_train, nngp_test_train, nngp_test_test=None)``
+      returning a `Gaussian` whose covariance is None unless ``nngp_test_test``
+      (m, m) is given. ``t`` a scalar or 1-D array of steps (``np.inf``: limit).
+    """
+    eig = eigh_kernel(ntk_train_train, "ntk_train_train")
+    n = eig.size
+    k_xx = _checks.check_kernel(nngp_train_train, "nngp_train_train")
+    if k_xx.shape != (n, n):
+        raise ValueError(f"nngp_train_train: expected shape {(n, n)}, got {k_xx.shape}")
+    y = _checks.check_targets(y_train, n)
+    eta = _checks.check_scalar(learning_rate, "learning_rate", positive=True)
+    g = eta * _checks.check_scalar(l2, "l2", nonnegative=True)
+    k = _checks.check_degree(degree)
+    norm = float(y.size)
+    rates = eta * eig.evals / norm
+    zy = eig.to_eigenbasis(y)
+    k_xx_eig = eig.evecs.T @ k_xx @ eig.evecs
+
+    def predict_fn(
+        t: ArrayLike | None,
+        ntk_test_train: ArrayLike,
+        nngp_test_train: ArrayLike,
+        nngp_test_test: ArrayLike | None = None,
+    ) -> Gaussian:
+        times, scalar = _checks.check_times(np.inf if t is None else t)
+        theta_v = _checks.check_cross_kernel(ntk_test_train, n, "ntk_test_train") @ eig.evecs
+        m = theta_v.shape[0]
+        _, ra = mode_factors(rates[None, :], g, k, times[:, None])
+        mean = np.matmul(theta_v, (eta / norm) * ra[..., None] * zy)  # (T, m, c)
+        cov = None
+        if nngp_test_test is not None:
+            k_sx = _checks.check_cross_kernel(nngp_test_train, n, "nngp_test_train")
+            k_ss = _checks.as_float_array(nngp_test_test, "nngp_test_test", ndim=2)
+            if k_ss.shape != (m, m):
+                raise ValueError(f"nngp_test_test: expected shape {(m, m)}, got {k_ss.shape}")
+            q = (eta / norm) * carry_factor(rates[None, :], g, k, times[:, None])  # (T, n)
+            finite_t = np.where(np.isinf(times), 0.0, times)
+            out_decay = np.where(np.isinf(times) & (k * g > 0), 0.0, np.exp(-k * g * finite_t))
+            k_sx_v = k_sx @ eig.evecs  # K_*X V
+            cov = np.empty((times.size, m, m))
+            for i, (qi, di) in enumerate(zip(q, out_decay)):
+                mv = theta_v * qi  # M_t V = Θ_*X V diag(q)
+                cross = mv @ k_sx_v.T  # M_t K_X*
+                cov[i] = di * di * k_ss - di * (cross + cross.T) + mv @ k_xx_eig @ mv.T
+        if scalar:
+            return Gaussian(mean[0], None if cov is None else cov[0])
+        return Gaussian(mean, cov)
+
+    return predict_fn
