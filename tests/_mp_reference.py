@@ -14,7 +14,8 @@ function at the given floats, not at some nearby decimal values.
 Method
 ------
 * b = 0 (g = 0 or k = 1):  D = e^{−(a+d)t},  R/a = −expm1(−(a+d)t) / (a+d).
-* k = 0 (b = −2g, d = 0):  U = a expm1(2gt)/(2g),  D = e^{−U},  R/a = −expm1(−U)/a.
+* k = 0 (b = −2g, d = 0):  U = a expm1(2gt)/(2g),  D = e^{−U},  R/a = −expm1(−U)/a
+  (U can reach 10^{300000}; for U > 1e40, D < 10^{−4e39} is returned as exactly 0).
 * k ≥ 2, g > 0: with x0 = a/b, L = bt, xt = x0 e^{−L}, U = x0 (1 − e^{−L}) (by
   expm1), p = k / (2(k − 1)) and s = 1 − p ∈ [0, 1/2),
 
@@ -45,6 +46,7 @@ __all__ = ["mp_mode_factors", "mp_regime"]
 
 _GUARD_DIGITS = 15  # digits kept beyond `dps` after measured cancellation
 _MAX_EXTRA_DIGITS = 4000
+_HUGE_EXPONENT = mpf(10) ** 40  # e^{-u} for u beyond this is reported as 0
 
 
 def _check(a: float, g: float, k: int, t: float) -> None:
@@ -105,8 +107,14 @@ def mp_mode_factors(a: float, g: float, k: int, t: float, dps: int = 50) -> tupl
         elif k == 0:  # b = −2g, d = 0
             span = mpmath.expm1(2 * gm * tm) / (2 * gm)
             u = am * span
-            decay = mpmath.exp(-u)
-            ra = span if am == 0 else -mpmath.expm1(-u) / am
+            if u > _HUGE_EXPONENT:
+                # e^{−u} < 10^{−4e39}: evaluating it would need ~log2(u) bits of
+                # argument reduction (u reaches 10^{300000} here); 0 and 1/a are
+                # exact to far more than any requested number of digits.
+                decay, ra = mpf(0), 1 / am
+            else:
+                decay = mpmath.exp(-u)
+                ra = span if am == 0 else -mpmath.expm1(-u) / am
         else:
             b = 2 * (k - 1) * gm
             L = b * tm

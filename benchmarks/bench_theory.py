@@ -1,0 +1,143 @@
+"""Speed of the theory engine, each comparison measured side by side in one run.
+
+    python benchmarks/bench_theory.py [--small]
+
+1. Closed form with λ > 0 vs `nt.predict.gradient_descent_mse` with λ = 0 on
+   the same kernel: n = 2048 train, m = 2048 test, c = 10, 100 time points,
+   setup (eigendecomposition) included for both. Target: ratio ≤ 1.0.
+2. Discrete map, 10^5 steps reported at 100 checkpoints, n = 512, c = 10.
+   Target: < 2 s (first call, JIT compilation included).
+3. ODE with a learning-rate schedule: the eigenbasis path vs integrating the
+   full n·c system directly (same method, tolerances and schedule).
+   Target: ≥ 100×.
+Prints one line per comparison and writes benchmarks/results/theory.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse
+from jax.experimental import enable_x64
+from scipy.integrate import solve_ivp
+
+from ntk_l2._nt import nt
+from ntk_l2.io import save_json
+from ntk_l2.theory import gradient_descent_l2_ode, gradient_descent_mse_l2, gradient_descent_mse_l2_discrete
+
+
+def random_kernel(n_total: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    feats = rng.normal(size=(n_total, n_total + 64))
+    return feats @ feats.T / feats.shape[1]
+
+
+def best_of(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def bench_closed_form(n: int, m: int, c: int, repeats: int) -> dict:
+    k = random_kernel(n + m)
+    k_tt, k_st = k[:n, :n], k[n:, :n]
+    y = np.random.default_rng(1).normal(size=(n, c))
+    times = np.logspace(0, 6, 100)
+
+    def ours():
+        fx_train, fx_test = gradient_descent_mse_l2(k_tt, y, 1.0, 1e-4, 4)(times, 0.0, 0.0, k_st)
+        return fx_test
+
+    def theirs():
+        with enable_x64():
+            out = nt.predict.gradient_descent_mse(k_tt, y, learning_rate=1.0)(times, 0.0, 0.0, k_st)
+            return np.asarray(out[1])
+
+    ours(), theirs()  # warm up (JIT for neural-tangents)
+    t_ours, t_nt = best_of(ours, repeats), best_of(theirs, repeats)
+    return {"n": n, "m": m, "c": c, "time_points": 100, "ntk_l2_s": t_ours, "neural_tangents_s": t_nt,
+            "ratio": t_ours / t_nt, "target": "ratio <= 1.0"}
+
+
+def bench_discrete(n: int, c: int, steps: int) -> dict:
+    k = random_kernel(n)
+    y = np.random.default_rng(2).normal(size=(n, c))
+    checkpoints = np.linspace(0, steps, 100).astype(np.int64)
+    t0 = time.perf_counter()
+    gradient_descent_mse_l2_discrete(k, y, 1.0, 1e-4, 3)(checkpoints)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    gradient_descent_mse_l2_discrete(k, y, 1.0, 1e-4, 3)(checkpoints)
+    return {"n": n, "c": c, "steps": steps, "checkpoints": 100, "first_call_s": first,
+            "warm_call_s": time.perf_counter() - t0, "target": "first_call_s < 2"}
+
+
+def bench_ode(n: int, c: int) -> dict:
+    k = random_kernel(n)
+    rng = np.random.default_rng(3)
+    y, f0 = rng.normal(size=(n, c)), rng.normal(size=(n, c))
+    eta = lambda t: 1.0 + 0.5 * np.cos(t / 50.0)  # noqa: E731
+    lam, deg, t_end, tol = 1e-3, 3, 2000.0, dict(rtol=1e-8, atol=1e-10)
+    times = np.linspace(0, t_end, 11)
+
+    t0 = time.perf_counter()
+    eig = gradient_descent_l2_ode(k, y, eta, lam, deg, method="Radau", **tol)(times, f0)
+    t_eig = time.perf_counter() - t0
+
+    norm = y.size
+    big = np.kron(k, np.eye(c))  # Θ acting on the flattened (n, c) outputs
+
+    def rhs(t, state):
+        s = np.exp(state[-1])
+        f = state[:-1]
+        e = eta(t)
+        return np.append(-e * s * big @ (f - y.ravel()) / norm - deg * e * lam * f, -2 * (deg - 1) * e * lam)
+
+    def jac(t, state):
+        e, s = eta(t), np.exp(state[-1])
+        out = np.zeros((n * c + 1, n * c + 1))
+        out[:-1, :-1] = -e * s * big / norm - deg * e * lam * np.eye(n * c)
+        out[:-1, -1] = -e * s * big @ (state[:-1] - y.ravel()) / norm
+        return out
+
+    t0 = time.perf_counter()
+    sol = solve_ivp(rhs, (0, t_end), np.append(f0.ravel(), 0.0), t_eval=times, method="Radau", jac=jac, **tol)
+    t_full = time.perf_counter() - t0
+    full = sol.y[:-1].T.reshape(-1, n, c)
+    agreement = float(np.max(np.abs(full - eig)) / np.max(np.abs(full)))
+    return {"n": n, "c": c, "method": "Radau", **tol, "eigenbasis_s": t_eig, "full_system_s": t_full,
+            "speedup": t_full / t_eig, "max_relative_difference": agreement, "target": "speedup >= 100"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", action="store_true", help="small sizes (smoke test, not the targets)")
+    args = parser.parse_args()
+    if args.small:
+        results = {"closed_form": bench_closed_form(256, 256, 10, 1), "discrete": bench_discrete(128, 10, 10_000),
+                   "ode": bench_ode(32, 4)}
+    else:
+        results = {"closed_form": bench_closed_form(2048, 2048, 10, 3), "discrete": bench_discrete(512, 10, 100_000),
+                   "ode": bench_ode(128, 10)}
+    cf, dm, od = results["closed_form"], results["discrete"], results["ode"]
+    print(f"closed form (λ>0) vs nt.predict.gradient_descent_mse (λ=0), n=m={cf['n']}, c={cf['c']}, 100 times: "
+          f"{cf['ntk_l2_s']:.3f} s vs {cf['neural_tangents_s']:.3f} s, ratio {cf['ratio']:.3f} (target <= 1.0)")
+    print(f"discrete map, {dm['steps']} steps at 100 checkpoints, n={dm['n']}, c={dm['c']}: "
+          f"{dm['first_call_s']:.3f} s first call, {dm['warm_call_s']:.3f} s warm (target < 2 s)")
+    print(f"ODE with a schedule, n={od['n']}, c={od['c']}: eigenbasis {od['eigenbasis_s']:.3f} s vs full system "
+          f"{od['full_system_s']:.2f} s, speedup {od['speedup']:.0f}x (target >= 100x), "
+          f"agreement {od['max_relative_difference']:.1e}")
+    out = Path(__file__).parent / "results" / ("theory_small.json" if args.small else "theory.json")
+    save_json(out, results)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Atomic writes: a result file is either complete or absent, never half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+def _atomic(path: str | os.PathLike, write: Callable[[Any], None], suffix: str, mode: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_npz(path: str | os.PathLike, **arrays: Any) -> Path:
+    """``np.savez`` to exactly ``path`` (no suffix added), atomically."""
+    return _atomic(path, lambda h: np.savez(h, **arrays), ".npz", "wb")
+
+
+def save_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Pretty JSON to ``path``, atomically."""
+    return _atomic(path, lambda h: h.write(json.dumps(obj, indent=2, sort_keys=True) + "\n"), ".json", "w")
+
+
+def save_figure(path: str | os.PathLike, fig: Any, **kwargs: Any) -> Path:
+    """``fig.savefig`` to ``path``, atomically (format from the suffix)."""
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    return _atomic(path, lambda h: fig.savefig(h, format=fmt, **kwargs), f".{fmt}", "wb")

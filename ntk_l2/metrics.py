@@ -1,0 +1,18 @@
+"""Loss and accuracy of predicted outputs, in the toolkit's conventions."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+
+def mse_loss(fx: ArrayLike, y: ArrayLike) -> NDArray[np.float64]:
+    """L = ‖f − Y‖² / (2N), N = Y.size, over the last two axes (…, n, c)."""
+    fx, y = np.asarray(fx, np.float64), np.asarray(y, np.float64)
+    return np.sum((fx - y) ** 2, axis=(-2, -1)) / (2.0 * y.size)
+
+
+def accuracy(fx: ArrayLike, labels: ArrayLike) -> NDArray[np.float64]:
+    """Fraction of rows whose argmax equals the integer label, over (…, n, c)."""
+    fx, labels = np.asarray(fx), np.asarray(labels)
+    return np.mean(np.argmax(fx, axis=-1) == labels, axis=-1)

@@ -1,0 +1,226 @@
+"""Numerical integration for what has no closed form: schedules and cross-entropy.
+
+MSE with schedules η(t), λ(t) (`derivations/ode.md`, eqs. O1–O3) is integrated
+in the eigenbasis of Θ_0. With s(t) = Θ_t/Θ_0 = exp(−2(k−1)∫ηλ) and
+E(t) = exp(−k∫ηλ), each mode is affine in (z_0, y) and the four per-mode
+sequences obey, with r = η s μ/N + kηλ,
+
+    P' = −r P,   Q' = −r Q + η s μ/N,
+    W^z' = −kηλ W^z − (η s/N) P,   W^y' = −kηλ W^y − (η s/N)(Q − 1),
+
+z = P z_0 + Q y, f_* = E f_*(0) + Θ_*X V (W^z z_0 + W^y y): 4n + 2 equations
+however many outputs, with an exact sparse Jacobian for the stiff solver.
+
+Softmax cross-entropy, L = −(1/n) Σ_i Σ_j p_ij log softmax(f_i)_j, couples the
+classes, so it is integrated in the original basis (eq. O4):
+
+    df_X/dt = −η s Θ_0 (softmax(f_X) − p)/n − kηλ f_X,
+    df_*/dt = −η s Θ_*X (softmax(f_X) − p)/n − kηλ f_*.
+
+Jumps of `PiecewiseConstant` schedules restart the integrator.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import scipy.sparse
+from scipy.integrate import solve_ivp
+from numpy.typing import ArrayLike, NDArray
+
+from ntk_l2.theory import _checks
+from ntk_l2.theory.eigen import eigh_kernel
+from ntk_l2.theory.schedules import Schedule, as_callable, jump_times
+
+Array = NDArray[np.float64]
+LOSSES = ("mse", "xent")
+
+
+def _segments(t_end: float, jumps: tuple[float, ...]) -> list[tuple[float, float]]:
+    edges = [0.0] + [j for j in jumps if 0.0 < j < t_end] + [t_end]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def integrate(rhs, y0: Array, times: Array, jumps, *, method: str, rtol: float, atol: float, jac=None) -> Array:
+    """Solve y' = rhs(t, y), y(0) = y0, restarting at ``jumps``; y at sorted ``times``."""
+    out = np.empty((times.size, y0.size))
+    out[times == 0] = y0
+    state = y0
+    for lo, hi in _segments(float(times[-1]), jumps):
+        inside = (times > lo) & (times <= hi)
+        t_eval = times[inside]
+        if not t_eval.size or t_eval[-1] != hi:
+            t_eval = np.append(t_eval, hi)  # always end on the segment's edge
+        sol = solve_ivp(rhs, (lo, hi), state, method=method, t_eval=t_eval, rtol=rtol, atol=atol, jac=jac)
+        if not sol.success:
+            raise RuntimeError(f"ODE integration failed on [{lo:g}, {hi:g}]: {sol.message}")
+        out[inside] = sol.y.T[: np.count_nonzero(inside)]
+        state = sol.y[:, -1]
+    return out
+
+
+def gradient_descent_l2_ode(
+    k_train_train: ArrayLike,
+    y_train: ArrayLike,
+    learning_rate: Schedule = 1.0,
+    l2: Schedule = 0.0,
+    degree: int = 2,
+    *,
+    loss: str = "mse",
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+    method: str | None = None,
+) -> Callable[..., Any]:
+    """Predicts gradient flow with scheduled η(t), λ(t), for MSE or cross-entropy.
+
+    Args:
+      k_train_train: (n, n) NTK Θ_0.
+      y_train: (n, c) targets. For ``loss="xent"`` rows must be probability
+        vectors, or the toolkit's centered one-hot (one-hot − 1/c), which is
+        shifted back to one-hot.
+      learning_rate: η as a number, a callable t ↦ η(t) or a `PiecewiseConstant`.
+      l2: λ, the same forms (values must stay ≥ 0).
+      degree: homogeneity degree k ≥ 0.
+      loss: "mse" (normalization N = Y.size) or "xent" (normalization n).
+      rtol, atol: tolerances passed to `scipy.integrate.solve_ivp`.
+      method: solve_ivp method; default "Radau" (MSE, exact sparse Jacobian)
+        or "LSODA" (xent).
+
+    Returns:
+      ``predict_fn(t, fx_train_0=0., fx_test_0=None, k_test_train=None)`` with
+      the conventions of `gradient_descent_mse_l2` (finite times only).
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"loss: must be one of {LOSSES}, got {loss!r}")
+    eig = eigh_kernel(k_train_train)
+    y = _checks.check_targets(y_train, eig.size)
+    k = _checks.check_degree(degree)
+    eta_fn = as_callable(learning_rate, "learning_rate")
+    lam_fn = as_callable(l2, "l2")
+    rtol = _checks.check_scalar(rtol, "rtol", positive=True)
+    atol = _checks.check_scalar(atol, "atol", positive=True)
+    jumps = jump_times(learning_rate, l2)
+    n, c = y.shape
+
+    def rates(t: float) -> tuple[float, float]:
+        eta, lam = float(eta_fn(t)), float(lam_fn(t))
+        if not (np.isfinite(eta) and eta > 0):
+            raise ValueError(f"learning_rate: schedule gave {eta!r} at t = {t:g}; must be finite and > 0")
+        if not (np.isfinite(lam) and lam >= 0):
+            raise ValueError(f"l2: schedule gave {lam!r} at t = {t:g}; must be finite and >= 0")
+        return eta, lam
+
+    if loss == "mse":
+        return _mse_predict_fn(eig, y, k, rates, jumps, method or "Radau", rtol, atol)
+    return _xent_predict_fn(eig, y, k, rates, jumps, method or "LSODA", rtol, atol)
+
+
+def _mse_predict_fn(eig, y, k, rates, jumps, method, rtol, atol):
+    n, c = y.shape
+    norm = float(y.size)
+    mu = eig.evals
+    idx = np.arange(n)
+
+    def rhs(t, state):
+        eta, lam = rates(t)
+        p, q, wz, wy = state[:n], state[n : 2 * n], state[2 * n : 3 * n], state[3 * n : 4 * n]
+        gain = eta * np.exp(state[4 * n]) / norm  # η s / N
+        decay = k * eta * lam
+        r = gain * mu + decay
+        return np.concatenate(
+            [-r * p, -r * q + gain * mu, -decay * wz - gain * p, -decay * wy - gain * (q - 1.0),
+             [-2.0 * (k - 1) * eta * lam, -decay]]
+        )
+
+    def jac(t, state):
+        eta, lam = rates(t)
+        p, q = state[:n], state[n : 2 * n]
+        gain = eta * np.exp(state[4 * n]) / norm
+        decay = k * eta * lam
+        r = gain * mu + decay
+        ls = 4 * n
+        rows = np.concatenate([idx, idx + n, idx + 2 * n, idx + 2 * n, idx + 3 * n, idx + 3 * n, idx, idx + n, idx + 2 * n, idx + 3 * n])
+        cols = np.concatenate([idx, idx + n, idx + 2 * n, idx, idx + 3 * n, idx + n, np.full(4 * n, ls)])
+        vals = np.concatenate([-r, -r, np.full(n, -decay), np.full(n, -gain), np.full(n, -decay), np.full(n, -gain),
+                               -gain * mu * p, gain * mu * (1.0 - q), -gain * p, -gain * (q - 1.0)])
+        return scipy.sparse.csc_matrix((vals, (rows, cols)), shape=(4 * n + 2, 4 * n + 2))
+
+    def predict_fn(t, fx_train_0=0.0, fx_test_0=None, k_test_train=None):
+        times, scalar = _checks.check_times(t)
+        if np.any(np.isinf(times)):
+            raise ValueError("t: the ODE solver needs finite times")
+        f0 = _checks.check_outputs(fx_train_0, "fx_train_0", (n, c))
+        order = np.argsort(times, kind="stable")
+        y0 = np.concatenate([np.ones(n), np.zeros(3 * n), [0.0, 0.0]])
+        sol = np.empty((times.size, y0.size))
+        sol[order] = integrate(rhs, y0, times[order], jumps, method=method, rtol=rtol, atol=atol, jac=jac)
+        z0, zy = eig.to_eigenbasis(f0), eig.to_eigenbasis(y)
+        p, q, wz, wy = (sol[:, i * n : (i + 1) * n, None] for i in range(4))
+        fx_train = eig.from_eigenbasis(p * z0 + q * zy)
+        fx_train = fx_train[0] if scalar else fx_train
+        if fx_test_0 is None and k_test_train is None:
+            return fx_train
+        if k_test_train is None:
+            raise ValueError("k_test_train: required to predict test outputs")
+        k_xt = _checks.check_cross_kernel(k_test_train, n)
+        fs0 = _checks.check_outputs(0.0 if fx_test_0 is None else fx_test_0, "fx_test_0", (k_xt.shape[0], c))
+        fx_test = np.exp(sol[:, 4 * n + 1])[:, None, None] * fs0 + np.matmul(k_xt @ eig.evecs, wz * z0 + wy * zy)
+        return fx_train, (fx_test[0] if scalar else fx_test)
+
+    return predict_fn
+
+
+def xent_targets(y: Array) -> Array:
+    """Probability targets for cross-entropy; centered one-hot is shifted back."""
+    c = y.shape[1]
+    if np.allclose(y.sum(axis=1), 0.0, atol=1e-8) and np.all(y >= -1.0 / c - 1e-12):
+        y = y + 1.0 / c
+    if np.any(y < -1e-12) or not np.allclose(y.sum(axis=1), 1.0, atol=1e-8):
+        raise ValueError("y_train: for loss='xent' rows must be probability vectors (or one-hot - 1/c)")
+    return y
+
+
+def _softmax(f: Array) -> Array:
+    e = np.exp(f - f.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _xent_predict_fn(eig, y, k, rates, jumps, method, rtol, atol):
+    n, c = y.shape
+    probs = xent_targets(y)
+    theta = (eig.evecs * eig.evals) @ eig.evecs.T
+
+    def predict_fn(t, fx_train_0=0.0, fx_test_0=None, k_test_train=None):
+        times, scalar = _checks.check_times(t)
+        if np.any(np.isinf(times)):
+            raise ValueError("t: the ODE solver needs finite times")
+        f0 = _checks.check_outputs(fx_train_0, "fx_train_0", (n, c))
+        with_test = fx_test_0 is not None or k_test_train is not None
+        if with_test and k_test_train is None:
+            raise ValueError("k_test_train: required to predict test outputs")
+        k_xt = _checks.check_cross_kernel(k_test_train, n) if with_test else np.zeros((0, n))
+        m = k_xt.shape[0]
+        fs0 = _checks.check_outputs(0.0 if fx_test_0 is None else fx_test_0, "fx_test_0", (m, c))
+
+        def rhs(tt, state):
+            eta, lam = rates(tt)
+            f = state[: n * c].reshape(n, c)
+            fs = state[n * c : (n + m) * c].reshape(m, c)
+            grad = (_softmax(f) - probs) / n
+            scale = eta * np.exp(state[-1])
+            return np.concatenate([(-scale * theta @ grad - k * eta * lam * f).ravel(),
+                                   (-scale * k_xt @ grad - k * eta * lam * fs).ravel(), [-2.0 * (k - 1) * eta * lam]])
+
+        order = np.argsort(times, kind="stable")
+        y0 = np.concatenate([f0.ravel(), fs0.ravel(), [0.0]])
+        sol = np.empty((times.size, y0.size))
+        sol[order] = integrate(rhs, y0, times[order], jumps, method=method, rtol=rtol, atol=atol)
+        fx_train = sol[:, : n * c].reshape(-1, n, c)
+        fx_train = fx_train[0] if scalar else fx_train
+        if not with_test:
+            return fx_train
+        fx_test = sol[:, n * c : (n + m) * c].reshape(-1, m, c)
+        return fx_train, (fx_test[0] if scalar else fx_test)
+
+    return predict_fn
