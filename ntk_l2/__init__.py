@@ -6,7 +6,7 @@ Conventions and equations: ``derivations/`` and the project's DESIGN notes.
 """
 
 from ntk_l2.arch import Architecture, check_degree, convolutional, fully_connected, measure_degree
-#TMP from ntk_l2.data import Dataset, load_dataset, load_digits
+from ntk_l2.data import Dataset, load_dataset, load_digits
 from ntk_l2.metrics import accuracy, mse_loss
 from ntk_l2.theory import (
     Gaussian,

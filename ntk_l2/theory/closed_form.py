@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ntk_l2.theory import _checks
-from ntk_l2.theory.eigen import KernelEigen, eigh_kernel
+from ntk_l2.theory.eigen import KernelEigen, apply_left, eigh_kernel
 from ntk_l2.theory.modes import carry_factor, mode_factors
 
 Array = NDArray[np.float64]
@@ -107,7 +107,7 @@ def _make_predict_fn(eig: KernelEigen, y: Array, eta: float, lam: float, k: int)
         coef = (eta / norm) * (ra[..., None] * zy - qa[..., None] * z0)  # (T, n, c)
         output_decay = np.exp(-k * g * np.where(np.isinf(times), 0.0, times))
         output_decay = np.where(np.isinf(times) & (k * g > 0), 0.0, output_decay)
-        fx_test = c_test + output_decay[:, None, None] * (f0_test - c_test) + np.matmul(k_xt @ eig.evecs, coef)
+        fx_test = c_test + output_decay[:, None, None] * (f0_test - c_test) + apply_left(k_xt @ eig.evecs, coef)
         return fx_train, _shape_time(fx_test, scalar)
 
     return predict_fn

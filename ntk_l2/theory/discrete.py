@@ -30,7 +30,7 @@ from jax.experimental import enable_x64
 from numpy.typing import ArrayLike, NDArray
 
 from ntk_l2.theory import _checks
-from ntk_l2.theory.eigen import KernelEigen, eigh_kernel
+from ntk_l2.theory.eigen import KernelEigen, apply_left, eigh_kernel
 
 Array = NDArray[np.float64]
 
@@ -173,7 +173,7 @@ def _make_predict_fn(eig: KernelEigen, y: Array, eta: float, lam: float, k: int)
         f0_test = _checks.check_outputs(0.0 if fx_test_0 is None else fx_test_0, "fx_test_0", (m, c))
         c_test = np.zeros((m, c)) if offset_test is None else _checks.check_outputs(offset_test, "offset_test", (m, c))
         alpha_s = np.exp(k * steps * np.log(keep)) if keep > 0 else (steps == 0).astype(float)
-        fx_test = c_test + alpha_s[:, None, None] * (f0_test - c_test) + np.matmul(k_xt @ eig.evecs, wz * z0 + wy * zy)
+        fx_test = c_test + alpha_s[:, None, None] * (f0_test - c_test) + apply_left(k_xt @ eig.evecs, wz * z0 + wy * zy)
         return fx_train, (fx_test[0] if scalar else fx_test)
 
     return predict_fn

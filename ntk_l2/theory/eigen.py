@@ -40,7 +40,21 @@ class KernelEigen:
 
     def from_eigenbasis(self, z: Array) -> Array:
         """V z for z of shape (..., n, c): the inverse of `to_eigenbasis`."""
-        return np.matmul(self.evecs, z)
+        return apply_left(self.evecs, z)
+
+
+def apply_left(matrix: Array, stack: Array) -> Array:
+    """matrix @ stack[i] for a stack (..., n, c), as one matrix product.
+
+    Folding the leading axes into the columns turns T thin products into a
+    single (m, n) x (n, T·c) GEMM, several times faster than a batched matmul.
+    """
+    if stack.ndim == 2:
+        return matrix @ stack
+    lead, (n, c) = stack.shape[:-2], stack.shape[-2:]
+    folded = np.moveaxis(stack.reshape(-1, n, c), 0, 1).reshape(n, -1)  # (n, T·c)
+    out = (matrix @ folded).reshape(matrix.shape[0], -1, c)
+    return np.moveaxis(out, 1, 0).reshape(*lead, matrix.shape[0], c)
 
 
 def eigh_kernel(k_train_train: ArrayLike, name: str = "k_train_train") -> KernelEigen:

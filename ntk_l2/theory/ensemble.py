@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ntk_l2.theory import _checks
-from ntk_l2.theory.eigen import eigh_kernel
+from ntk_l2.theory.eigen import apply_left, eigh_kernel
 from ntk_l2.theory.modes import carry_factor, mode_factors
 
 Array = NDArray[np.float64]
@@ -78,7 +78,7 @@ def gradient_descent_mse_l2_ensemble(
         theta_v = _checks.check_cross_kernel(ntk_test_train, n, "ntk_test_train") @ eig.evecs
         m = theta_v.shape[0]
         _, ra = mode_factors(rates[None, :], g, k, times[:, None])
-        mean = np.matmul(theta_v, (eta / norm) * ra[..., None] * zy)  # (T, m, c)
+        mean = apply_left(theta_v, (eta / norm) * ra[..., None] * zy)  # (T, m, c)
         cov = None
         if nngp_test_test is not None:
             k_sx = _checks.check_cross_kernel(nngp_test_train, n, "nngp_test_train")

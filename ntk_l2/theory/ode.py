@@ -30,7 +30,7 @@ from scipy.integrate import solve_ivp
 from numpy.typing import ArrayLike, NDArray
 
 from ntk_l2.theory import _checks
-from ntk_l2.theory.eigen import eigh_kernel
+from ntk_l2.theory.eigen import apply_left, eigh_kernel
 from ntk_l2.theory.schedules import Schedule, as_callable, jump_times
 
 Array = NDArray[np.float64]
@@ -165,7 +165,7 @@ def _mse_predict_fn(eig, y, k, rates, jumps, method, rtol, atol):
             raise ValueError("k_test_train: required to predict test outputs")
         k_xt = _checks.check_cross_kernel(k_test_train, n)
         fs0 = _checks.check_outputs(0.0 if fx_test_0 is None else fx_test_0, "fx_test_0", (k_xt.shape[0], c))
-        fx_test = np.exp(sol[:, 4 * n + 1])[:, None, None] * fs0 + np.matmul(k_xt @ eig.evecs, wz * z0 + wy * zy)
+        fx_test = np.exp(sol[:, 4 * n + 1])[:, None, None] * fs0 + apply_left(k_xt @ eig.evecs, wz * z0 + wy * zy)
         return fx_train, (fx_test[0] if scalar else fx_test)
 
     return predict_fn
