@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
@@ -36,8 +36,7 @@ class Dataset:
       n_classes: number of classes c.
       name: dataset name, as understood by `load_dataset`.
 
-    The constructor validates shapes and stores read-only views of the arrays
-    (no copy), so a `Dataset` cannot be modified through its attributes.
+    The constructor checks shapes and stores read-only views (no copy) of the arrays.
     """
 
     x_train: NDArray[np.floating]
@@ -126,10 +125,8 @@ def load_digits(n_train: int | None = 256, n_test: int | None = 512, *, seed: in
                 dtype: DTypeLike = np.float64) -> Dataset:
     """scikit-learn's handwritten digits (1797 images 8×8, 10 classes).
 
-    The split draws `rng.permutation(1797)` with `rng = numpy.random.default_rng(seed)`:
-    the first `n_train` indices train, the next `n_test` test (each sorted), so
-    train and test are disjoint and the split is a pure function of the
-    arguments.
+    Split: of `numpy.random.default_rng(seed).permutation(1797)`, the first
+    `n_train` indices train and the next `n_test` test (disjoint, deterministic).
 
     Args:
       n_train: training points; None takes all points not in the test set.
@@ -171,8 +168,7 @@ def load_digits(n_train: int | None = 256, n_test: int | None = 512, *, seed: in
         labels_train=labels_train, labels_test=labels_test, n_classes=10, name="digits")
 
 
-_LOADERS: types.MappingProxyType[str, Callable[..., Dataset]] = types.MappingProxyType(
-    {"digits": load_digits})
+_LOADERS: Mapping[str, Callable[..., Dataset]] = types.MappingProxyType({"digits": load_digits})
 DATASETS: tuple[str, ...] = tuple(_LOADERS)  # names `load_dataset` knows
 
 

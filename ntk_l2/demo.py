@@ -32,6 +32,11 @@ class DemoConfig:
     seed: int = 0
 
 
+def _json_list(values: np.ndarray) -> list[float | None]:
+    """Floats for JSON; NaN (undefined accuracy of all-zero outputs) becomes null."""
+    return [None if np.isnan(v) else float(v) for v in values]
+
+
 def run_theory_demo(out_dir: str | Path, config: DemoConfig = DemoConfig()) -> dict[str, Any]:
     """Predict the dynamics for each λ, write ``dynamics.png`` and ``summary.json``."""
     ds = data.load_digits(n_train=config.n_train, n_test=config.n_test, seed=config.seed)
@@ -44,10 +49,10 @@ def run_theory_demo(out_dir: str | Path, config: DemoConfig = DemoConfig()) -> d
         predict = gradient_descent_mse_l2(k_train, ds.y_train, config.learning_rate, lam, net.degree)
         fx_train, fx_test = predict(times, 0.0, None, k_test)
         curves[f"{lam:g}"] = {
-            "loss_train": metrics.mse_loss(fx_train, ds.y_train).tolist(),
-            "loss_test": metrics.mse_loss(fx_test, ds.y_test).tolist(),
-            "acc_train": metrics.accuracy(fx_train, ds.labels_train).tolist(),
-            "acc_test": metrics.accuracy(fx_test, ds.labels_test).tolist(),
+            "loss_train": _json_list(metrics.mse_loss(fx_train, ds.y_train)),
+            "loss_test": _json_list(metrics.mse_loss(fx_test, ds.y_test)),
+            "acc_train": _json_list(metrics.accuracy(fx_train, ds.labels_train)),
+            "acc_test": _json_list(metrics.accuracy(fx_test, ds.labels_test)),
         }
     out = Path(out_dir)
     from ntk_l2 import plots  # matplotlib only when a figure is drawn
@@ -62,7 +67,7 @@ def run_theory_demo(out_dir: str | Path, config: DemoConfig = DemoConfig()) -> d
         "learning_rate": config.learning_rate,
         "times": times.tolist(),
         "curves": curves,
-        "best_test_accuracy": {lam: max(c["acc_test"]) for lam, c in curves.items()},
+        "best_test_accuracy": {lam: max(a for a in c["acc_test"] if a is not None) for lam, c in curves.items()},
         "figure": str(figure),
     }
     io.save_json(out / "summary.json", summary)

@@ -13,6 +13,12 @@ def mse_loss(fx: ArrayLike, y: ArrayLike) -> NDArray[np.float64]:
 
 
 def accuracy(fx: ArrayLike, labels: ArrayLike) -> NDArray[np.float64]:
-    """Fraction of rows whose argmax equals the integer label, over (…, n, c)."""
+    """Fraction of rows whose argmax equals the integer label, over (…, n, c).
+
+    NaN where the outputs are identically zero (e.g. decayed below the float64
+    range at very late times with L2): an argmax of all-zero outputs is
+    undefined, not "class 0".
+    """
     fx, labels = np.asarray(fx), np.asarray(labels)
-    return np.mean(np.argmax(fx, axis=-1) == labels, axis=-1)
+    acc = np.mean(np.argmax(fx, axis=-1) == labels, axis=-1)
+    return np.where(np.any(fx != 0, axis=(-2, -1)), acc, np.nan)

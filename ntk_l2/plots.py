@@ -22,6 +22,8 @@ def save_dynamics(
 ) -> Path:
     """Loss and accuracy against steps, one line per λ (train dashed, test solid)."""
     t = np.asarray(times, dtype=float)
+    curves = {label: {key: np.array([np.nan if v is None else v for v in vals], float) for key, vals in c.items()}
+              for label, c in curves.items()}  # null (undefined accuracy) is not drawn
     shown = t > 0  # log axis
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for i, (label, c) in enumerate(curves.items()):
@@ -30,6 +32,8 @@ def save_dynamics(
         ax_loss.plot(t[shown], np.asarray(c["loss_test"])[shown], "-", color=color, label=f"λ = {label}")
         ax_acc.plot(t[shown], 100 * np.asarray(c["acc_train"])[shown], "--", color=color)
         ax_acc.plot(t[shown], 100 * np.asarray(c["acc_test"])[shown], "-", color=color, label=f"λ = {label}")
+    top = max(np.nanmax(np.asarray(c["loss_test"])) for c in curves.values())
+    ax_loss.set_ylim(1e-3 * top, 1.5 * top)  # an interpolating train loss would squash the rest
     ax_loss.set(xscale="log", yscale="log", xlabel="step t", ylabel="MSE loss ‖f − Y‖²/(2N)", title="loss (test solid, train dashed)")
     ax_acc.set(xscale="log", xlabel="step t", ylabel="accuracy (%)", title="accuracy (test solid, train dashed)")
     ax_acc.legend(loc="best", fontsize=8)

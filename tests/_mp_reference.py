@@ -20,7 +20,10 @@ Method
   expm1), p = k / (2(k − 1)) and s = 1 − p ∈ [0, 1/2),
 
       R = xt^p e^{xt} (Γ(s, xt) − Γ(s, x0)) = G(xt) − e^{−pL−U} G(x0),
-      G(x) = x^p e^x Γ(s, x)      (mpmath.gammainc; s = 0 exactly when k = 2).
+      G(x) = x^p e^x Γ(s, x)      (s = 0 exactly when k = 2),
+
+  Γ(s, x) from mpmath.gammainc, except for s > 0 and x < 1 where Γ(s) minus
+  the lower-gamma power series is used (mpmath's generic path is slow there).
 
   G is evaluated from ln x (ln xt = ln x0 − L exactly, however small xt is) and
   the second term's prefactor e^{−pL−U} uses U formed by expm1, so no step
@@ -57,6 +60,28 @@ def _check(a: float, g: float, k: int, t: float) -> None:
             raise ValueError(f"{name} must be finite and >= 0, got {v!r}")
 
 
+def _upper_gamma(s: mpf, x: mpf, log_x: mpf) -> mpf:
+    """Γ(s, x) for 0 ≤ s < 1/2, x > 0, at the working precision.
+
+    mpmath's generic path is slow for very small x with s > 0 (its cost grows
+    with |log x|, and xt can be 10^{−3e10}); there Γ(s) − γ(s, x) with the
+    lower gamma by its power series x^s Σ (−x)^n / (n! (s + n)) converges in a
+    few terms and cancels at most ~1 digit (x < 1), covered by 10 guard digits.
+    """
+    if s == 0 or x >= 1:
+        return mpmath.gammainc(s, x)
+    with mp.extradps(10):
+        tol = mpmath.eps
+        total, term, n = mpf(0), mpf(1), 0  # term = (−x)^n / n!
+        while True:
+            total += term / (s + n)
+            n += 1
+            term *= -x / n
+            if abs(term) < tol * abs(total):
+                break
+        return mpmath.gamma(s) - mpmath.exp(s * log_x) * total
+
+
 def _ra_homogeneous(a: float, g: float, k: int, t: float, dps: int) -> mpf:
     """R/a for k ≥ 2, g > 0, t > 0 at `dps` digits (adaptive working precision)."""
     extra = 20
@@ -78,8 +103,8 @@ def _ra_homogeneous(a: float, g: float, k: int, t: float, dps: int) -> mpf:
             lxt = lx0 - L
             xt = mpmath.exp(lxt)
             U = x0 * -mpmath.expm1(-L)
-            g_t = mpmath.exp(p * lxt + xt) * mpmath.gammainc(s, xt)
-            g_0 = mpmath.exp(p * lx0 + x0) * mpmath.gammainc(s, x0)
+            g_t = mpmath.exp(p * lxt + xt) * _upper_gamma(s, xt, lxt)
+            g_0 = mpmath.exp(p * lx0 + x0) * _upper_gamma(s, x0, lx0)
             r = g_t - mpmath.exp(-p * L - U) * g_0
             if r > 0:
                 lost_digits = (mpmath.mag(g_t) - mpmath.mag(r)) * math.log10(2.0)
