@@ -10,6 +10,7 @@
 3. ODE with a learning-rate schedule: the eigenbasis path vs integrating the
    full n·c system directly (same method, tolerances and schedule).
    Target: ≥ 100×.
+4. `import ntk_l2` in a fresh process: under 10 s, printing nothing.
 Prints one line per comparison and writes benchmarks/results/theory.json.
 """
 
@@ -116,6 +117,19 @@ def bench_ode(n: int, c: int) -> dict:
             "speedup": t_full / t_eig, "max_relative_difference": agreement, "target": "speedup >= 100"}
 
 
+def bench_import() -> dict:
+    """Wall time of `python -c "import ntk_l2"` in a fresh process (best of 3), and its output."""
+    import subprocess
+    import sys
+
+    runs = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", "import ntk_l2"], capture_output=True, text=True)
+        runs.append(time.perf_counter() - t0)
+    return {"import_s": min(runs), "printed": proc.stdout + proc.stderr, "target": "import_s < 10, printed empty"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_true", help="small sizes (smoke test, not the targets)")
@@ -126,7 +140,10 @@ def main() -> None:
     else:
         results = {"closed_form": bench_closed_form(2048, 2048, 10, 3), "discrete": bench_discrete(512, 10, 100_000),
                    "ode": bench_ode(128, 10)}
+    results["import"] = bench_import()
     cf, dm, od = results["closed_form"], results["discrete"], results["ode"]
+    print(f"import ntk_l2: {results['import']['import_s']:.2f} s, printed {len(results['import']['printed'])} characters "
+          "(target < 10 s, nothing printed)")
     print(f"closed form (λ>0) vs nt.predict.gradient_descent_mse (λ=0), n=m={cf['n']}, c={cf['c']}, 100 times: "
           f"{cf['ntk_l2_s']:.3f} s vs {cf['neural_tangents_s']:.3f} s, ratio {cf['ratio']:.3f} (target <= 1.0)")
     print(f"discrete map, {dm['steps']} steps at 100 checkpoints, n={dm['n']}, c={dm['c']}: "

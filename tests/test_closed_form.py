@@ -167,3 +167,16 @@ def test_bad_prediction_arguments_name_the_argument(problem):
         predict(1.0, 0.0, None, np.zeros((4, 5)))
     with pytest.raises(ValueError, match="fx_test_0: expected shape"):
         predict(1.0, 0.0, np.zeros((3, 3)), problem.k_test_train)
+
+
+def test_accepts_jax_arrays_from_any_source(problem):
+    """Kernels and targets as (float32) jax arrays give the float64 numpy result of their values."""
+    import jax.numpy as jnp
+
+    k32 = problem.k_train_train.astype(np.float32)
+    k32 = (k32 + k32.T) / 2
+    y32 = problem.y_train.astype(np.float32)
+    from_jax = gradient_descent_mse_l2(jnp.asarray(k32), jnp.asarray(y32), 1.0, 1e-3, 2)(TIMES)
+    from_numpy = gradient_descent_mse_l2(k32.astype(np.float64), y32.astype(np.float64), 1.0, 1e-3, 2)(TIMES)
+    assert from_jax.dtype == np.float64
+    assert relative_error(from_jax, from_numpy) == 0.0

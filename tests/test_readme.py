@@ -1,0 +1,24 @@
+"""The README's API tour runs as written, and .ci/run calls the README's test command."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_api_tour_runs(capsys):
+    code = re.findall(r"```python\n(.*?)```", README, re.S)[0]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["fx_test"].shape == (50, 512, 10)
+    assert namespace["gaussian"].covariance.shape == (50, 512, 512)
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    commands = re.findall(r"```bash\n(.*?)```", README, re.S)[0].splitlines()
+    test_command = [c for c in commands if "pytest" in c and not c.startswith("#")][0].strip()
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_command in [line.strip() for line in ci]
