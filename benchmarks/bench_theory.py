@@ -17,12 +17,10 @@ Prints one line per comparison and writes benchmarks/results/theory.json.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse
 from jax.experimental import enable_x64
 from scipy.integrate import solve_ivp
 

@@ -22,19 +22,12 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ntk_l2.theory import _checks
-from ntk_l2.theory.eigen import KernelEigen, apply_left, eigh_kernel
+from ntk_l2.theory._affine import ModeCoefficients, make_predict_fn, solver_inputs
+from ntk_l2.theory.eigen import KernelEigen
 from ntk_l2.theory.modes import carry_factor, mode_factors
 
 Array = NDArray[np.float64]
 PredictFn = Callable[..., Any]
-
-
-def _shape_time(x: Array, scalar: bool) -> Array:
-    return x[0] if scalar else x
-
-
-def _offset(value: ArrayLike | None, name: str, shape: tuple[int, ...]) -> Array:
-    return np.zeros(shape) if value is None else _checks.check_outputs(value, name, shape)
 
 
 def gradient_descent_mse_l2(
@@ -63,51 +56,25 @@ def gradient_descent_mse_l2(
       of shape (n, c) or (T, n, c), or ``(fx_train, fx_test)`` when
       ``fx_test_0`` or ``k_test_train`` is given (like neural-tangents).
     """
-    eig = eigh_kernel(k_train_train)
-    y = _checks.check_targets(y_train, eig.size)
-    eta = _checks.check_scalar(learning_rate, "learning_rate", positive=True)
-    lam = _checks.check_scalar(l2, "l2", nonnegative=True)
-    k = _checks.check_degree(degree)
-    return _make_predict_fn(eig, y, eta, lam, k)
+    return _make_predict_fn(*solver_inputs(k_train_train, y_train, learning_rate, l2, degree))
 
 
 def _make_predict_fn(eig: KernelEigen, y: Array, eta: float, lam: float, k: int) -> PredictFn:
-    n, c = y.shape
     norm = float(y.size)
     rates = eta * eig.evals / norm  # a = η μ / N
     g = eta * lam
 
-    def predict_fn(
-        t: ArrayLike | None = None,
-        fx_train_0: ArrayLike = 0.0,
-        fx_test_0: ArrayLike | None = None,
-        k_test_train: ArrayLike | None = None,
-        *,
-        offset_train: ArrayLike | None = None,
-        offset_test: ArrayLike | None = None,
-    ):
-        times, scalar = _checks.check_times(np.inf if t is None else t)
-        f0 = _checks.check_outputs(fx_train_0, "fx_train_0", (n, c))
-        c_train = _offset(offset_train, "offset_train", (n, c))
-        z0 = eig.to_eigenbasis(f0 - c_train)
-        zy = eig.to_eigenbasis(y - c_train)
+    def coefficients(times: Array) -> ModeCoefficients:
         decay, ra = mode_factors(rates[None, :], g, k, times[:, None])  # (T, n)
-        gain = np.where(rates > 0, rates * ra, 0.0)
-        z_t = decay[..., None] * z0 + gain[..., None] * zy
-        fx_train = _shape_time(c_train + eig.from_eigenbasis(z_t), scalar)
-        if fx_test_0 is None and k_test_train is None:
-            return fx_train
-        if k_test_train is None:
-            raise ValueError("k_test_train: required to predict test outputs")
-        k_xt = _checks.check_cross_kernel(k_test_train, n)
-        m = k_xt.shape[0]
-        f0_test = _checks.check_outputs(0.0 if fx_test_0 is None else fx_test_0, "fx_test_0", (m, c))
-        c_test = _offset(offset_test, "offset_test", (m, c))
         qa = carry_factor(rates[None, :], g, k, times[:, None])
-        coef = (eta / norm) * (ra[..., None] * zy - qa[..., None] * z0)  # (T, n, c)
-        output_decay = np.exp(-k * g * np.where(np.isinf(times), 0.0, times))
-        output_decay = np.where(np.isinf(times) & (k * g > 0), 0.0, output_decay)
-        fx_test = c_test + output_decay[:, None, None] * (f0_test - c_test) + apply_left(k_xt @ eig.evecs, coef)
-        return fx_train, _shape_time(fx_test, scalar)
+        finite = np.where(np.isinf(times), 0.0, times)
+        output_decay = np.where(np.isinf(times) & (k * g > 0), 0.0, np.exp(-k * g * finite))
+        return ModeCoefficients(
+            p=decay,
+            q=np.where(rates > 0, rates * ra, 0.0),
+            wz=-(eta / norm) * qa,
+            wy=(eta / norm) * ra,
+            e=output_decay,
+        )
 
-    return predict_fn
+    return make_predict_fn(eig, y, coefficients)

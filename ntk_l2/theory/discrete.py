@@ -30,7 +30,8 @@ from jax.experimental import enable_x64
 from numpy.typing import ArrayLike, NDArray
 
 from ntk_l2.theory import _checks
-from ntk_l2.theory.eigen import KernelEigen, apply_left, eigh_kernel
+from ntk_l2.theory._affine import ModeCoefficients, make_predict_fn, solver_inputs
+from ntk_l2.theory.eigen import KernelEigen
 
 Array = NDArray[np.float64]
 
@@ -106,7 +107,7 @@ def _check_steps(t: Any) -> tuple[np.ndarray, bool]:
     times, scalar = _checks.check_times(t)
     if np.any(np.isinf(times)) or np.any(times != np.round(times)):
         raise ValueError("t: the discrete map takes whole, finite numbers of steps")
-    return times.astype(np.int64), scalar
+    return times, scalar
 
 
 def gradient_descent_mse_l2_discrete(
@@ -122,16 +123,10 @@ def gradient_descent_mse_l2_discrete(
     ``t`` counts whole steps. Cost: one eigendecomposition, then O(S·n) for
     the largest step S plus O(T·n·(n + m)·c) to map back.
     """
-    eig = eigh_kernel(k_train_train)
-    y = _checks.check_targets(y_train, eig.size)
-    eta = _checks.check_scalar(learning_rate, "learning_rate", positive=True)
-    lam = _checks.check_scalar(l2, "l2", nonnegative=True)
-    k = _checks.check_degree(degree)
-    return _make_predict_fn(eig, y, eta, lam, k)
+    return _make_predict_fn(*solver_inputs(k_train_train, y_train, learning_rate, l2, degree))
 
 
 def _make_predict_fn(eig: KernelEigen, y: Array, eta: float, lam: float, k: int):
-    n, c = y.shape
     norm = float(y.size)
     keep = 1.0 - eta * lam
     check_stability(eta, lam, k, float(eig.evals[-1]), norm, 0)
@@ -145,7 +140,7 @@ def _make_predict_fn(eig: KernelEigen, y: Array, eta: float, lam: float, k: int)
             out = _mode_sequences(
                 jnp.asarray(eig.evals, jnp.float64),
                 jnp.float64(keep**k),
-                jnp.float64(eta * keep ** (k - 1) / norm) if keep > 0 else jnp.float64(0.0),
+                jnp.float64(eta * keep ** (k - 1) / norm),
                 jnp.float64(2 * (k - 1) * np.log(keep)),
                 jnp.asarray(increments, jnp.int64),
             )
@@ -154,26 +149,9 @@ def _make_predict_fn(eig: KernelEigen, y: Array, eta: float, lam: float, k: int)
         result[order] = out
         return result
 
-    def predict_fn(t=0, fx_train_0=0.0, fx_test_0=None, k_test_train=None, *, offset_train=None, offset_test=None):
-        steps, scalar = _check_steps(t)
-        f0 = _checks.check_outputs(fx_train_0, "fx_train_0", (n, c))
-        c_train = np.zeros((n, c)) if offset_train is None else _checks.check_outputs(offset_train, "offset_train", (n, c))
-        z0 = eig.to_eigenbasis(f0 - c_train)
-        zy = eig.to_eigenbasis(y - c_train)
-        seq = sequences(steps)  # (T, 4, n)
-        p, q, wz, wy = (seq[:, i, :, None] for i in range(4))
-        fx_train = c_train + eig.from_eigenbasis(p * z0 + q * zy)
-        fx_train = fx_train[0] if scalar else fx_train
-        if fx_test_0 is None and k_test_train is None:
-            return fx_train
-        if k_test_train is None:
-            raise ValueError("k_test_train: required to predict test outputs")
-        k_xt = _checks.check_cross_kernel(k_test_train, n)
-        m = k_xt.shape[0]
-        f0_test = _checks.check_outputs(0.0 if fx_test_0 is None else fx_test_0, "fx_test_0", (m, c))
-        c_test = np.zeros((m, c)) if offset_test is None else _checks.check_outputs(offset_test, "offset_test", (m, c))
-        alpha_s = np.exp(k * steps * np.log(keep)) if keep > 0 else (steps == 0).astype(float)
-        fx_test = c_test + alpha_s[:, None, None] * (f0_test - c_test) + apply_left(k_xt @ eig.evecs, wz * z0 + wy * zy)
-        return fx_train, (fx_test[0] if scalar else fx_test)
+    def coefficients(steps: Array) -> ModeCoefficients:
+        seq = sequences(steps.astype(np.int64))  # (T, 4, n)
+        alpha_s = np.exp(k * steps * np.log(keep))  # keep = 1 − ηλ > 0 (check_stability)
+        return ModeCoefficients(p=seq[:, 0], q=seq[:, 1], wz=seq[:, 2], wy=seq[:, 3], e=alpha_s)
 
-    return predict_fn
+    return make_predict_fn(eig, y, coefficients, _check_steps)

@@ -30,7 +30,8 @@ from scipy.integrate import solve_ivp
 from numpy.typing import ArrayLike, NDArray
 
 from ntk_l2.theory import _checks
-from ntk_l2.theory.eigen import apply_left, eigh_kernel
+from ntk_l2.theory._affine import ModeCoefficients, make_predict_fn
+from ntk_l2.theory.eigen import eigh_kernel
 from ntk_l2.theory.schedules import Schedule, as_callable, jump_times
 
 Array = NDArray[np.float64]
@@ -101,7 +102,6 @@ def gradient_descent_l2_ode(
     rtol = _checks.check_scalar(rtol, "rtol", positive=True)
     atol = _checks.check_scalar(atol, "atol", positive=True)
     jumps = jump_times(learning_rate, l2)
-    n, c = y.shape
 
     def rates(t: float) -> tuple[float, float]:
         eta, lam = float(eta_fn(t)), float(lam_fn(t))
@@ -117,7 +117,7 @@ def gradient_descent_l2_ode(
 
 
 def _mse_predict_fn(eig, y, k, rates, jumps, method, rtol, atol):
-    n, c = y.shape
+    n = y.shape[0]
     norm = float(y.size)
     mu = eig.evals
     idx = np.arange(n)
@@ -146,29 +146,22 @@ def _mse_predict_fn(eig, y, k, rates, jumps, method, rtol, atol):
                                -gain * mu * p, gain * mu * (1.0 - q), -gain * p, -gain * (q - 1.0)])
         return scipy.sparse.csc_matrix((vals, (rows, cols)), shape=(4 * n + 2, 4 * n + 2))
 
-    def predict_fn(t, fx_train_0=0.0, fx_test_0=None, k_test_train=None):
-        times, scalar = _checks.check_times(t)
-        if np.any(np.isinf(times)):
-            raise ValueError("t: the ODE solver needs finite times")
-        f0 = _checks.check_outputs(fx_train_0, "fx_train_0", (n, c))
+    def coefficients(times: Array) -> ModeCoefficients:
         order = np.argsort(times, kind="stable")
         y0 = np.concatenate([np.ones(n), np.zeros(3 * n), [0.0, 0.0]])
         sol = np.empty((times.size, y0.size))
         sol[order] = integrate(rhs, y0, times[order], jumps, method=method, rtol=rtol, atol=atol, jac=jac)
-        z0, zy = eig.to_eigenbasis(f0), eig.to_eigenbasis(y)
-        p, q, wz, wy = (sol[:, i * n : (i + 1) * n, None] for i in range(4))
-        fx_train = eig.from_eigenbasis(p * z0 + q * zy)
-        fx_train = fx_train[0] if scalar else fx_train
-        if fx_test_0 is None and k_test_train is None:
-            return fx_train
-        if k_test_train is None:
-            raise ValueError("k_test_train: required to predict test outputs")
-        k_xt = _checks.check_cross_kernel(k_test_train, n)
-        fs0 = _checks.check_outputs(0.0 if fx_test_0 is None else fx_test_0, "fx_test_0", (k_xt.shape[0], c))
-        fx_test = np.exp(sol[:, 4 * n + 1])[:, None, None] * fs0 + apply_left(k_xt @ eig.evecs, wz * z0 + wy * zy)
-        return fx_train, (fx_test[0] if scalar else fx_test)
+        p, q, wz, wy = (sol[:, i * n : (i + 1) * n] for i in range(4))
+        return ModeCoefficients(p=p, q=q, wz=wz, wy=wy, e=np.exp(sol[:, 4 * n + 1]))
 
-    return predict_fn
+    return make_predict_fn(eig, y, coefficients, _finite_times)
+
+
+def _finite_times(t: Any) -> tuple[Array, bool]:
+    times, scalar = _checks.check_times(t)
+    if np.any(np.isinf(times)):
+        raise ValueError("t: the ODE solver needs finite times")
+    return times, scalar
 
 
 def xent_targets(y: Array) -> Array:
@@ -192,9 +185,7 @@ def _xent_predict_fn(eig, y, k, rates, jumps, method, rtol, atol):
     theta = (eig.evecs * eig.evals) @ eig.evecs.T
 
     def predict_fn(t, fx_train_0=0.0, fx_test_0=None, k_test_train=None):
-        times, scalar = _checks.check_times(t)
-        if np.any(np.isinf(times)):
-            raise ValueError("t: the ODE solver needs finite times")
+        times, scalar = _finite_times(t)
         f0 = _checks.check_outputs(fx_train_0, "fx_train_0", (n, c))
         with_test = fx_test_0 is not None or k_test_train is not None
         if with_test and k_test_train is None:
