@@ -21,7 +21,6 @@ from typing import Any, Callable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ntk_l2.theory import _checks
 from ntk_l2.theory._affine import ModeCoefficients, make_predict_fn, solver_inputs
 from ntk_l2.theory.eigen import KernelEigen
 from ntk_l2.theory.modes import carry_factor, mode_factors
