@@ -89,8 +89,21 @@ def make_predict_fn(
         fx_train = fx_train[0] if scalar else fx_train
         if not with_test:
             return fx_train
-        moved = apply_left(k_xt @ eig.evecs, co.wz[..., None] * z0 + co.wy[..., None] * zy)
+        moved = _test_kernel_times_modes(k_xt, eig, co.wz[..., None] * z0 + co.wy[..., None] * zy)
         fx_test = c_test + co.e[:, None, None] * (fs0 - c_test) + moved
         return fx_train, (fx_test[0] if scalar else fx_test)
 
     return predict_fn
+
+
+def _test_kernel_times_modes(k_xt: Array, eig: KernelEigen, stack: Array) -> Array:
+    """Θ_*X V s for a stack s (T, n, c), in the cheaper association order.
+
+    (Θ_*X V) s costs m·n² + m·n·T·c flops; Θ_*X (V s) costs n²·T·c + m·n·T·c,
+    less whenever T·c < m.
+    """
+    m, n = k_xt.shape
+    columns = stack.size // n  # T·c
+    if columns < m:
+        return apply_left(k_xt, eig.from_eigenbasis(stack))
+    return apply_left(k_xt @ eig.evecs, stack)

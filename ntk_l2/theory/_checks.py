@@ -41,13 +41,16 @@ def check_kernel(k: Any, name: str = "k_train_train") -> Array:
     if arr.shape[0] == 0:
         raise ValueError(f"{name}: is empty")
     scale = float(np.max(np.abs(arr)))
-    asym = float(np.max(np.abs(arr - arr.T)))
+    work = arr - arr.T
+    asym = float(np.max(np.abs(work)))
     if asym > SYMMETRY_RTOL * max(scale, np.finfo(float).tiny):
         raise ValueError(
             f"{name}: must be symmetric, max |K - K^T| = {asym:.3g} "
             f"(> {SYMMETRY_RTOL:g} x max |K| = {scale:.3g})"
         )
-    return 0.5 * (arr + arr.T)
+    np.add(arr, arr.T, out=work)  # reuse the buffer: (K + Kᵀ)/2, a fresh array
+    work *= 0.5
+    return work
 
 
 def check_eigenvalues(evals: Array, name: str = "k_train_train") -> Array:

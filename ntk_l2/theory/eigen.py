@@ -60,5 +60,5 @@ def apply_left(matrix: Array, stack: Array) -> Array:
 def eigh_kernel(k_train_train: ArrayLike, name: str = "k_train_train") -> KernelEigen:
     """Validate and diagonalize a PSD kernel (LAPACK ``syevd``, float64)."""
     kernel = check_kernel(k_train_train, name)
-    evals, evecs = scipy.linalg.eigh(kernel, driver="evd", check_finite=False)
+    evals, evecs = scipy.linalg.eigh(kernel, driver="evd", check_finite=False, overwrite_a=True)
     return KernelEigen(evals=check_eigenvalues(evals, name), evecs=evecs)
