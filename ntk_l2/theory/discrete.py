@@ -37,9 +37,12 @@ Array = NDArray[np.float64]
 
 
 def stability_limit(mu_max: float, norm: float, l2: float, degree: int) -> float:
-    """Largest η with |α − β_0 μ_max| ≤ 1, i.e. η(1−ηλ)^{k−1} μ_max/N ≤ 1 + (1−ηλ)^k.
+    """The smallest η at which the step-0 condition |α − β_0 μ_max| ≤ 1 fails.
 
-    For λ = 0 this is the familiar η < 2N/μ_max (eq. D5).
+    The condition reads η(1−ηλ)^{k−1} μ_max/N ≤ 1 + (1−ηλ)^k (eq. D5); for
+    λ = 0 it is the familiar η ≤ 2N/μ_max. For k ≥ 2 the stable set can
+    reopen just below ηλ = 1 (each step then nearly erases the parameters);
+    this returns the first crossing, the limit that matters in practice.
     """
     if mu_max <= 0:
         return np.inf

@@ -17,7 +17,7 @@ p = k / (2(k − 1)) ∈ (1/2, 1],
     R = ∫_0^U e^{−u} (1 + u/xt)^{−p} du = xt^p e^{xt} ∫_{xt}^{x0} w^{−p} e^{−w} dw,
 
 an incomplete gamma function whose textbook form overflows through e^{xt}
-(x0 reaches 1e20 in the physical range). `mode_factors` evaluates it in four
+(x0 = μ/(2(k−1)Nλ) reaches 5e13 in the physical range). `mode_factors` evaluates it in four
 regimes, each free of overflow and of cancellation (derivation, section 4):
 
     A   x0 ≤ 1         convergent series with expm1-differences per term
