@@ -24,9 +24,17 @@ def _parse_times(text: str) -> np.ndarray:
     return values
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports bad flags as one line, exit code 2, like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"ntk-l2: error: {' '.join(message.split())}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ntk-l2", description="Training dynamics of wide networks under L2 regularization.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _OneLineParser(prog="ntk-l2", description="Training dynamics of wide networks under L2 regularization.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
     p = sub.add_parser("predict", help="predict outputs over time from a kernel .npz")
     p.add_argument("kernel", metavar="KERNEL.npz", help="k_train_train, y_train, optional k_test_train, fx_*_0, nngp_*")
     p.add_argument("--lr", type=float, required=True, help="learning rate η")

@@ -127,3 +127,16 @@ def test_demo_small_writes_figure_and_summary(tmp_path, capsys):
     assert summary["degree"] == 4 and set(summary["curves"]) == {"0", "0.0001", "0.001", "0.01"}
     best = summary["best_test_accuracy"]
     assert all(0.5 < acc <= 1.0 for acc in best.values())  # digits are easy: the theory must learn them
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["predict", "k.npz", "--l2", "0", "--degree", "2", "--times", "1", "--out", "o.npz"], "--lr"),
+    (["predict", "k.npz", "--lr", "abc", "--l2", "0", "--degree", "2", "--times", "1", "--out", "o.npz"], "--lr"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_flags_are_one_line_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.count("\n") == 1 and err.startswith("ntk-l2: error: ") and message in err
