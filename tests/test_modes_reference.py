@@ -320,13 +320,13 @@ def test_mode_factors_vectorized_mixed_regimes(g, k):
     """
     try:
         decay, ra = mode_factors(_GRID_A[:, None], g, k, _GRID_T[None, :])
-    except Exception as exc:  # name the elements that raise, with their regime
+    except Exception as exc:  # noqa: BLE001 - name the raising elements, with their regime
         raising = []
         for a in _GRID_A:
             for t in _GRID_T:
                 try:
                     mode_factors(a, g, k, t)
-                except Exception as one:
+                except Exception as one:  # noqa: BLE001
                     raising.append(f"{(float(a), g, k, float(t))}: {one!r}; {mp_regime(float(a), g, k, float(t))}")
         pytest.fail(f"{exc!r} from the broadcast call; raising elements:\n" + "\n".join(raising))
     assert decay.shape == ra.shape == (_GRID_A.size, _GRID_T.size)
