@@ -44,8 +44,9 @@ def test_linearized_network_matches_discrete_map_exactly():
         k_tt = flat_ntk(net.apply_fn, params0, x_tr, None)
         k_st = flat_ntk(net.apply_fn, params0, x_te, x_tr)
     c = data.n_classes
-    offset_tr = np.asarray(f0_tr - jt_tr).reshape(-1, 1)
-    offset_te = np.asarray(f0_te - jt_te).reshape(-1, 1)
+    # numpy, not jax, outside the float64 context: jax would compute in float32 there
+    offset_tr = (np.asarray(f0_tr) - np.asarray(jt_tr)).reshape(-1, 1)
+    offset_te = (np.asarray(f0_te) - np.asarray(jt_te)).reshape(-1, 1)
     predict = gradient_descent_mse_l2_discrete(k_tt, data.y_train.reshape(-1, 1), eta, lam, 1)
     fx_tr, fx_te = predict(result.steps, np.asarray(f0_tr).reshape(-1, 1), np.asarray(f0_te).reshape(-1, 1), k_st,
                            offset_train=offset_tr, offset_test=offset_te)
@@ -57,7 +58,7 @@ def test_divergence_is_reported_not_raised():
     data = load_digits(n_train=32, n_test=8)
     net = fully_connected(2, width=32, out_dim=10)
     result = train(net.init_fn, net.apply_fn, data.x_train, data.y_train,
-                   TrainConfig(learning_rate=500.0, steps=200, n_records=20), seeds=(0, 1))
+                   TrainConfig(learning_rate=1e4, steps=200, n_records=20), seeds=(0, 1))
     assert result.diverged.all() and (result.diverged_at > 0).all()
     assert np.isnan(result.fx_train[:, -1]).all()
 
