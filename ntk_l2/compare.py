@@ -25,7 +25,7 @@ import numpy as np
 
 from ntk_l2 import arch, metrics
 from ntk_l2.data import Dataset
-from ntk_l2.theory import gradient_descent_mse_l2, gradient_descent_mse_l2_discrete
+from ntk_l2.theory import gradient_descent_mse_l2, gradient_descent_mse_l2_discrete, stability_limit
 from ntk_l2.train import TrainConfig, TrainResult, train
 
 
@@ -118,6 +118,12 @@ def infinite_width_kernels(ds: Dataset, cfg: CompareConfig) -> dict[str, np.ndar
         "train": np.asarray(net.kernel_fn(ds.x_train, None, "ntk"), np.float64),
         "test": np.asarray(net.kernel_fn(ds.x_test, ds.x_train, "ntk"), np.float64),
     }
+
+
+def stable_learning_rate(k_train_train: np.ndarray, n_outputs: int, l2: float, degree: int, fraction: float = 0.5) -> float:
+    """``fraction`` × the discrete-time stability limit of the infinite-width kernel (eq. D5)."""
+    mu_max = float(np.linalg.eigvalsh(k_train_train)[-1])
+    return fraction * stability_limit(mu_max, float(n_outputs), l2, degree)
 
 
 def run_comparison(ds: Dataset, cfg: CompareConfig, progress: bool | None = None) -> dict[str, Any]:

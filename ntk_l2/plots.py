@@ -43,3 +43,42 @@ def save_dynamics(
         return io.save_figure(path, fig, dpi=120)
     finally:
         plt.close(fig)
+
+
+def save_comparison(path: str | Path, summary: Mapping) -> Path:
+    """Theory vs finite width: error, accuracy, kernel decay, layer norms, error vs width."""
+    widths = summary["widths"]
+    fig, axes = plt.subplots(1, 5, figsize=(22, 4), constrained_layout=True)
+    ax_err, ax_acc, ax_ker, ax_norm, ax_w = axes
+    for i, (label, w) in enumerate(widths.items()):
+        color = f"C{i}"
+        steps = np.asarray(w["steps"], float)
+        shown = steps > 0
+        ax_err.plot(steps[shown], np.asarray(w["rel_err_test_mean"])[shown], color=color, label=f"width {label}")
+        ax_acc.plot(steps, 100 * np.asarray(w["acc_test_finite"]), color=color, label=f"finite, width {label}")
+        ax_ker.plot(steps, w["kernel_ratio"], "o", color=color, ms=3, label=f"measured, width {label}")
+        ratios = np.asarray(w["layer_norm_ratio"])
+        ax_norm.plot(steps, ratios[:, 0], "o", color=color, ms=3, label=f"first layer, width {label}")
+        ax_norm.plot(steps, ratios[:, -1], "s", color=color, ms=3, mfc="none", label=f"readout, width {label}")
+    last = next(reversed(widths.values()))
+    steps = np.asarray(last["steps"], float)
+    ax_acc.plot(steps, 100 * np.asarray(last["acc_test_theory"]), "k--", label="theory (discrete)")
+    ax_ker.plot(steps, last["kernel_ratio_theory"], "k-", label="(1 − ηλ)^{2(k−1)t}")
+    ax_norm.plot(steps, last["layer_norm_ratio_theory"], "k-", label="(1 − ηλ)^t")
+    ax_err.set(xscale="log", yscale="log", xlabel="step", ylabel="‖f* − f*_theory‖ / ‖f*_theory‖", title="test-output error (mean over seeds)")
+    ax_acc.set(xlabel="step", ylabel="test accuracy (%)", title="test accuracy")
+    ax_ker.set(yscale="log", xlabel="step", ylabel="‖Θ_t‖ / ‖Θ_0‖", title="kernel decay (probe set)")
+    ax_norm.set(xlabel="step", ylabel="‖θ_l(t)‖ / ‖θ_l(0)‖", title="layer norms")
+    ws = np.array([int(w) for w in widths], float)
+    med = np.asarray(summary["median_rel_err_test_max"])
+    ax_w.loglog(ws, med, "o-")
+    if summary.get("width_exponent") is not None:
+        ax_w.set_title(f"max-over-time error vs width: slope {summary['width_exponent']:.2f}")
+    ax_w.set(xlabel="width", ylabel="median over seeds of max-over-time error")
+    for ax in axes[:4]:
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{summary['dataset']}: theory vs finite width (degree k = {summary['degree']})")
+    try:
+        return io.save_figure(path, fig, dpi=110)
+    finally:
+        plt.close(fig)

@@ -124,6 +124,9 @@ def test_demo_small_writes_figure_and_summary(tmp_path, capsys):
     assert code == 0, err
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert (tmp_path / "demo" / "dynamics.png").stat().st_size > 10_000
+    assert (tmp_path / "demo" / "comparison.png").stat().st_size > 10_000
+    cmp = summary["comparison"]
+    assert set(cmp["widths"]) == {"64", "256"} and cmp["median_rel_err_test_max"][1] < cmp["median_rel_err_test_max"][0]
     assert summary["degree"] == 4 and set(summary["curves"]) == {"0", "0.0001", "0.001", "0.01"}
     best = summary["best_test_accuracy"]
     assert all(0.5 < acc <= 1.0 for acc in best.values())  # digits are easy: the theory must learn them
@@ -140,3 +143,21 @@ def test_bad_flags_are_one_line_exit_2(argv, message, capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
     assert err.count("\n") == 1 and err.startswith("ntk-l2: error: ") and message in err
+
+
+def test_compare_writes_summary_with_the_documented_keys(tmp_path, capsys):
+    code, stdout, err = run(["compare", "--dataset", "digits", "--n-train", 64, "--n-test", 64, "--depth", 2,
+                             "--widths", "32,128", "--l2", 1e-2, "--steps", 20, "--seeds", 2, "--out", tmp_path / "cmp"], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
+    assert set(summary["widths"]) == {"32", "128"} and isinstance(summary["width_exponent"], float)
+    for w in summary["widths"].values():
+        for key in ("rel_err_test_max", "rel_err_test_mean", "acc_test_finite", "acc_test_theory", "kernel_ratio"):
+            assert key in w
+        assert len(w["acc_test_finite"]) == len(w["steps"]) == len(w["kernel_ratio"])
+    assert (tmp_path / "cmp" / "comparison.png").exists()
+
+
+def test_compare_bad_widths(tmp_path, capsys):
+    code, _, err = run(["compare", "--widths", "0,12", "--out", tmp_path / "x"], capsys)
+    assert code == 2 and "--widths: expected positive integers" in err
