@@ -247,6 +247,7 @@ def _train(init_fn, apply_fn, x_train, y_train, config, x_test, labels_train, la
         return jax.vmap(one)(p, p0)
 
     probe = x_tr[: min(config.n_probe, n)]
+    ntk_fn = jax.jit(nt.empirical_ntk_fn(apply_fn, trace_axes=(), implementation=nt.NtkImplementation.JACOBIAN_CONTRACTION))
 
     record = config.recorded_steps()
     zeros = jax.tree_util.tree_map(jnp.zeros_like, params0)
@@ -283,7 +284,8 @@ def _train(init_fn, apply_fn, x_train, y_train, config, x_test, labels_train, la
             row[key] = np.where(_expand(alive, row[key]), row[key], np.nan)
         rows.append(row)
         if s in config.ntk_steps:
-            ntk_rows.append(np.stack(_probe_ntk(f, probe, state[0], state[2])))
+            # A linearized network's NTK is its NTK at θ_0, whatever θ is.
+            ntk_rows.append(np.stack(_probe_ntk(ntk_fn, probe, state[2] if linearized else state[0])))
         if not alive.any():
             break
     bar.close()
@@ -307,15 +309,11 @@ def _train(init_fn, apply_fn, x_train, y_train, config, x_test, labels_train, la
     )
 
 
-def _probe_ntk(f, probe, params, params0) -> list[np.ndarray]:
+def _probe_ntk(ntk_fn, probe, params) -> list[np.ndarray]:
     """Empirical NTK Θ_{(i,a),(j,b)} on the probe set for every seed, as (p·c, p·c)."""
     out = []
     for i in range(jax.tree_util.tree_leaves(params)[0].shape[0]):
-        p_i = jax.tree_util.tree_map(lambda a: a[i], params)
-        p0_i = jax.tree_util.tree_map(lambda a: a[i], params0)
-        ntk_fn = nt.empirical_ntk_fn(lambda p, x: f(p, x, p0_i), trace_axes=(),
-                                     implementation=nt.NtkImplementation.JACOBIAN_CONTRACTION)
-        theta = np.asarray(ntk_fn(probe, None, p_i))  # (p, p, c, c)
+        theta = np.asarray(ntk_fn(probe, None, jax.tree_util.tree_map(lambda a: a[i], params)))  # (p, p, c, c)
         pp, _, cc, _ = theta.shape
         out.append(np.transpose(theta, (0, 2, 1, 3)).reshape(pp * cc, pp * cc))
     return out
