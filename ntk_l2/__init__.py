@@ -6,7 +6,7 @@ Conventions and equations: ``derivations/`` and the project's DESIGN notes.
 """
 
 from ntk_l2.arch import Architecture, check_degree, convolutional, fully_connected, measure_degree
-from ntk_l2.data import Dataset, load_dataset, load_digits
+from ntk_l2.data import Dataset, load_cifar10, load_dataset, load_digits, load_mnist
 from ntk_l2.metrics import accuracy, mse_loss
 from ntk_l2.theory import (
     Gaussian,
@@ -34,8 +34,10 @@ __all__ = [
     "gradient_descent_mse_l2",
     "gradient_descent_mse_l2_discrete",
     "gradient_descent_mse_l2_ensemble",
+    "load_cifar10",
     "load_dataset",
     "load_digits",
+    "load_mnist",
     "measure_degree",
     "mode_factors",
     "mse_loss",
