@@ -40,7 +40,7 @@ class CompareConfig:
     steps: int = 200
     seeds: int = 3
     n_records: int = 20
-    n_probe: int = 16
+    n_probe: int = 8
     float64: bool = False
 
     def __post_init__(self) -> None:

@@ -247,7 +247,8 @@ def _train(init_fn, apply_fn, x_train, y_train, config, x_test, labels_train, la
         return jax.vmap(one)(p, p0)
 
     probe = x_tr[: min(config.n_probe, n)]
-    ntk_fn = jax.jit(nt.empirical_ntk_fn(apply_fn, trace_axes=(), implementation=nt.NtkImplementation.JACOBIAN_CONTRACTION))
+    # Vector products: no Jacobian of all parameters × outputs is held in memory (wide nets).
+    ntk_fn = jax.jit(nt.empirical_ntk_fn(apply_fn, trace_axes=(), implementation=nt.NtkImplementation.NTK_VECTOR_PRODUCTS))
 
     record = config.recorded_steps()
     zeros = jax.tree_util.tree_map(jnp.zeros_like, params0)
