@@ -61,24 +61,35 @@ def width_exponent(widths: Sequence[int], errors: Sequence[float]) -> float:
     return float(slope)
 
 
-def _theory_runs(kernels: dict[str, np.ndarray], ds: Dataset, result: TrainResult, cfg: CompareConfig, degree: int):
-    """Continuous and discrete predictions from each seed's own f_0: (seed, record, m, c)."""
-    cont = gradient_descent_mse_l2(kernels["train"], ds.y_train, cfg.learning_rate, cfg.l2, degree)
-    disc = gradient_descent_mse_l2_discrete(kernels["train"], ds.y_train, cfg.learning_rate, cfg.l2, degree)
-    out = {"continuous": [], "discrete": []}
+def theory_predictors(kernels: dict[str, np.ndarray], ds: Dataset, cfg: CompareConfig) -> dict[str, Any]:
+    """Continuous and discrete predictors on the infinite-width NTK: one eigendecomposition each,
+    shared by every width."""
+    degree = cfg.depth + 1
+    return {
+        "continuous": gradient_descent_mse_l2(kernels["train"], ds.y_train, cfg.learning_rate, cfg.l2, degree),
+        "discrete": gradient_descent_mse_l2_discrete(kernels["train"], ds.y_train, cfg.learning_rate, cfg.l2, degree),
+    }
+
+
+def _theory_runs(predictors: dict[str, Any], k_test: np.ndarray, result: TrainResult):
+    """Predictions from each seed's own f_0: (seed, record, m, c) per solver."""
+    times = {"continuous": result.steps.astype(float), "discrete": result.steps}
+    out: dict[str, list[np.ndarray]] = {name: [] for name in predictors}
     for seed in range(result.fx_train.shape[0]):
         f0, fs0 = result.fx_train[seed, 0].astype(np.float64), result.fx_test[seed, 0].astype(np.float64)
-        out["continuous"].append(cont(result.steps.astype(float), f0, fs0, kernels["test"])[1])
-        out["discrete"].append(disc(result.steps, f0, fs0, kernels["test"])[1])
+        for name, predict in predictors.items():
+            out[name].append(predict(times[name], f0, fs0, k_test)[1])
     return {k: np.stack(v) for k, v in out.items()}
 
 
 def compare_width(ds: Dataset, cfg: CompareConfig, width: int, kernels: dict[str, np.ndarray] | None = None,
-                  progress: bool | None = None) -> dict[str, Any]:
+                  progress: bool | None = None, predictors: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``cfg.seeds`` networks of one width and compare them with the theory."""
     net = arch.fully_connected(cfg.depth, width=width, out_dim=ds.n_classes)
     if kernels is None:
         kernels = infinite_width_kernels(ds, cfg)
+    if predictors is None:
+        predictors = theory_predictors(kernels, ds, cfg)
     train_cfg = TrainConfig(learning_rate=cfg.learning_rate, l2=cfg.l2, steps=cfg.steps, n_records=cfg.n_records,
                             n_probe=cfg.n_probe, float64=cfg.float64)
     record = train_cfg.recorded_steps()
@@ -86,7 +97,7 @@ def compare_width(ds: Dataset, cfg: CompareConfig, width: int, kernels: dict[str
     result = train(net.init_fn, net.apply_fn, ds.x_train, ds.y_train, train_cfg, x_test=ds.x_test,
                    labels_train=ds.labels_train, labels_test=ds.labels_test, seeds=tuple(range(cfg.seeds)),
                    progress=progress)
-    theory = _theory_runs(kernels, ds, result, cfg, net.degree)
+    theory = _theory_runs(predictors, kernels["test"], result)
     err = {k: relative_error(result.fx_test, v) for k, v in theory.items()}  # (seed, record)
     acc_theory = {k: metrics.accuracy(v, ds.labels_test) for k, v in theory.items()}
     keep = 1.0 - cfg.learning_rate * cfg.l2
@@ -129,7 +140,8 @@ def stable_learning_rate(k_train_train: np.ndarray, n_outputs: int, l2: float, d
 def run_comparison(ds: Dataset, cfg: CompareConfig, progress: bool | None = None) -> dict[str, Any]:
     """All widths, plus the width exponent of the median max-over-time error."""
     kernels = infinite_width_kernels(ds, cfg)
-    per_width = [compare_width(ds, cfg, w, kernels, progress) for w in cfg.widths]
+    predictors = theory_predictors(kernels, ds, cfg)
+    per_width = [compare_width(ds, cfg, w, kernels, progress, predictors) for w in cfg.widths]
     medians = [float(np.median(r["rel_err_test_max"])) for r in per_width]
     return {
         "config": asdict(cfg),

@@ -14,7 +14,8 @@ program; steps between records run inside `jax.lax.fori_loop`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import contextlib
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import jax
@@ -112,7 +113,6 @@ class TrainResult:
     ntk_probe: Array | None  # [seed, ntk record, p·c, p·c]
     diverged: Array  # [seed] bool
     diverged_at: Array  # [seed] step of divergence or −1
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _as_schedule(value: float | ScheduleFn) -> ScheduleFn:
@@ -175,18 +175,10 @@ def train(
       A `TrainResult`; a diverged seed keeps NaN records after its divergence.
     """
     dtype = jnp.float64 if config.float64 else jnp.float32
-    ctx = enable_x64() if config.float64 else _nullcontext()
+    ctx = enable_x64() if config.float64 else contextlib.nullcontext()
     with ctx:
         return _train(init_fn, apply_fn, x_train, y_train, config, x_test, labels_train, labels_test,
                       tuple(seeds), linearized, progress, dtype)
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def _train(init_fn, apply_fn, x_train, y_train, config, x_test, labels_train, labels_test, seeds, linearized, progress, dtype):

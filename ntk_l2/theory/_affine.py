@@ -38,10 +38,11 @@ class ModeCoefficients:
 
 
 def solver_inputs(
-    k_train_train: ArrayLike, y_train: ArrayLike, learning_rate: Any, l2: Any, degree: Any
+    k_train_train: ArrayLike, y_train: ArrayLike, learning_rate: Any, l2: Any, degree: Any,
+    kernel_name: str = "k_train_train",
 ) -> tuple[KernelEigen, Array, float, float, int]:
     """Validate the common solver arguments; diagonalize the kernel."""
-    eig = eigh_kernel(k_train_train)
+    eig = eigh_kernel(k_train_train, kernel_name)
     y = _checks.check_targets(y_train, eig.size)
     eta = _checks.check_scalar(learning_rate, "learning_rate", positive=True)
     lam = _checks.check_scalar(l2, "l2", nonnegative=True)

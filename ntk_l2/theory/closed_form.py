@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ntk_l2.theory._affine import ModeCoefficients, make_predict_fn, solver_inputs
 from ntk_l2.theory.eigen import KernelEigen
-from ntk_l2.theory.modes import carry_factor, mode_factors
+from ntk_l2.theory.modes import carry_factor, mode_factors, output_decay
 
 Array = NDArray[np.float64]
 PredictFn = Callable[..., Any]
@@ -66,14 +66,12 @@ def _make_predict_fn(eig: KernelEigen, y: Array, eta: float, lam: float, k: int)
     def coefficients(times: Array) -> ModeCoefficients:
         decay, ra = mode_factors(rates[None, :], g, k, times[:, None])  # (T, n)
         qa = carry_factor(rates[None, :], g, k, times[:, None])
-        finite = np.where(np.isinf(times), 0.0, times)
-        output_decay = np.where(np.isinf(times) & (k * g > 0), 0.0, np.exp(-k * g * finite))
         return ModeCoefficients(
             p=decay,
             q=np.where(rates > 0, rates * ra, 0.0),
             wz=-(eta / norm) * qa,
             wy=(eta / norm) * ra,
-            e=output_decay,
+            e=output_decay(g, k, times),
         )
 
     return make_predict_fn(eig, y, coefficients)

@@ -18,8 +18,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ntk_l2.theory import _checks
-from ntk_l2.theory.eigen import apply_left, eigh_kernel
-from ntk_l2.theory.modes import carry_factor, mode_factors
+from ntk_l2.theory._affine import solver_inputs
+from ntk_l2.theory.eigen import apply_left
+from ntk_l2.theory.modes import carry_factor, mode_factors, output_decay
 
 Array = NDArray[np.float64]
 
@@ -54,15 +55,11 @@ def gradient_descent_mse_l2_ensemble(
       returning a `Gaussian` whose covariance is None unless ``nngp_test_test``
       (m, m) is given. ``t`` a scalar or 1-D array of steps (``np.inf``: limit).
     """
-    eig = eigh_kernel(ntk_train_train, "ntk_train_train")
-    n = eig.size
+    eig, y, eta, lam, k = solver_inputs(ntk_train_train, y_train, learning_rate, l2, degree, "ntk_train_train")
+    n, g = eig.size, eta * lam
     k_xx = _checks.check_kernel(nngp_train_train, "nngp_train_train")
     if k_xx.shape != (n, n):
         raise ValueError(f"nngp_train_train: expected shape {(n, n)}, got {k_xx.shape}")
-    y = _checks.check_targets(y_train, n)
-    eta = _checks.check_scalar(learning_rate, "learning_rate", positive=True)
-    g = eta * _checks.check_scalar(l2, "l2", nonnegative=True)
-    k = _checks.check_degree(degree)
     norm = float(y.size)
     rates = eta * eig.evals / norm
     zy = eig.to_eigenbasis(y)
@@ -86,8 +83,7 @@ def gradient_descent_mse_l2_ensemble(
             if k_ss.shape != (m, m):
                 raise ValueError(f"nngp_test_test: expected shape {(m, m)}, got {k_ss.shape}")
             q = (eta / norm) * carry_factor(rates[None, :], g, k, times[:, None])  # (T, n)
-            finite_t = np.where(np.isinf(times), 0.0, times)
-            out_decay = np.where(np.isinf(times) & (k * g > 0), 0.0, np.exp(-k * g * finite_t))
+            out_decay = output_decay(g, k, times)
             k_sx_v = k_sx @ eig.evecs  # K_*X V
             cov = np.empty((times.size, m, m))
             for i, (qi, di) in enumerate(zip(q, out_decay)):

@@ -239,6 +239,16 @@ def mode_factors(a: ArrayLike, g: float, k: int, t: ArrayLike) -> tuple[Array, A
     return decay.reshape(shape), ra.reshape(shape)
 
 
+def output_decay(g: float, k: int, t: ArrayLike) -> Array:
+    """e^{−kηλt}, the decay of the outputs' initial component (C6), with its t → ∞ limit.
+
+    ``g`` = ηλ; at t = ∞ the factor is 0 when kg > 0 and 1 otherwise.
+    """
+    t = np.asarray(t, dtype=np.float64)
+    finite = np.where(np.isinf(t), 0.0, t)
+    return np.where(np.isinf(t) & (k * g > 0), 0.0, np.exp(-k * g * finite))
+
+
 def carry_factor(a: ArrayLike, g: float, k: int, t: ArrayLike) -> Array:
     """qa(t) = (e^{−dt} − D(t)) / a = e^{−dt} (1 − e^{−U}) / a, U = a φ(b, t).
 
