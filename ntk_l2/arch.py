@@ -67,6 +67,17 @@ class Architecture:
         """`(init_fn, apply_fn, kernel_fn)`, as returned by `stax.serial`."""
         return self.init_fn, self.apply_fn, self.kernel_fn
 
+    def ntk(self, x1: Any, x2: Any = None) -> np.ndarray:
+        """The infinite-width NTK Θ(x1, x2) (Θ(x1, x1) when x2 is None), computed in float64.
+
+        The theory runs in float64 (DESIGN.md §2); a kernel computed in float32
+        is symmetric only to ~1e-7 relative and fails the solvers' input checks.
+        """
+        with enable_x64():
+            a = jnp.asarray(np.asarray(x1, np.float64))
+            b = None if x2 is None else jnp.asarray(np.asarray(x2, np.float64))
+            return np.asarray(self.kernel_fn(a, b, "ntk"), np.float64)
+
     def __iter__(self) -> Iterator[Callable[..., Any]]:
         """Unpack like a stax triple: `init_fn, apply_fn, kernel_fn = arch`."""
         return iter(self.triple)

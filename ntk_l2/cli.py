@@ -54,13 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--n-test", type=int, default=None, help="default: all remaining / the dataset's test set")
     c.add_argument("--depth", type=int, default=3, help="hidden layers (bias-free ReLU, degree depth + 1)")
     c.add_argument("--widths", default="256,1024,2048", help="comma-separated widths")
-    c.add_argument("--lr", default="auto", help="learning rate η, or auto: half the stability limit")
+    c.add_argument("--lr", default="auto", help="learning rate η, or auto: half the stability limit, capped at ηλ = 0.1")
     c.add_argument("--l2", type=float, default=1e-2, help="L2 strength λ")
     c.add_argument("--steps", default="auto", help="steps, or auto: 2/(ηλ)")
     c.add_argument("--seeds", type=int, default=3)
     c.add_argument("--seed", type=int, default=0, help="data subset seed")
     c.add_argument("--float64", action="store_true", help="train in float64 (default float32)")
-    c.add_argument("--out", required=True, help="output directory")
+    c.add_argument("--out", required=True, help="output directory; widths finished there by an earlier run with the same settings are reused")
     return parser
 
 
@@ -120,8 +120,8 @@ def _compare(args: argparse.Namespace) -> int:
     steps = int(round(2.0 / (lr * args.l2))) if args.steps == "auto" else int(args.steps)
     cfg = CompareConfig(depth=args.depth, widths=widths, learning_rate=lr, l2=args.l2, steps=steps,
                         seeds=args.seeds, float64=args.float64)
-    summary = run_comparison(ds, cfg, progress=True)
     out = Path(args.out)
+    summary = run_comparison(ds, cfg, progress=True, out_dir=out)
     from ntk_l2 import plots
 
     summary["figure"] = str(plots.save_comparison(out / "comparison.png", summary))

@@ -47,8 +47,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig()) -> dict[str
     """Theory for several λ and the finite-width comparison; figures + ``summary.json``."""
     ds = data.load_digits(n_train=config.n_train, n_test=config.n_test, seed=config.seed)
     net = arch.fully_connected(config.depth, out_dim=ds.n_classes)
-    k_train = np.asarray(net.kernel_fn(ds.x_train, None, "ntk"), np.float64)
-    k_test = np.asarray(net.kernel_fn(ds.x_test, ds.x_train, "ntk"), np.float64)
+    k_train, k_test = net.ntk(ds.x_train), net.ntk(ds.x_test, ds.x_train)
     times = np.concatenate([[0.0], np.logspace(0, np.log10(config.max_time), config.n_times - 1)])
     curves: dict[str, dict[str, list[float]]] = {}
     for lam in config.l2_values:
@@ -89,7 +88,7 @@ def _finite_width(ds: data.Dataset, config: DemoConfig, k_train: np.ndarray, out
     eta = stable_learning_rate(k_train, ds.y_train.size, lam, config.depth + 1)
     cfg = CompareConfig(depth=config.depth, widths=config.widths, learning_rate=eta, l2=lam,
                         steps=int(round(2.0 / (eta * lam))), seeds=config.seeds)
-    result = run_comparison(ds, cfg, progress=True)
+    result = run_comparison(ds, cfg, progress=True, out_dir=out)
     result["figure"] = str(plots.save_comparison(out / "comparison.png", result))
     result["widths_list"] = list(config.widths)
     return result

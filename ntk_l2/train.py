@@ -227,6 +227,11 @@ def _train(init_fn, apply_fn, x_train, y_train, config, x_test, labels_train, la
 
     @jax.jit
     def advance(state, start, stop):
+        if len(seeds) == 1:
+            # No vmap over a single seed: batched GEMMs of batch 1 cost XLA weight
+            # transposes (benchmarks/bench_train.py measures the difference).
+            one = jax.lax.fori_loop(start, stop, step, jax.tree_util.tree_map(lambda a: a[0], state))
+            return jax.tree_util.tree_map(lambda a: a[None], one)
         return jax.vmap(lambda st: jax.lax.fori_loop(start, stop, step, st))(state)
 
     @jax.jit

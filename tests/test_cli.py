@@ -154,7 +154,9 @@ def test_compare_writes_summary_with_the_documented_keys(tmp_path, capsys):
     for w in summary["widths"].values():
         for key in ("rel_err_test_max", "rel_err_test_mean", "acc_test_finite", "acc_test_theory", "kernel_ratio"):
             assert key in w
-        assert len(w["acc_test_finite"]) == len(w["steps"]) == len(w["kernel_ratio"])
+        assert len(w["acc_test_finite"]) == len(w["steps"])
+        assert len(w["kernel_ratio"]) == len(w["kernel_steps"]) == len(w["kernel_ratio_theory"]) >= 2
+        assert set(w["kernel_steps"]) <= set(w["steps"]) and w["kernel_steps"][-1] == w["steps"][-1]
     assert (tmp_path / "cmp" / "comparison.png").exists()
 
 
