@@ -14,7 +14,8 @@ finite-width correction. Reported per record step:
 - per-layer norms ‖θ_l(t)‖/‖θ_l(0)‖ against (1 − ηλ)^t, the infinite-width
   decay (the gradient moves θ by O(1/√width) relative),
 
-and over widths the fitted exponent of the error: err ∝ width^p.
+and over widths the fitted exponent of the error: err ∝ width^p. Why these should
+agree, and only as width → ∞: `derivations/finite_width.md` (F2–F4).
 """
 
 from __future__ import annotations

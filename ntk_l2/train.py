@@ -37,7 +37,8 @@ class TrainConfig:
 
     Attributes:
       learning_rate: η, a number or a function of the step (jax-traceable).
-      l2: λ, a number or a function of the step.
+      l2: λ, a number, a function of the step, or a tuple of numbers: a grid of
+        λ values trained together, one ensemble member per (λ, seed) pair.
       steps: number of steps S.
       batch_size: None for full-batch gradient descent, else minibatch SGD.
       momentum: heavy-ball coefficient β (0 = plain gradient descent).
@@ -54,7 +55,7 @@ class TrainConfig:
     """
 
     learning_rate: float | ScheduleFn = 1.0
-    l2: float | ScheduleFn = 0.0
+    l2: float | ScheduleFn | tuple[float, ...] = 0.0
     steps: int = 1000
     batch_size: int | None = None
     momentum: float = 0.0
@@ -73,8 +74,15 @@ class TrainConfig:
             raise ValueError(f"batch_size: must be None or an integer >= 1, got {self.batch_size!r}")
         if not (0.0 <= self.momentum < 1.0):
             raise ValueError(f"momentum: must be in [0, 1), got {self.momentum!r}")
+        if isinstance(self.l2, (tuple, list)):
+            if not self.l2 or not all(isinstance(v, (int, float, np.floating, np.integer)) and math.isfinite(v) and v >= 0
+                                      for v in self.l2):
+                raise ValueError(f"l2: a grid must be a non-empty tuple of finite numbers >= 0, got {self.l2!r}")
+            object.__setattr__(self, "l2", tuple(float(v) for v in self.l2))
         for name in ("learning_rate", "l2"):
             value = getattr(self, name)
+            if isinstance(value, tuple):
+                continue
             if not callable(value) and not (math.isfinite(value) and value >= 0 and (value > 0 or name == "l2")):
                 raise ValueError(f"{name}: must be {'> 0' if name == 'learning_rate' else '>= 0'} and finite, got {value!r}")
         steps = self.recorded_steps()
@@ -96,9 +104,11 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Records of one run or of a vmapped ensemble (leading axis: seed).
+    """Records of one run or of a vmapped ensemble (leading axis: ensemble member).
 
-    Arrays are indexed [seed, record, ...]; ``steps`` is (R,).
+    Arrays are indexed [member, record, ...]; ``steps`` is (R,). Members are the
+    seeds, or with a λ grid the (λ, seed) pairs, λ-major: ``member_l2`` and
+    ``member_seed`` say which is which.
     """
 
     steps: Array
@@ -113,6 +123,8 @@ class TrainResult:
     ntk_probe: Array | None  # [seed, ntk record, p·c, p·c]
     diverged: Array  # [seed] bool
     diverged_at: Array  # [seed] step of divergence or −1
+    member_seed: Array | None = None  # [member] seed
+    member_l2: Array | None = None  # [member] λ (a λ grid), else None
 
 
 def _as_schedule(value: float | ScheduleFn) -> ScheduleFn:
@@ -123,7 +135,9 @@ def linearize(apply_fn: Callable[..., Any]) -> Callable[..., Any]:
     """f_lin(θ, x; θ_0) = f(θ_0, x) + J(θ_0, x)(θ − θ_0), the network linearized at θ_0.
 
     Returns ``apply_lin(params, x, params0)``; like `nt.linearize` but with θ_0 an
-    argument so an ensemble of initializations can be vmapped.
+    argument so an ensemble of initializations can be vmapped. Trained with L2 it is
+    exactly the degree-1 discrete map with the empirical NTK and offset f_0 − J_0θ_0
+    (`derivations/finite_width.md`, F1).
     """
 
     def apply_lin(params: Any, x: Any, params0: Any) -> Any:
@@ -166,7 +180,8 @@ def train(
       config: a `TrainConfig`.
       x_test: optional test inputs (recorded outputs ``fx_test``).
       labels_train, labels_test: integer labels for accuracies (optional).
-      seeds: one network per seed, trained together with `jax.vmap`.
+      seeds: one network per seed, trained together with `jax.vmap` (with a
+        λ grid in ``config.l2``: one per (λ, seed) pair, all in one program).
       linearized: train the network linearized at its initialization instead
         (`linearize`), the linear-model baseline.
       progress: show a tqdm bar (default: when the run has > 2,000 steps).
@@ -193,8 +208,12 @@ def _train(init_fn, apply_fn, x_train, y_train, config, x_test, labels_train, la
     batch = config.batch_size or n
     if batch > n:
         raise ValueError(f"batch_size: {batch} exceeds the number of training points {n}")
-    eta_fn, lam_fn = _as_schedule(config.learning_rate), _as_schedule(config.l2)
-    keys = jnp.stack([jax.random.PRNGKey(s + config.seed_offset) for s in seeds])
+    grid = isinstance(config.l2, tuple)
+    eta_fn, lam_fn = _as_schedule(config.learning_rate), _as_schedule(0.0 if grid else config.l2)
+    members = [(lam, seed) for lam in (config.l2 if grid else (0.0,)) for seed in seeds]
+    keys = jnp.stack([jax.random.PRNGKey(seed + config.seed_offset) for _, seed in members])
+    lam_members = jnp.asarray([lam for lam, _ in members], dtype)  # used with a grid only
+    n_members = len(members)
 
     def init_one(key):
         _, params = init_fn(key, (-1,) + tuple(x_tr.shape[1:]))
@@ -209,25 +228,25 @@ def _train(init_fn, apply_fn, x_train, y_train, config, x_test, labels_train, la
     grad_fn = jax.grad(data_loss)
 
     def step(s, state):
-        p, v, p0, key = state
+        p, v, p0, key, lam_member = state
         if config.batch_size is None:
             xb, yb = x_tr, y_tr
         else:
             key, sub = jax.random.split(key)
             idx = jax.random.choice(sub, n, (batch,), replace=False)
             xb, yb = x_tr[idx], y_tr[idx]
-        eta, lam = eta_fn(s), lam_fn(s)
+        eta, lam = eta_fn(s), (lam_member if grid else lam_fn(s))
         g = grad_fn(p, p0, xb, yb)
         if config.momentum:
             v = jax.tree_util.tree_map(lambda vi, gi, pi: config.momentum * vi + gi + lam * pi, v, g, p)
             p = jax.tree_util.tree_map(lambda pi, vi: pi - eta * vi, p, v)
         else:
             p = jax.tree_util.tree_map(lambda pi, gi: (1 - eta * lam) * pi - eta * gi, p, g)
-        return p, v, p0, key
+        return p, v, p0, key, lam_member
 
     @jax.jit
     def advance(state, start, stop):
-        if len(seeds) == 1:
+        if n_members == 1:
             # No vmap over a single seed: batched GEMMs of batch 1 cost XLA weight
             # transposes (benchmarks/bench_train.py measures the difference).
             one = jax.lax.fori_loop(start, stop, step, jax.tree_util.tree_map(lambda a: a[0], state))
@@ -250,11 +269,11 @@ def _train(init_fn, apply_fn, x_train, y_train, config, x_test, labels_train, la
     record = config.recorded_steps()
     zeros = jax.tree_util.tree_map(jnp.zeros_like, params0)
     subkeys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
-    state = (params0, zeros, params0, subkeys)
+    state = (params0, zeros, params0, subkeys, lam_members)
     rows: list[dict[str, np.ndarray]] = []
     ntk_rows = []
-    alive = np.ones(len(seeds), bool)
-    diverged_at = np.full(len(seeds), -1)
+    alive = np.ones(n_members, bool)
+    diverged_at = np.full(n_members, -1)
     loss0 = None
     show = progress if progress is not None else config.steps > 2000
     bar = _progress_bar(config.steps, show)
@@ -267,7 +286,7 @@ def _train(init_fn, apply_fn, x_train, y_train, config, x_test, labels_train, la
         obs = jax.tree_util.tree_map(np.asarray, observe(state[0], state[2]))
         y_np = np.asarray(y_tr)
         loss = 0.5 * np.sum((obs["fx_train"] - y_np) ** 2, axis=(1, 2)) / y_np.size
-        lam_s = float(lam_fn(s))
+        lam_s = np.asarray(lam_members, np.float64) if grid else float(lam_fn(s))
         if loss0 is None:
             loss0 = loss
         bad = ~np.isfinite(loss) | (loss > config.divergence_factor * np.maximum(loss0, 1e-30))
@@ -304,6 +323,8 @@ def _train(init_fn, apply_fn, x_train, y_train, config, x_test, labels_train, la
         ntk_probe=np.stack(ntk_rows, axis=1) if ntk_rows else None,
         diverged=diverged_at >= 0,
         diverged_at=diverged_at,
+        member_seed=np.asarray([seed for _, seed in members]),
+        member_l2=np.asarray([lam for lam, _ in members]) if grid else None,
     )
 
 
@@ -330,6 +351,6 @@ def _accuracy(fx: Array | None, labels: Array | None) -> Array | None:
 
 
 def _progress_bar(total: int, show: bool):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # tqdm.auto warns in notebooks without ipywidgets
 
     return tqdm(total=total, disable=not show, unit="step", desc="training", leave=False)

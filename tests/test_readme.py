@@ -10,11 +10,17 @@ README = (ROOT / "README.md").read_text()
 
 
 def test_api_tour_runs(capsys):
-    code = re.findall(r"```python\n(.*?)```", README, re.S)[0]
+    """Every python block of the README, in order, in one namespace."""
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    assert len(blocks) >= 2
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"README.md[python block {i}]", "exec"), namespace)
     assert namespace["fx_test"].shape == (50, 512, 10)
     assert namespace["gaussian"].covariance.shape == (50, 512, 512)
+    result = namespace["result"]
+    assert result.fx_test.shape[:2] == (3, len(result.steps)) and not result.diverged.any()
+    assert result.ntk_probe.shape[:2] == (3, 2)
 
 
 def test_ci_runs_the_readme_test_command_verbatim():

@@ -73,3 +73,17 @@ def test_fingerprint_sees_values_shapes_and_dtypes():
     b = a.copy()
     b[3] += 1e-12
     assert fingerprint(a) != fingerprint(b)
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    """Atomic writes go through mkstemp (mode 0600); the result must have the umask's mode."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        RunStore(tmp_path).save("r", {}, {"a": 1}, {"x": np.zeros(2)})
+    finally:
+        os.umask(old)
+    for name in ("r.json", "r.npz"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644

@@ -81,9 +81,37 @@ def test_seeds_differ_and_records_have_shapes():
     (dict(momentum=1.0), "momentum"),
     (dict(learning_rate=0.0), "learning_rate"),
     (dict(l2=-1.0), "l2"),
+    (dict(l2=()), "l2: a grid"),
+    (dict(l2=(1e-3, float("nan"))), "l2: a grid"),
     (dict(steps=10, record_steps=(0, 11)), "record_steps"),
     (dict(steps=10, record_steps=(0, 10), ntk_steps=(5,)), "ntk_steps"),
 ])
 def test_bad_config_names_the_argument(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize("momentum,batch_size", [(0.0, None), (0.5, 8)])
+def test_l2_grid_in_one_program_equals_separate_runs(momentum, batch_size):
+    """A λ grid is trained as one vmapped ensemble of (λ, seed) members; each member must
+    be the run that λ and seed give alone (float64: same operations, so agreement to
+    round-off; 1e-10 leaves room for a different reduction order under vmap)."""
+    data = load_digits(n_train=32, n_test=16)
+    net = fully_connected(2, width=64, out_dim=10)
+    grid = (0.0, 1e-3, 3e-2)
+    common = dict(learning_rate=2.0, steps=30, record_steps=(0, 10, 30), float64=True, momentum=momentum, batch_size=batch_size)
+    together = train(net.init_fn, net.apply_fn, data.x_train, data.y_train, TrainConfig(l2=grid, **common),
+                     x_test=data.x_test, seeds=(0, 1))
+    assert together.fx_test.shape[0] == 6
+    np.testing.assert_array_equal(together.member_l2, np.repeat(grid, 2))
+    np.testing.assert_array_equal(together.member_seed, np.tile([0, 1], 3))
+    for member, (lam, seed) in enumerate(zip(together.member_l2, together.member_seed)):
+        alone = train(net.init_fn, net.apply_fn, data.x_train, data.y_train, TrainConfig(l2=float(lam), **common),
+                      x_test=data.x_test, seeds=(int(seed),))
+        assert relative_error(together.fx_test[member], alone.fx_test[0]) < 1e-10
+        if lam > 0:
+            assert relative_error(together.loss_l2[member], alone.loss_l2[0]) < 1e-10
+        else:
+            assert not together.loss_l2[member].any()
+    # λ matters: the members differ.
+    assert relative_error(together.fx_test[0, -1], together.fx_test[4, -1]) > 1e-3
