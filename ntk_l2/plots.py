@@ -1,17 +1,24 @@
-"""Matplotlib figures (Agg backend; written atomically)."""
+"""Matplotlib figures, written atomically.
+
+Figures are built as `matplotlib.figure.Figure` objects, without pyplot, so that
+saving one never changes the backend or the figures of a notebook session.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from ntk_l2 import io
 
-from ntk_l2 import io  # noqa: E402
+
+def _subplots(nrows: int, ncols: int, figsize: tuple[float, float], constrained_layout: bool = True):
+    """Like `pyplot.subplots`, on a pyplot-free `Figure`."""
+    fig = Figure(figsize=figsize, layout="constrained" if constrained_layout else None)
+    return fig, fig.subplots(nrows, ncols)
 
 
 def save_dynamics(
@@ -25,7 +32,7 @@ def save_dynamics(
     curves = {label: {key: np.array([np.nan if v is None else v for v in vals], float) for key, vals in c.items()}
               for label, c in curves.items()}  # null (undefined accuracy) is not drawn
     shown = t > 0  # log axis
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    fig, (ax_loss, ax_acc) = _subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for i, (label, c) in enumerate(curves.items()):
         color = f"C{i}"
         ax_loss.plot(t[shown], np.asarray(c["loss_train"])[shown], "--", color=color)
@@ -39,16 +46,13 @@ def save_dynamics(
     ax_acc.legend(loc="best", fontsize=8)
     if title:
         fig.suptitle(title)
-    try:
-        return io.save_figure(path, fig, dpi=120)
-    finally:
-        plt.close(fig)
+    return io.save_figure(path, fig, dpi=120)
 
 
 def save_comparison(path: str | Path, summary: Mapping) -> Path:
     """Theory vs finite width: error, accuracy, kernel decay, layer norms, error vs width."""
     widths = summary["widths"]
-    fig, axes = plt.subplots(1, 5, figsize=(22, 4), constrained_layout=True)
+    fig, axes = _subplots(1, 5, figsize=(22, 4), constrained_layout=True)
     ax_err, ax_acc, ax_ker, ax_norm, ax_w = axes
     for i, (label, w) in enumerate(widths.items()):
         color = f"C{i}"
@@ -79,7 +83,4 @@ def save_comparison(path: str | Path, summary: Mapping) -> Path:
     for ax in axes[:4]:
         ax.legend(fontsize=7)
     fig.suptitle(f"{summary['dataset']}: theory vs finite width (degree k = {summary['degree']})")
-    try:
-        return io.save_figure(path, fig, dpi=110)
-    finally:
-        plt.close(fig)
+    return io.save_figure(path, fig, dpi=110)

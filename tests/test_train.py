@@ -50,8 +50,10 @@ def test_linearized_network_matches_discrete_map_exactly():
     predict = gradient_descent_mse_l2_discrete(k_tt, data.y_train.reshape(-1, 1), eta, lam, 1)
     fx_tr, fx_te = predict(result.steps, np.asarray(f0_tr).reshape(-1, 1), np.asarray(f0_te).reshape(-1, 1), k_st,
                            offset_train=offset_tr, offset_test=offset_te)
-    assert relative_error(result.fx_train[0], fx_tr.reshape(len(result.steps), -1, c)) <= 1e-8
-    assert relative_error(result.fx_test[0], fx_te.reshape(len(result.steps), -1, c)) <= 1e-8
+    err_train = relative_error(result.fx_train[0], fx_tr.reshape(len(result.steps), -1, c))
+    err_test = relative_error(result.fx_test[0], fx_te.reshape(len(result.steps), -1, c))
+    print(f"linearized network vs degree-1 discrete map over {steps} steps: train {err_train:.1e}, test {err_test:.1e}")
+    assert err_train <= 1e-8 and err_test <= 1e-8
 
 
 def test_divergence_is_reported_not_raised():
