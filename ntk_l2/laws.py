@@ -1,0 +1,250 @@
+"""The empirical laws of L2 (Lewkowycz & Gur-Ari, 2020), read off the theory.
+
+- t*: the first step at which test accuracy comes within ``tol`` (0.5 points)
+  of its maximum over the run; the law is t* ≈ c/(ηλ), i.e. t*·η·λ ≈ c.
+- λ_opt for a budget of T steps: from one run, λ_opt = c/(ηT) with the run's
+  own c = t*·η·λ; from the kernel alone, the λ whose predicted test accuracy
+  at step T is highest.
+- AutoL2: λ starts large and is divided by ``factor`` whenever the training
+  metric has not improved over a window of steps (`autol2_theory`).
+
+The theory side uses the exact discrete-time map of the infinite-width
+network (`derivations/discrete_time.md`, D1–D4) from zero initial outputs
+(the mean over initializations), with one eigendecomposition shared by every
+(λ, η) pair; AutoL2 runs the same map with λ changing between steps
+(`derivations/laws.md`, L1–L3).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ntk_l2 import metrics
+from ntk_l2.theory import discrete
+from ntk_l2.theory._affine import solver_inputs
+
+Array = NDArray[np.float64]
+
+#: The paper's tolerance for t*: within half a point of the best accuracy.
+T_STAR_TOL = 0.005
+
+
+def time_to_best(steps: ArrayLike, acc: ArrayLike, tol: float = T_STAR_TOL) -> tuple[float, float]:
+    """(t*, max accuracy): t* is the first recorded step with acc ≥ max(acc) − tol.
+
+    NaN accuracies (diverged or undefined records) are ignored; all-NaN gives (nan, nan).
+    """
+    steps, acc = np.asarray(steps, np.float64), np.asarray(acc, np.float64)
+    if steps.shape != acc.shape or steps.ndim != 1:
+        raise ValueError(f"acc: expected the shape of steps {steps.shape}, got {acc.shape}")
+    if not np.any(np.isfinite(acc)):
+        return math.nan, math.nan
+    best = float(np.nanmax(acc))
+    first = int(np.argmax(np.nan_to_num(acc, nan=-np.inf) >= best - tol))
+    return float(steps[first]), best
+
+
+def log_steps(last: int, n: int = 200, extra: Sequence[int] = ()) -> NDArray[np.int64]:
+    """Sorted unique integer steps 0, then ~n log-spaced steps up to ``last``, plus ``extra``."""
+    if last < 0:
+        raise ValueError(f"last: must be >= 0, got {last}")
+    grid = np.round(np.logspace(0, math.log10(max(last, 1)), max(n - 1, 1))).astype(np.int64) if last else []
+    return np.unique(np.concatenate([[0], grid, [last], np.asarray(extra, np.int64)])).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class LawProblem:
+    """A kernel problem for the laws: infinite-width NTK blocks, targets and test labels."""
+
+    k_train_train: Array
+    k_test_train: Array
+    y_train: Array
+    labels_test: NDArray[np.integer]
+    degree: int
+
+
+def _run_summary(l2: float, lr: float, steps: Array, acc: Array, budget_step: int | None) -> dict[str, Any]:
+    t_star, best = time_to_best(steps, acc)
+    budget_acc = None
+    if budget_step is not None:
+        where = np.nonzero(steps == budget_step)[0]
+        budget_acc = float(acc[where[0]]) if where.size else None
+    return {"l2": float(l2), "lr": float(lr), "t_star": t_star, "t_star_eta_l2": t_star * lr * l2,
+            "max_test_acc": best, "budget_test_acc": budget_acc, "diverged": False}
+
+
+def theory_sweep(problem: LawProblem, l2_values: Sequence[float], learning_rates: Sequence[float],
+                 budget: float = 2.0, budget_step: int | None = None, n_records: int = 200,
+                 max_steps: int = 10**6) -> list[dict[str, Any]]:
+    """The laws' sweep from the kernel: for each (λ, η), the predicted test accuracy over
+    t ≤ budget/(ηλ) steps (and to ``budget_step`` if later), then t*, t*·η·λ, the best
+    accuracy and the accuracy at ``budget_step``.
+
+    One eigendecomposition serves every pair; each pair costs one compiled scan of
+    O(steps · n) plus O(records · n · (n + m) · c) to map back.
+
+    Returns:
+      One dict per pair (λ-major): ``l2``, ``lr``, ``t_star``, ``t_star_eta_l2``,
+      ``max_test_acc``, ``budget_test_acc``, ``diverged`` (always False: an unstable η
+      raises ValueError naming ``learning_rate``), plus ``steps`` and ``acc_test``.
+    """
+    eig, y, *_ = solver_inputs(problem.k_train_train, problem.y_train, 1.0, 0.0, problem.degree)
+    k_test = np.asarray(problem.k_test_train, np.float64)
+    runs = []
+    for lam in l2_values:
+        for eta in learning_rates:
+            if not (lam > 0):
+                raise ValueError(f"l2_values: the laws need λ > 0 (a run lasts budget/(ηλ) steps), got {lam!r}")
+            last = int(math.ceil(budget / (eta * lam)))
+            if budget_step is not None:
+                last = max(last, int(budget_step))
+            if last > max_steps:
+                raise ValueError(f"l2_values: λ = {lam:g}, η = {eta:g} needs {last} steps > max_steps = {max_steps}")
+            steps = log_steps(last, n_records, () if budget_step is None else (int(budget_step),))
+            predict = discrete._make_predict_fn(eig, y, float(eta), float(lam), int(problem.degree))
+            _, fx_test = predict(steps, 0.0, 0.0, k_test)
+            acc = metrics.accuracy(fx_test, problem.labels_test)
+            run = _run_summary(lam, eta, steps.astype(float), acc, budget_step)
+            run.update(steps=steps.tolist(), acc_test=[None if np.isnan(a) else float(a) for a in acc])
+            runs.append(run)
+    return runs
+
+
+def optimal_l2_from_run(t_star: float, learning_rate: float, l2: float, budget_step: float) -> float:
+    """λ_opt = c/(ηT) with c = t*·η·λ measured on one run (Lewkowycz & Gur-Ari, eq. for λ_opt)."""
+    for name, value in (("t_star", t_star), ("learning_rate", learning_rate), ("l2", l2), ("budget_step", budget_step)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name}: must be finite and > 0, got {value!r}")
+    return t_star * learning_rate * l2 / (learning_rate * budget_step)
+
+
+def optimal_l2_from_kernel(problem: LawProblem, learning_rate: float, budget_step: int,
+                           l2_grid: Sequence[float] | None = None) -> dict[str, Any]:
+    """The λ whose predicted test accuracy at step T = ``budget_step`` is highest (no training).
+
+    Default grid: 41 values log-spaced over [1e-5, 0.5/η] (ηλ < 1 keeps the map defined).
+    Ties go to the largest λ (the most regularized of equally good choices).
+    """
+    if l2_grid is None:
+        l2_grid = np.logspace(-5, math.log10(0.5 / learning_rate), 41)
+    eig, y, *_ = solver_inputs(problem.k_train_train, problem.y_train, learning_rate, 0.0, problem.degree)
+    k_test = np.asarray(problem.k_test_train, np.float64)
+    accs = []
+    for lam in l2_grid:
+        predict = discrete._make_predict_fn(eig, y, float(learning_rate), float(lam), int(problem.degree))
+        accs.append(float(metrics.accuracy(predict(np.array([budget_step]), 0.0, 0.0, k_test)[1], problem.labels_test)[0]))
+    accs_arr = np.nan_to_num(np.asarray(accs), nan=-1.0)
+    best = int(np.flatnonzero(accs_arr == accs_arr.max())[-1])
+    return {"l2_opt": float(l2_grid[best]), "acc_at_budget": accs[best], "l2_grid": [float(v) for v in l2_grid],
+            "acc_grid": accs}
+
+
+@dataclass(frozen=True)
+class AutoL2Config:
+    """AutoL2 (Lewkowycz & Gur-Ari, 2020): a dynamical L2 schedule.
+
+    λ starts at ``l2_init``; every ``check_every`` steps the metric ("train_error" =
+    1 − train accuracy, or "loss" = the data loss) is evaluated, and when its best value
+    over the last ``window`` steps is no better than its best value before them (since
+    the last change of λ), λ is divided by ``factor``, not below ``l2_min``.
+    """
+
+    l2_init: float = 0.1
+    factor: float = 10.0
+    window: int = 100
+    check_every: int = 10
+    l2_min: float = 1e-5
+    metric: str = "train_error"
+
+    def __post_init__(self) -> None:
+        if not (self.l2_init > 0 and math.isfinite(self.l2_init)):
+            raise ValueError(f"l2_init: must be finite and > 0, got {self.l2_init!r}")
+        if not self.factor > 1:
+            raise ValueError(f"factor: must be > 1, got {self.factor!r}")
+        if self.window < 1 or self.check_every < 1 or self.check_every > self.window:
+            raise ValueError(f"window, check_every: need 1 <= check_every <= window, got {self.check_every}, {self.window}")
+        if not (0 < self.l2_min <= self.l2_init):
+            raise ValueError(f"l2_min: must be in (0, l2_init], got {self.l2_min!r}")
+        if self.metric not in ("train_error", "loss"):
+            raise ValueError(f"metric: must be 'train_error' or 'loss', got {self.metric!r}")
+
+
+class _Plateau:
+    """The AutoL2 decision rule on a stream of (step, metric) checks."""
+
+    def __init__(self, config: AutoL2Config):
+        self.config, self.history, self.since = config, [], 0
+
+    def update(self, step: int, value: float) -> bool:
+        """Record a check; True when λ should be divided now."""
+        self.history.append((step, value))
+        if step - self.since < self.config.window:
+            return False
+        recent = [v for s, v in self.history if s > step - self.config.window and s >= self.since]
+        before = [v for s, v in self.history if s <= step - self.config.window and s >= self.since]
+        if not before or min(recent) < min(before):
+            return False
+        self.since = step
+        return True
+
+
+def autol2_theory(problem: LawProblem, learning_rate: float, steps: int, config: AutoL2Config = AutoL2Config(),
+                  labels_train: ArrayLike | None = None, record_every: int = 10) -> dict[str, Any]:
+    """AutoL2 on the infinite-width discrete map, λ_s chosen on the fly (`derivations/laws.md`, L3).
+
+    Per step, in the eigenbasis Θ_0 = V diag(μ) Vᵀ, z = Vᵀ f_X, with κ_s = 1 − ηλ_s:
+
+        z_{s+1} = κ_s^k z_s − η κ_s^{k−1} ρ_s μ (z_s − Vᵀ Y)/N,     ρ_{s+1} = κ_s^{2(k−1)} ρ_s,
+        u_{s+1} = κ_s^k u_s − η κ_s^{k−1} ρ_s (z_s − Vᵀ Y)/N,        f_*(s) = Θ_*X V u_s
+
+    from f_0 = 0 (the mean over initializations). Returns the recorded ``steps``,
+    ``l2`` (λ used from each record on), ``acc_test``, ``acc_train``, ``loss_train`` and
+    the ``changes`` [(step, new λ)].
+    """
+    if labels_train is None:
+        labels_train = np.argmax(problem.y_train, axis=1)
+    eig, y, *_ = solver_inputs(problem.k_train_train, problem.y_train, learning_rate, 0.0, problem.degree)
+    k = int(problem.degree)
+    norm = float(y.size)
+    vt_y = eig.evecs.T @ y
+    k_test_v = np.asarray(problem.k_test_train, np.float64) @ eig.evecs
+    mu = eig.evals[:, None]
+    z = np.zeros_like(vt_y)
+    u = np.zeros_like(vt_y)
+    rho, lam = 1.0, config.l2_init
+    rule = _Plateau(config)
+    out: dict[str, list[Any]] = {"steps": [], "l2": [], "acc_test": [], "acc_train": [], "loss_train": []}
+    changes: list[tuple[int, float]] = []
+    for s in range(steps + 1):
+        check = s % config.check_every == 0
+        record = s % record_every == 0 or s == steps
+        if check or record:
+            f_train = eig.evecs @ z
+            acc_train = float(metrics.accuracy(f_train, labels_train))
+            loss = float(metrics.mse_loss(f_train, problem.y_train))
+        if record:
+            out["steps"].append(s)
+            out["l2"].append(lam)
+            out["acc_test"].append(float(metrics.accuracy(k_test_v @ u, problem.labels_test)))
+            out["acc_train"].append(acc_train)
+            out["loss_train"].append(loss)
+        if check and s > 0:
+            value = (1.0 - acc_train) if config.metric == "train_error" else loss
+            if np.isnan(value):
+                value = 1.0
+            if rule.update(s, value) and lam > config.l2_min:
+                lam = max(lam / config.factor, config.l2_min)
+                changes.append((s, lam))
+        if s == steps:
+            break
+        keep = 1.0 - learning_rate * lam
+        discrete.check_stability(learning_rate, lam, k, float(eig.evals[-1]) * rho, norm, 0)
+        drive = learning_rate * keep ** (k - 1) * rho * (z - vt_y) / norm
+        z, u = keep**k * z - mu * drive, keep**k * u - drive
+        rho *= keep ** (2 * (k - 1))
+    return {**out, "changes": changes, "lr": learning_rate, "config": config.__dict__.copy()}
