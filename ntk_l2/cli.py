@@ -1,4 +1,4 @@
-"""``ntk-l2`` command line: ``predict`` and ``demo``.
+"""``ntk-l2`` command line: ``predict``, ``demo``, ``compare``, ``sweep``, ``optimal-l2``, ``autol2``.
 
 Bad input prints one line ``ntk-l2: error: <argument>: <problem>`` and exits
 with code 2, leaving no output file.
@@ -61,7 +61,121 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="data subset seed")
     c.add_argument("--float64", action="store_true", help="train in float64 (default float32)")
     c.add_argument("--out", required=True, help="output directory; widths finished there by an earlier run with the same settings are reused")
+    _law_parsers(sub)
     return parser
+
+
+def _law_parsers(sub: argparse._SubParsersAction) -> None:
+    """``sweep``, ``optimal-l2`` and ``autol2``: the laws of L2, in theory or on finite networks."""
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--dataset", default="digits", choices=("digits", "mnist"), help="dataset (default: digits, embedded)")
+        p.add_argument("--data-dir", default=None, help="directory holding the dataset files (mnist)")
+        p.add_argument("--n-train", type=int, default=512)
+        p.add_argument("--n-test", type=int, default=None, help="default: all remaining / the dataset's test set")
+        p.add_argument("--seed", type=int, default=0, help="data subset seed")
+        p.add_argument("--mode", default="theory", choices=("theory", "finite"),
+                       help="theory: the infinite-width discrete map (seconds); finite: train networks")
+        p.add_argument("--depth", type=int, default=3, help="hidden layers (bias-free ReLU, degree depth + 1)")
+        p.add_argument("--width", type=int, default=512, help="width of the finite networks")
+        p.add_argument("--seeds", type=int, default=1, help="seeds per finite run (accuracy averaged)")
+        p.add_argument("--out", required=True, help="output directory (summary.json, figure; finite runs resumable)")
+
+    s = sub.add_parser("sweep", help="t*, best and budget accuracy over a (λ, η) grid")
+    common(s)
+    s.add_argument("--l2", default="1e-3,3e-3,1e-2,3e-2,1e-1", help="comma-separated λ values")
+    s.add_argument("--lr", default="0.5,1", help="comma-separated learning rates")
+    s.add_argument("--budget", type=float, default=2.0, help="each run lasts budget/(ηλ) steps (default 2)")
+    s.add_argument("--budget-step", type=int, default=None, help="also report the accuracy at this step T")
+    o = sub.add_parser("optimal-l2", help="λ_opt for a budget of T steps: one run, the kernel, a grid")
+    common(o)
+    o.add_argument("--lr", type=float, default=1.0)
+    o.add_argument("--budget-step", type=int, required=True, help="the budget T in steps")
+    o.add_argument("--probe-l2", type=float, default=1e-2, help="λ of the one run that measures c = t*ηλ")
+    o.add_argument("--grid", default="1e-5,3e-5,1e-4,3e-4,1e-3,3e-3,1e-2", help="comma-separated λ grid")
+    a = sub.add_parser("autol2", help="AutoL2 against the best constant λ")
+    common(a)
+    a.add_argument("--lr", type=float, default=1.0)
+    a.add_argument("--steps", type=int, required=True)
+    a.add_argument("--constant-l2", default="1e-4,3e-4,1e-3,3e-3,1e-2", help="comma-separated constant λ to compare")
+    a.add_argument("--l2-init", type=float, default=0.1)
+    a.add_argument("--factor", type=float, default=10.0)
+    a.add_argument("--window", type=int, default=100, help="steps without improvement before λ is divided")
+    a.add_argument("--check-every", type=int, default=10)
+    a.add_argument("--l2-min", type=float, default=1e-5)
+    a.add_argument("--metric", default="train_error", choices=("train_error", "loss"))
+
+
+def _floats(text: str, flag: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
+    if not values or not all(v > 0 and np.isfinite(v) for v in values):
+        raise ValueError(f"{flag}: expected positive numbers, got {text!r}")
+    return values
+
+
+def _law_dataset(args: argparse.Namespace):
+    from ntk_l2 import data
+
+    kwargs = {"n_train": args.n_train, "n_test": args.n_test, "seed": args.seed}
+    if args.dataset == "mnist":
+        kwargs["data_dir"] = args.data_dir
+    return data.load_dataset(args.dataset, **kwargs)
+
+
+def _finite_config(args: argparse.Namespace):
+    from ntk_l2.laws import FiniteSweepConfig
+
+    return FiniteSweepConfig(depth=args.depth, width=args.width, seeds=args.seeds)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from ntk_l2.law_experiments import run_sweep
+
+    l2s, lrs = _floats(args.l2, "--l2"), _floats(args.lr, "--lr")
+    summary = run_sweep(_law_dataset(args), args.out, args.mode, l2s, lrs, args.budget, args.budget_step,
+                        _finite_config(args), log=_log)
+    print(f"wrote {Path(args.out) / 'summary.json'} and {summary['figure']}")
+    for r in summary["runs"]:
+        print(f"  λ = {r['l2']:<8g} η = {r['lr']:<6g} t* = {r['t_star']:<7g} t*ηλ = {r['t_star_eta_l2']:.3f}  "
+              f"best test acc {100 * r['max_test_acc']:.1f}%" + ("  DIVERGED" if r["diverged"] else ""))
+    print(f"  t*ηλ varies by a factor {summary['t_star_eta_l2_spread']:.2f} (max/min)")
+    return 0
+
+
+def _optimal_l2(args: argparse.Namespace) -> int:
+    from ntk_l2.law_experiments import run_optimal_l2
+
+    s = run_optimal_l2(_law_dataset(args), args.out, args.mode, args.lr, args.budget_step, args.probe_l2,
+                       _floats(args.grid, "--grid"), _finite_config(args), log=_log)
+    print(f"wrote {Path(args.out) / 'summary.json'} and {s['figure']}")
+    print(f"  one run (λ = {args.probe_l2:g}): λ_opt = {s['l2_opt_one_run']:.3g}, accuracy at T {100 * s['acc_at_budget_one_run']:.1f}%")
+    print(f"  kernel only: λ_opt = {s['l2_opt_kernel']:.3g}, accuracy at T {100 * s['acc_at_budget_kernel']:.1f}%")
+    print(f"  grid ({args.mode}): λ_opt = {s['l2_opt_grid']:.3g}, accuracy at T {100 * s['acc_at_budget_grid']:.1f}%"
+          + ("" if s["grid_optimum_interior"] else "  (at the edge of the grid)"))
+    return 0
+
+
+def _autol2(args: argparse.Namespace) -> int:
+    from ntk_l2.law_experiments import run_autol2
+    from ntk_l2.laws import AutoL2Config
+
+    cfg = AutoL2Config(l2_init=args.l2_init, factor=args.factor, window=args.window, check_every=args.check_every,
+                       l2_min=args.l2_min, metric=args.metric)
+    s = run_autol2(_law_dataset(args), args.out, args.mode, args.lr, args.steps, _floats(args.constant_l2, "--constant-l2"),
+                   cfg, _finite_config(args), log=_log)
+    print(f"wrote {Path(args.out) / 'summary.json'} and {s['figure']}")
+    print(f"  best constant λ = {s['best_constant_l2']:g}: best test acc {100 * s['best_constant_acc']:.1f}% at step {s['best_constant_steps']:g}")
+    reach = s["autol2_steps_to_best_constant_acc"]
+    print(f"  AutoL2: best test acc {100 * s['autol2_max_test_acc']:.1f}%, reaches the constant run's best "
+          + (f"at step {reach:g} ({s['speedup_ratio']:.2f}x its steps)" if np.isfinite(reach) else "never"))
+    return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -139,7 +253,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return {"predict": _predict, "demo": _demo, "compare": _compare}[args.command](args)
+        commands = {"predict": _predict, "demo": _demo, "compare": _compare, "sweep": _sweep,
+                    "optimal-l2": _optimal_l2, "autol2": _autol2}
+        return commands[args.command](args)
     except ValueError as err:
         message = " ".join(str(err).split())
         print(f"ntk-l2: error: {message}", file=sys.stderr)

@@ -248,3 +248,123 @@ def autol2_theory(problem: LawProblem, learning_rate: float, steps: int, config:
         z, u = keep**k * z - mu * drive, keep**k * u - drive
         rho *= keep ** (2 * (k - 1))
     return {**out, "changes": changes, "lr": learning_rate, "config": config.__dict__.copy()}
+
+
+# --------------------------------------------------------------------------- finite width
+
+@dataclass(frozen=True)
+class FiniteSweepConfig:
+    """Finite-width runs for the laws: a bias-free ReLU network of ``depth`` hidden layers."""
+
+    depth: int = 3
+    width: int = 512
+    seeds: int = 1
+    budget: float = 2.0
+    budget_step: int | None = None
+    n_records: int = 100
+    float64: bool = False
+
+
+def finite_sweep(ds: Any, l2_values: Sequence[float], learning_rates: Sequence[float],
+                 config: FiniteSweepConfig = FiniteSweepConfig(), out_dir: Any = None,
+                 progress: bool | None = None, log: Any = None) -> list[dict[str, Any]]:
+    """The laws' sweep on finite networks: one training run per (λ, η), each for
+    budget/(ηλ) steps (and to ``budget_step`` if later), accuracy averaged over seeds.
+
+    With ``out_dir`` every run is saved as it finishes (`ntk_l2.runs.RunStore`:
+    ``l2=<λ>_lr=<η>.json/.npz``) and skipped when the sweep is run again, so a killed sweep
+    resumes and ends with the same results as an uninterrupted one.
+
+    Returns one dict per pair (λ-major) with ``l2``, ``lr``, ``t_star``, ``t_star_eta_l2``,
+    ``max_test_acc``, ``budget_test_acc``, ``diverged``, ``steps``, ``acc_test``.
+    """
+    from pathlib import Path
+
+    from ntk_l2 import arch
+    from ntk_l2.runs import RunStore, fingerprint
+    from ntk_l2.train import TrainConfig, train
+
+    store = None if out_dir is None else RunStore(Path(out_dir) / "runs")
+    data_id = fingerprint(ds.x_train, ds.y_train, ds.x_test, ds.labels_test)
+    net = arch.fully_connected(config.depth, width=config.width, out_dim=ds.n_classes)
+    runs = []
+    for lam in l2_values:
+        for eta in learning_rates:
+            if not (lam > 0 and eta > 0):
+                raise ValueError(f"l2_values, learning_rates: need λ > 0 and η > 0, got λ = {lam!r}, η = {eta!r}")
+            last = int(math.ceil(config.budget / (eta * lam)))
+            if config.budget_step is not None:
+                last = max(last, int(config.budget_step))
+            steps = log_steps(last, config.n_records, () if config.budget_step is None else (int(config.budget_step),))
+
+            def compute(lam=lam, eta=eta, steps=steps):
+                cfg = TrainConfig(learning_rate=float(eta), l2=float(lam), steps=int(steps[-1]),
+                                  record_steps=tuple(int(s) for s in steps), float64=config.float64)
+                res = train(net.init_fn, net.apply_fn, ds.x_train, ds.y_train, cfg, x_test=ds.x_test,
+                            labels_test=ds.labels_test, seeds=tuple(range(config.seeds)), progress=progress)
+                acc = np.nanmean(res.acc_test, axis=0) if not res.diverged.all() else np.full(len(res.steps), np.nan)
+                summary = _run_summary(lam, eta, res.steps.astype(float), acc, config.budget_step)
+                summary.update(diverged=bool(res.diverged.any()), steps=res.steps.tolist(),
+                               acc_test=[None if np.isnan(a) else float(a) for a in acc])
+                return summary, {"steps": res.steps, "acc_test": res.acc_test, "loss_data": res.loss_data}
+
+            if store is None:
+                runs.append(compute()[0])
+                continue
+            run_config = {**config.__dict__, "l2": float(lam), "lr": float(eta), "data": data_id}
+            summary, _, reused = store.run(f"l2={lam:g}_lr={eta:g}", run_config, compute)
+            if log is not None:
+                log(f"λ = {lam:g}, η = {eta:g}: {'finished earlier' if reused else 'trained'}; "
+                    f"t* = {summary['t_star']:g}, t*ηλ = {summary['t_star_eta_l2']:.3g}, "
+                    f"best test acc {summary['max_test_acc']:.4f}")
+            runs.append(summary)
+    return runs
+
+
+def autol2_finite(ds: Any, learning_rate: float, steps: int, config: AutoL2Config = AutoL2Config(),
+                  depth: int = 3, width: int = 512, seeds: int = 1, float64: bool = False,
+                  progress: bool | None = None) -> dict[str, Any]:
+    """AutoL2 on a finite network: λ chosen on the fly from each seed's own training metric.
+
+    The network is checked every ``config.check_every`` steps (these are its record steps);
+    the rule is the one of `autol2_theory`. Returns ``steps``, ``l2`` (per record, mean over
+    seeds), ``acc_test`` and ``acc_train`` (mean over seeds), ``loss_train``, ``changes``.
+    """
+    from ntk_l2 import arch
+    from ntk_l2.train import TrainConfig, train
+
+    net = arch.fully_connected(depth, width=width, out_dim=ds.n_classes)
+    rules = [_Plateau(config) for _ in range(seeds)]
+    changes: list[tuple[int, int, float]] = []
+
+    def controller(step: int, row: dict[str, np.ndarray]) -> np.ndarray | None:
+        lam = np.array(row["l2"], np.float64).reshape(-1).copy()
+        if step == 0:
+            return None
+        if config.metric == "train_error":
+            values = 1.0 - np.nan_to_num(metrics.accuracy(np.nan_to_num(row["fx_train"]), ds.labels_train), nan=0.0)
+        else:
+            values = np.nan_to_num(row["loss_data"], nan=np.inf)
+        for i, rule in enumerate(rules):
+            if rule.update(step, float(values[i])) and lam[i] > config.l2_min:
+                lam[i] = max(lam[i] / config.factor, config.l2_min)
+                changes.append((step, i, float(lam[i])))
+        return lam
+
+    record = tuple(range(0, steps + 1, config.check_every)) + (() if steps % config.check_every == 0 else (steps,))
+    cfg = TrainConfig(learning_rate=learning_rate, l2=config.l2_init, steps=steps, record_steps=record, float64=float64)
+    res = train(net.init_fn, net.apply_fn, ds.x_train, ds.y_train, cfg, x_test=ds.x_test,
+                labels_train=ds.labels_train, labels_test=ds.labels_test, seeds=tuple(range(seeds)),
+                progress=progress, l2_controller=controller)
+    return {"steps": res.steps.tolist(), "l2": np.mean(res.l2_records, axis=0).tolist(),
+            "acc_test": np.nanmean(res.acc_test, axis=0).tolist(), "acc_train": np.nanmean(res.acc_train, axis=0).tolist(),
+            "loss_train": np.nanmean(res.loss_data, axis=0).tolist(), "changes": changes, "lr": learning_rate,
+            "diverged": bool(res.diverged.any()), "config": config.__dict__.copy()}
+
+
+def steps_to_reach(steps: Sequence[float], acc: Sequence[float | None], target: float, tol: float = T_STAR_TOL) -> float:
+    """The first step whose accuracy is ≥ target − tol (NaN if never): how AutoL2 is compared
+    with the best constant λ."""
+    acc_arr = np.array([np.nan if a is None else a for a in acc], np.float64)
+    hit = np.nonzero(np.nan_to_num(acc_arr, nan=-np.inf) >= target - tol)[0]
+    return float(np.asarray(steps, float)[hit[0]]) if hit.size else math.nan

@@ -84,3 +84,70 @@ def save_comparison(path: str | Path, summary: Mapping) -> Path:
         ax.legend(fontsize=7)
     fig.suptitle(f"{summary['dataset']}: theory vs finite width (degree k = {summary['degree']})")
     return io.save_figure(path, fig, dpi=110)
+
+
+def save_laws(path: str | Path, runs: Sequence[Mapping], title: str = "", reference_acc: float | None = None,
+              theory: Sequence[Mapping] | None = None) -> Path:
+    """The paper's three panels: t* vs λ (a line per η), best test accuracy vs λ (with the
+    λ = 0 reference), accuracy at the fixed budget vs λ; theory dashed where given."""
+    fig, axes = _subplots(1, 3, figsize=(15, 4), constrained_layout=True)
+    ax_t, ax_best, ax_budget = axes
+    for source, style in ((runs, "o-"), (theory or [], "s--")):
+        label = "" if source is runs else " (theory)"
+        for i, eta in enumerate(sorted({r["lr"] for r in source})):
+            rs = sorted((r for r in source if r["lr"] == eta), key=lambda r: r["l2"])
+            lam = [r["l2"] for r in rs]
+            ax_t.loglog(lam, [r["t_star"] for r in rs], style, color=f"C{i}", mfc="none" if label else None, label=f"η = {eta:g}{label}")
+            ax_best.semilogx(lam, [100 * r["max_test_acc"] for r in rs], style, color=f"C{i}", mfc="none" if label else None, label=f"η = {eta:g}{label}")
+            if any(r.get("budget_test_acc") is not None for r in rs):
+                ax_budget.semilogx(lam, [np.nan if r["budget_test_acc"] is None else 100 * r["budget_test_acc"] for r in rs],
+                                   style, color=f"C{i}", mfc="none" if label else None, label=f"η = {eta:g}{label}")
+    lams = np.array(sorted({r["l2"] for r in runs}))
+    for i, eta in enumerate(sorted({r["lr"] for r in runs})):
+        c = np.nanmedian([r["t_star_eta_l2"] for r in runs if r["lr"] == eta])
+        ax_t.loglog(lams, c / (eta * lams), ":", color=f"C{i}", lw=1)
+    if not ax_budget.lines:
+        ax_budget.text(0.5, 0.5, "no budget T given", ha="center", va="center", transform=ax_budget.transAxes)
+    if reference_acc is not None:
+        ax_best.axhline(100 * reference_acc, color="k", lw=0.8, ls=":", label="λ = 0")
+    ax_t.set(xlabel="λ", ylabel="t* (steps)", title="t* vs λ (dotted: c/(ηλ), c = median t*ηλ)")
+    ax_best.set(xlabel="λ", ylabel="best test accuracy (%)", title="best test accuracy")
+    ax_budget.set(xlabel="λ", ylabel="test accuracy at the budget (%)", title="accuracy at a fixed budget T")
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return io.save_figure(path, fig, dpi=110)
+
+
+def save_autol2(path: str | Path, autol2: Mapping, constant: Sequence[Mapping], title: str = "") -> Path:
+    """Test accuracy and λ over time: AutoL2 against constant-λ runs."""
+    fig, (ax_acc, ax_l2) = _subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    for i, run in enumerate(constant):
+        ax_acc.semilogx(np.maximum(run["steps"], 1), 100 * np.array([np.nan if a is None else a for a in run["acc_test"]], float),
+                        color=f"C{i}", lw=1, label=f"λ = {run['l2']:g}")
+    ax_acc.semilogx(np.maximum(autol2["steps"], 1), 100 * np.asarray(autol2["acc_test"], float), "k-", lw=2, label="AutoL2")
+    ax_l2.loglog(np.maximum(autol2["steps"], 1), autol2["l2"], "k-", lw=2)
+    ax_acc.set(xlabel="step", ylabel="test accuracy (%)", title="AutoL2 vs constant λ")
+    ax_l2.set(xlabel="step", ylabel="λ", title="AutoL2 schedule")
+    ax_acc.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return io.save_figure(path, fig, dpi=110)
+
+
+def save_optimal_l2(path: str | Path, summary: Mapping, kernel: Mapping) -> Path:
+    """Accuracy at the budget T against λ: the grid search, the kernel-only curve, and the
+    three λ_opt (one run, kernel, grid) as vertical lines."""
+    fig, ax = _subplots(1, 1, figsize=(6.5, 4.2), constrained_layout=True)
+    grid = summary["grid"]
+    ax.semilogx([g["l2"] for g in grid], [np.nan if g["budget_test_acc"] is None else 100 * g["budget_test_acc"] for g in grid],
+                "o-", label=f"grid search ({summary['mode']})")
+    ax.semilogx(kernel["l2_grid"], 100 * np.asarray(kernel["acc_grid"], float), "k--", lw=1, label="theory from the kernel")
+    for key, color, name in (("l2_opt_one_run", "C1", "one run"), ("l2_opt_kernel", "C2", "kernel"), ("l2_opt_grid", "C0", "grid")):
+        ax.axvline(summary[key], color=color, ls=":", label=f"λ_opt {name}: {summary[key]:.2g}")
+    ax.set(xlabel="λ", ylabel=f"test accuracy at T = {summary['budget_step']} (%)",
+           title=f"{summary['dataset']}: optimal λ for a budget (η = {summary['lr']:g})")
+    ax.legend(fontsize=7)
+    return io.save_figure(path, fig, dpi=110)

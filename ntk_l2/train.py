@@ -125,6 +125,7 @@ class TrainResult:
     diverged_at: Array  # [seed] step of divergence or −1
     member_seed: Array | None = None  # [member] seed
     member_l2: Array | None = None  # [member] λ (a λ grid), else None
+    l2_records: Array | None = None  # [member, record] λ in force after each record (l2_controller)
 
 
 def _as_schedule(value: float | ScheduleFn) -> ScheduleFn:
@@ -171,6 +172,7 @@ def train(
     seeds: Sequence[int] = (0,),
     linearized: bool = False,
     progress: bool | None = None,
+    l2_controller: Callable[[int, dict[str, np.ndarray]], Any] | None = None,
 ) -> TrainResult:
     """Train an ensemble of networks (one per seed, vmapped) and record the run.
 
@@ -185,6 +187,11 @@ def train(
       linearized: train the network linearized at its initialization instead
         (`linearize`), the linear-model baseline.
       progress: show a tqdm bar (default: when the run has > 2,000 steps).
+      l2_controller: a dynamical λ (e.g. AutoL2, `ntk_l2.laws.autol2_finite`): called at
+        every record step s as ``l2_controller(s, row)`` with ``row`` holding that
+        record's ``fx_train``, ``loss_data`` and ``l2`` (per member); it returns the new
+        λ per member for the steps that follow, or None to keep them. ``config.l2`` is
+        then the initial λ (a number).
 
     Returns:
       A `TrainResult`; a diverged seed keeps NaN records after its divergence.
@@ -193,10 +200,11 @@ def train(
     ctx = enable_x64() if config.float64 else contextlib.nullcontext()
     with ctx:
         return _train(init_fn, apply_fn, x_train, y_train, config, x_test, labels_train, labels_test,
-                      tuple(seeds), linearized, progress, dtype)
+                      tuple(seeds), linearized, progress, dtype, l2_controller)
 
 
-def _train(init_fn, apply_fn, x_train, y_train, config, x_test, labels_train, labels_test, seeds, linearized, progress, dtype):
+def _train(init_fn, apply_fn, x_train, y_train, config, x_test, labels_train, labels_test, seeds, linearized, progress,
+           dtype, l2_controller=None):
     if not seeds:
         raise ValueError("seeds: need at least one seed")
     x_tr = jnp.asarray(x_train, dtype)
@@ -208,9 +216,12 @@ def _train(init_fn, apply_fn, x_train, y_train, config, x_test, labels_train, la
     batch = config.batch_size or n
     if batch > n:
         raise ValueError(f"batch_size: {batch} exceeds the number of training points {n}")
-    grid = isinstance(config.l2, tuple)
+    grid = isinstance(config.l2, tuple) or l2_controller is not None
+    if l2_controller is not None and (callable(config.l2) or isinstance(config.l2, tuple)):
+        raise ValueError("l2: with l2_controller, l2 must be a number (the initial λ)")
+    l2_grid = config.l2 if isinstance(config.l2, tuple) else (None if callable(config.l2) else (float(config.l2),))
     eta_fn, lam_fn = _as_schedule(config.learning_rate), _as_schedule(0.0 if grid else config.l2)
-    members = [(lam, seed) for lam in (config.l2 if grid else (0.0,)) for seed in seeds]
+    members = [(lam, seed) for lam in (l2_grid if grid else (0.0,)) for seed in seeds]
     keys = jnp.stack([jax.random.PRNGKey(seed + config.seed_offset) for _, seed in members])
     lam_members = jnp.asarray([lam for lam, _ in members], dtype)  # used with a grid only
     n_members = len(members)
@@ -271,6 +282,7 @@ def _train(init_fn, apply_fn, x_train, y_train, config, x_test, labels_train, la
     subkeys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
     state = (params0, zeros, params0, subkeys, lam_members)
     rows: list[dict[str, np.ndarray]] = []
+    l2_rows: list[np.ndarray] = []
     ntk_rows = []
     alive = np.ones(n_members, bool)
     diverged_at = np.full(n_members, -1)
@@ -300,6 +312,15 @@ def _train(init_fn, apply_fn, x_train, y_train, config, x_test, labels_train, la
         for key in row:
             row[key] = np.where(_expand(alive, row[key]), row[key], np.nan)
         rows.append(row)
+        if l2_controller is not None:
+            new = l2_controller(int(s), {"fx_train": row["fx_train"], "loss_data": row["loss_data"], "l2": lam_s})
+            if new is not None:
+                new = np.broadcast_to(np.asarray(new, np.float64), (n_members,))
+                if not np.all(np.isfinite(new) & (new >= 0)):
+                    raise ValueError(f"l2_controller: returned {new!r}; λ must be finite and >= 0")
+                lam_members = jnp.asarray(new, dtype)
+                state = (*state[:4], lam_members)
+            l2_rows.append(np.asarray(lam_members, np.float64))
         if s in config.ntk_steps:
             # A linearized network's NTK is its NTK at θ_0, whatever θ is.
             ntk_rows.append(np.stack(_probe_ntk(ntk_fn, probe, state[2] if linearized else state[0])))
@@ -325,6 +346,7 @@ def _train(init_fn, apply_fn, x_train, y_train, config, x_test, labels_train, la
         diverged_at=diverged_at,
         member_seed=np.asarray([seed for _, seed in members]),
         member_l2=np.asarray([lam for lam, _ in members]) if grid else None,
+        l2_records=np.stack(l2_rows, axis=1) if l2_rows else None,
     )
 
 

@@ -1,0 +1,160 @@
+"""The laws of L2 as experiments: sweep, optimal λ, AutoL2 — in theory or on finite networks.
+
+Each function runs one experiment end to end on a `Dataset`, writes its figure and
+``summary.json`` (atomically) to an output directory and returns the summary. The
+finite-width runs of a sweep are resumable (`ntk_l2.runs`). Used by the ``ntk-l2 sweep``,
+``optimal-l2`` and ``autol2`` commands and the notebooks 02 and 03.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ntk_l2 import arch, io
+from ntk_l2.data import Dataset
+from ntk_l2.laws import (AutoL2Config, FiniteSweepConfig, LawProblem, autol2_finite, autol2_theory, finite_sweep,
+                         optimal_l2_from_kernel, optimal_l2_from_run, steps_to_reach, theory_sweep, time_to_best)
+
+MODES = ("theory", "finite")
+
+
+def law_problem(ds: Dataset, depth: int = 3) -> LawProblem:
+    """The infinite-width NTK problem of the bias-free ReLU network on ``ds`` (degree depth + 1)."""
+    net = arch.fully_connected(depth, out_dim=ds.n_classes)
+    return LawProblem(net.ntk(ds.x_train), net.ntk(ds.x_test, ds.x_train), ds.y_train, ds.labels_test, depth + 1)
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode: must be one of {MODES}, got {mode!r}")
+
+
+def _spread(runs: Sequence[dict[str, Any]]) -> float | None:
+    c = np.array([r["t_star_eta_l2"] for r in runs if not r["diverged"]], float)
+    c = c[np.isfinite(c) & (c > 0)]
+    return float(c.max() / c.min()) if c.size else None
+
+
+def run_sweep(ds: Dataset, out_dir: str | Path, mode: str, l2_values: Sequence[float], learning_rates: Sequence[float],
+              budget: float = 2.0, budget_step: int | None = None, finite: FiniteSweepConfig = FiniteSweepConfig(),
+              with_theory: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Sweep (λ, η) in ``mode``; with finite runs the theory is overlaid (``with_theory``).
+
+    Summary: ``runs`` (per run ``l2``, ``lr``, ``t_star``, ``t_star_eta_l2``, ``max_test_acc``,
+    ``budget_test_acc``, ``diverged``), ``t_star_eta_l2_spread`` = max/min of t*·η·λ,
+    ``reference_max_test_acc`` (theory, λ = 0, over the longest run), ``figure``.
+    """
+    _check_mode(mode)
+    out = Path(out_dir)
+    problem = law_problem(ds, finite.depth)
+    theory = theory_sweep(problem, l2_values, learning_rates, budget, budget_step) if (mode == "theory" or with_theory) else None
+    finite = FiniteSweepConfig(**{**finite.__dict__, "budget": budget, "budget_step": budget_step})
+    runs = theory if mode == "theory" else finite_sweep(ds, l2_values, learning_rates, finite, out, log=log)
+    longest = max(max(r["steps"]) for r in runs)
+    from ntk_l2.theory.closed_form import gradient_descent_mse_l2
+    from ntk_l2 import metrics
+    from ntk_l2.laws import log_steps
+
+    predict0 = gradient_descent_mse_l2(problem.k_train_train, problem.y_train, float(min(learning_rates)), 0.0, problem.degree)
+    t0 = log_steps(longest, 200)
+    reference = float(np.nanmax(metrics.accuracy(predict0(t0.astype(float), 0.0, 0.0, problem.k_test_train)[1], ds.labels_test)))
+    summary = {
+        "mode": mode, "dataset": ds.name, "n_train": int(ds.x_train.shape[0]), "n_test": int(ds.x_test.shape[0]),
+        "budget": budget, "budget_step": budget_step, "finite": finite.__dict__ if mode == "finite" else None,
+        "runs": [{k: v for k, v in r.items() if k not in ("steps", "acc_test")} for r in runs],
+        "t_star_eta_l2_spread": _spread(runs),
+        "theory_t_star_eta_l2_spread": _spread(theory) if theory is not None else None,
+        "theory_runs": None if theory is None or mode == "theory" else
+        [{k: v for k, v in r.items() if k not in ("steps", "acc_test")} for r in theory],
+        "reference_max_test_acc": reference,
+    }
+    from ntk_l2 import plots
+
+    what = "theory (infinite width)" if mode == "theory" else f"finite width {finite.width}, {finite.seeds} seed(s)"
+    summary["figure"] = str(plots.save_laws(out / "laws.png", runs, title=f"{ds.name}: {what}; runs to t = {budget:g}/(ηλ)",
+                                            reference_acc=reference, theory=theory if mode == "finite" else None))
+    io.save_json(out / "summary.json", summary)
+    return summary
+
+
+def run_optimal_l2(ds: Dataset, out_dir: str | Path, mode: str, learning_rate: float, budget_step: int,
+                   probe_l2: float, grid: Sequence[float], finite: FiniteSweepConfig = FiniteSweepConfig(),
+                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """λ_opt for a budget of T steps, three ways: from one run at ``probe_l2`` (c = t*ηλ,
+    λ_opt = c/(ηT)), from the kernel alone, and by a grid search (accuracy at step T) in ``mode``.
+    The predicted λ_opt is then run too, so its accuracy at T can be compared with the grid's best."""
+    _check_mode(mode)
+    out = Path(out_dir)
+    problem = law_problem(ds, finite.depth)
+    cfg = FiniteSweepConfig(**{**finite.__dict__, "budget_step": budget_step})
+
+    def sweep(l2s: Sequence[float], sub: str) -> list[dict[str, Any]]:
+        if mode == "theory":
+            return theory_sweep(problem, l2s, [learning_rate], cfg.budget, budget_step)
+        return finite_sweep(ds, l2s, [learning_rate], cfg, out / sub, log=log)
+
+    probe = sweep([probe_l2], "probe")[0]
+    l2_run = optimal_l2_from_run(probe["t_star"], learning_rate, probe_l2, budget_step)
+    kernel = optimal_l2_from_kernel(problem, learning_rate, budget_step)
+    grid_runs = sweep(list(grid), "grid")
+    accs = np.array([np.nan if r["budget_test_acc"] is None else r["budget_test_acc"] for r in grid_runs])
+    best = int(np.nanargmax(accs))
+    predicted = sweep([l2_run, kernel["l2_opt"]], "predicted")
+    summary = {
+        "mode": mode, "dataset": ds.name, "lr": learning_rate, "budget_step": budget_step,
+        "probe": {k: v for k, v in probe.items() if k not in ("steps", "acc_test")},
+        "l2_opt_one_run": l2_run, "acc_at_budget_one_run": predicted[0]["budget_test_acc"],
+        "l2_opt_kernel": kernel["l2_opt"], "acc_at_budget_kernel": predicted[1]["budget_test_acc"],
+        "l2_opt_grid": grid_runs[best]["l2"], "acc_at_budget_grid": float(accs[best]),
+        "grid": [{"l2": r["l2"], "budget_test_acc": r["budget_test_acc"]} for r in grid_runs],
+        "ratio_one_run_to_grid": l2_run / grid_runs[best]["l2"],
+        "ratio_kernel_to_grid": kernel["l2_opt"] / grid_runs[best]["l2"],
+        "grid_optimum_interior": 0 < best < len(grid_runs) - 1,
+    }
+    from ntk_l2 import plots
+
+    summary["figure"] = str(plots.save_optimal_l2(out / "optimal_l2.png", summary, kernel))
+    io.save_json(out / "summary.json", summary)
+    return summary
+
+
+def run_autol2(ds: Dataset, out_dir: str | Path, mode: str, learning_rate: float, steps: int,
+               constant_l2: Sequence[float], config: AutoL2Config = AutoL2Config(),
+               finite: FiniteSweepConfig = FiniteSweepConfig(), log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """AutoL2 against a grid of constant λ over the same ``steps``: the best constant run (by
+    best test accuracy), the steps it needed (its t*), and the steps AutoL2 needs to come
+    within 0.5 points of that accuracy; ``speedup_ratio`` = AutoL2 steps / constant steps."""
+    _check_mode(mode)
+    out = Path(out_dir)
+    problem = law_problem(ds, finite.depth)
+    cfg = FiniteSweepConfig(**{**finite.__dict__, "budget": 0.0, "budget_step": steps})
+    if mode == "theory":
+        constant = theory_sweep(problem, constant_l2, [learning_rate], 0.0, steps)
+        auto = autol2_theory(problem, learning_rate, steps, config, labels_train=ds.labels_train)
+    else:
+        constant = finite_sweep(ds, constant_l2, [learning_rate], cfg, out / "constant", log=log)
+        auto = autol2_finite(ds, learning_rate, steps, config, depth=finite.depth, width=finite.width,
+                             seeds=finite.seeds, float64=finite.float64, progress=True)
+    best = max(constant, key=lambda r: r["max_test_acc"])
+    auto_steps = steps_to_reach(auto["steps"], auto["acc_test"], best["max_test_acc"])
+    summary = {
+        "mode": mode, "dataset": ds.name, "lr": learning_rate, "steps": steps, "config": config.__dict__,
+        "constant": [{k: v for k, v in r.items() if k not in ("steps", "acc_test")} for r in constant],
+        "best_constant_l2": best["l2"], "best_constant_acc": best["max_test_acc"], "best_constant_steps": best["t_star"],
+        "autol2_steps_to_best_constant_acc": auto_steps,
+        "speedup_ratio": auto_steps / best["t_star"] if math.isfinite(auto_steps) and best["t_star"] > 0 else None,
+        "autol2_max_test_acc": float(np.nanmax(np.asarray(auto["acc_test"], float))),
+        "autol2_final_test_acc": float(auto["acc_test"][-1]),
+        "autol2_t_star": time_to_best(auto["steps"], auto["acc_test"])[0],
+        "autol2_changes": auto["changes"],
+    }
+    from ntk_l2 import plots
+
+    summary["figure"] = str(plots.save_autol2(out / "autol2.png", auto, constant,
+                                              title=f"{ds.name}, {mode}: AutoL2 vs constant λ (η = {learning_rate:g})"))
+    io.save_json(out / "summary.json", summary)
+    return summary

@@ -1,0 +1,131 @@
+"""The laws on finite networks and the sweep / optimal-l2 / autol2 commands
+(`ntk_l2/laws.py`, `ntk_l2/law_experiments.py`, `ntk_l2/cli.py`)."""
+
+from __future__ import annotations
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import relative_error
+from ntk_l2 import arch, data, laws
+from ntk_l2.cli import main
+from ntk_l2.laws import AutoL2Config, FiniteSweepConfig, autol2_finite, finite_sweep
+from ntk_l2.train import TrainConfig, train
+
+TINY = FiniteSweepConfig(depth=2, width=32, seeds=2, n_records=12)
+RUN_KEYS = {"l2", "lr", "t_star", "t_star_eta_l2", "max_test_acc", "budget_test_acc", "diverged"}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load_digits(n_train=48, n_test=40, seed=0)
+
+
+def test_killed_sweep_resumes_to_the_uninterrupted_result(digits, tmp_path, monkeypatch):
+    full = finite_sweep(digits, [0.05, 0.1], [1.0], TINY, tmp_path / "full")
+    real_train = laws.__dict__.get("train")  # finite_sweep imports train lazily from ntk_l2.train
+    import ntk_l2.train as train_module
+
+    real = train_module.train
+    calls = []
+
+    def killed_after_first(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train", killed_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        finite_sweep(digits, [0.05, 0.1], [1.0], TINY, tmp_path / "resumed")
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: calls.append(2) or real(*a, **k))
+    resumed = finite_sweep(digits, [0.05, 0.1], [1.0], TINY, tmp_path / "resumed")
+    assert calls == [1, 2], "the finished run must be read back, only the killed one trained"
+    assert json.dumps(resumed, sort_keys=True) == json.dumps(full, sort_keys=True)
+    assert real_train is None
+    for run in full:
+        assert RUN_KEYS <= set(run) and run["steps"][-1] == int(np.ceil(2.0 / (run["lr"] * run["l2"])))
+
+
+def test_l2_controller_equals_the_same_schedule_given_in_advance(digits):
+    """A controller that switches λ at step 20 trains exactly like the schedule λ(s) that
+    switches at step 20 (float64; same operations, 1e-12)."""
+    net = arch.fully_connected(2, width=32, out_dim=10)
+    record = (0, 10, 20, 30, 40)
+    common = dict(learning_rate=1.0, steps=40, record_steps=record, float64=True)
+
+    def controller(step, row):
+        assert row["fx_train"].shape[0] == 2
+        return np.full(2, 1e-3) if step == 20 else None
+
+    dynamic = train(net.init_fn, net.apply_fn, digits.x_train, digits.y_train, TrainConfig(l2=0.05, **common),
+                    seeds=(0, 1), l2_controller=controller)
+    fixed = train(net.init_fn, net.apply_fn, digits.x_train, digits.y_train,
+                  TrainConfig(l2=lambda s: jnp.where(s < 20, 0.05, 1e-3), **common), seeds=(0, 1))
+    assert relative_error(dynamic.fx_train, fixed.fx_train) < 1e-12
+    np.testing.assert_array_equal(dynamic.l2_records, [[0.05, 0.05, 1e-3, 1e-3, 1e-3]] * 2)
+
+
+def test_autol2_finite_divides_l2_on_plateaus_and_without_changes_is_constant(digits):
+    cfg = AutoL2Config(l2_init=0.05, window=20, check_every=5, l2_min=1e-4, metric="loss")
+    res = autol2_finite(digits, 1.0, 120, cfg, depth=2, width=32, seeds=1, float64=True)
+    lam = np.asarray(res["l2"])
+    assert lam[0] == 0.05 and np.all(np.diff(lam) <= 0) and lam[-1] >= 1e-4
+    for step, _, new in res["changes"]:
+        assert np.isclose(lam[res["steps"].index(step)], new)
+    frozen = autol2_finite(digits, 1.0, 60, AutoL2Config(l2_init=1e-3, l2_min=1e-3, window=20, check_every=5),
+                           depth=2, width=32, seeds=1, float64=True)
+    net = arch.fully_connected(2, width=32, out_dim=10)
+    const = train(net.init_fn, net.apply_fn, digits.x_train, digits.y_train,
+                  TrainConfig(learning_rate=1.0, l2=1e-3, steps=60, record_steps=tuple(frozen["steps"]), float64=True),
+                  x_test=digits.x_test, labels_test=digits.labels_test, seeds=(0,))
+    np.testing.assert_allclose(frozen["acc_test"], const.acc_test[0], atol=0)
+
+
+def _run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("mode", ["theory", "finite"])
+def test_sweep_command_writes_the_documented_summary(mode, tmp_path, capsys):
+    code, stdout, err = _run(["sweep", "--mode", mode, "--dataset", "digits", "--n-train", 48, "--n-test", 40,
+                              "--depth", 2, "--width", 32, "--l2", "0.05,0.1", "--lr", "1", "--budget-step", 30,
+                              "--out", tmp_path], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert len(summary["runs"]) == 2 and all(RUN_KEYS <= set(r) for r in summary["runs"])
+    assert all(r["budget_test_acc"] is not None for r in summary["runs"])
+    assert (tmp_path / "laws.png").exists() and "t*ηλ varies by a factor" in stdout
+    if mode == "finite":
+        assert summary["theory_runs"] and len(list((tmp_path / "runs").glob("*.json"))) == 2
+
+
+def test_optimal_l2_and_autol2_commands(tmp_path, capsys):
+    code, stdout, err = _run(["optimal-l2", "--dataset", "digits", "--n-train", 64, "--n-test", 64, "--lr", 1,
+                              "--budget-step", 200, "--probe-l2", 0.05, "--grid", "1e-4,1e-3,1e-2,1e-1",
+                              "--out", tmp_path / "opt"], capsys)
+    assert code == 0, err
+    s = json.loads((tmp_path / "opt" / "summary.json").read_text())
+    assert s["l2_opt_one_run"] == pytest.approx(s["probe"]["t_star"] * 0.05 / 200)
+    assert {"l2_opt_kernel", "l2_opt_grid", "acc_at_budget_grid", "acc_at_budget_one_run"} <= set(s)
+    code, stdout, err = _run(["autol2", "--dataset", "digits", "--n-train", 64, "--n-test", 64, "--lr", 1, "--steps", 300,
+                              "--constant-l2", "1e-3,1e-2", "--window", 20, "--check-every", 5, "--l2-init", 0.05,
+                              "--out", tmp_path / "auto"], capsys)
+    assert code == 0, err
+    s = json.loads((tmp_path / "auto" / "summary.json").read_text())
+    assert {"best_constant_l2", "best_constant_steps", "autol2_steps_to_best_constant_acc", "speedup_ratio"} <= set(s)
+    assert (tmp_path / "auto" / "autol2.png").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["sweep", "--l2", "0,1e-3", "--out", "x"], "--l2: expected positive numbers"),
+    (["sweep", "--lr", "a", "--out", "x"], "--lr: expected comma-separated numbers"),
+])
+def test_bad_law_flags_are_one_line(argv, message, capsys):
+    code, _, err = _run(argv, capsys)
+    assert code == 2 and err.startswith("ntk-l2: error: ") and message in err
