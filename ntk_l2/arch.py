@@ -73,10 +73,17 @@ class Architecture:
         The theory runs in float64 (DESIGN.md §2); a kernel computed in float32
         is symmetric only to ~1e-7 relative and fails the solvers' input checks.
         """
+        return self._kernel(x1, x2, "ntk")
+
+    def nngp(self, x1: Any, x2: Any = None) -> np.ndarray:
+        """The NNGP kernel K(x1, x2): the covariance of the outputs at initialization, float64."""
+        return self._kernel(x1, x2, "nngp")
+
+    def _kernel(self, x1: Any, x2: Any, name: str) -> np.ndarray:
         with enable_x64():
             a = jnp.asarray(np.asarray(x1, np.float64))
             b = None if x2 is None else jnp.asarray(np.asarray(x2, np.float64))
-            return np.asarray(self.kernel_fn(a, b, "ntk"), np.float64)
+            return np.asarray(self.kernel_fn(a, b, name), np.float64)
 
     def __iter__(self) -> Iterator[Callable[..., Any]]:
         """Unpack like a stax triple: `init_fn, apply_fn, kernel_fn = arch`."""

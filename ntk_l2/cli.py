@@ -87,6 +87,8 @@ def _law_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--lr", default="0.5,1", help="comma-separated learning rates")
     s.add_argument("--budget", type=float, default=2.0, help="each run lasts budget/(ηλ) steps (default 2)")
     s.add_argument("--budget-step", type=int, default=None, help="also report the accuracy at this step T")
+    s.add_argument("--init-samples", type=int, default=0,
+                   help="theory for single networks: average over this many NNGP draws of f_0 (default 0: the mean prediction)")
     o = sub.add_parser("optimal-l2", help="λ_opt for a budget of T steps: one run, the kernel, a grid")
     common(o)
     o.add_argument("--lr", type=float, default=1.0)
@@ -140,7 +142,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
     l2s, lrs = _floats(args.l2, "--l2"), _floats(args.lr, "--lr")
     summary = run_sweep(_law_dataset(args), args.out, args.mode, l2s, lrs, args.budget, args.budget_step,
-                        _finite_config(args), log=_log)
+                        _finite_config(args), log=_log, init_samples=args.init_samples)
     print(f"wrote {Path(args.out) / 'summary.json'} and {summary['figure']}")
     for r in summary["runs"]:
         print(f"  λ = {r['l2']:<8g} η = {r['lr']:<6g} t* = {r['t_star']:<7g} t*ηλ = {r['t_star_eta_l2']:.3f}  "

@@ -23,9 +23,11 @@ MODES = ("theory", "finite")
 
 
 def law_problem(ds: Dataset, depth: int = 3) -> LawProblem:
-    """The infinite-width NTK problem of the bias-free ReLU network on ``ds`` (degree depth + 1)."""
+    """The infinite-width NTK problem of the bias-free ReLU network on ``ds`` (degree depth + 1),
+    with the joint NNGP of train and test points for single-network (sampled f_0) predictions."""
     net = arch.fully_connected(depth, out_dim=ds.n_classes)
-    return LawProblem(net.ntk(ds.x_train), net.ntk(ds.x_test, ds.x_train), ds.y_train, ds.labels_test, depth + 1)
+    return LawProblem(net.ntk(ds.x_train), net.ntk(ds.x_test, ds.x_train), ds.y_train, ds.labels_test, depth + 1,
+                      nngp=net.nngp(np.concatenate([ds.x_train, ds.x_test])))
 
 
 def _check_mode(mode: str) -> None:
@@ -41,8 +43,11 @@ def _spread(runs: Sequence[dict[str, Any]]) -> float | None:
 
 def run_sweep(ds: Dataset, out_dir: str | Path, mode: str, l2_values: Sequence[float], learning_rates: Sequence[float],
               budget: float = 2.0, budget_step: int | None = None, finite: FiniteSweepConfig = FiniteSweepConfig(),
-              with_theory: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+              with_theory: bool = True, log: Callable[[str], None] | None = None,
+              init_samples: int = 0) -> dict[str, Any]:
     """Sweep (λ, η) in ``mode``; with finite runs the theory is overlaid (``with_theory``).
+    ``init_samples`` > 0: the theory predicts single networks (initial outputs drawn from the
+    NNGP, `laws.theory_sweep`) instead of the mean prediction.
 
     Summary: ``runs`` (per run ``l2``, ``lr``, ``t_star``, ``t_star_eta_l2``, ``max_test_acc``,
     ``budget_test_acc``, ``diverged``), ``t_star_eta_l2_spread`` = max/min of t*·η·λ,
@@ -51,7 +56,8 @@ def run_sweep(ds: Dataset, out_dir: str | Path, mode: str, l2_values: Sequence[f
     _check_mode(mode)
     out = Path(out_dir)
     problem = law_problem(ds, finite.depth)
-    theory = theory_sweep(problem, l2_values, learning_rates, budget, budget_step) if (mode == "theory" or with_theory) else None
+    theory = (theory_sweep(problem, l2_values, learning_rates, budget, budget_step, init_samples=init_samples)
+              if (mode == "theory" or with_theory) else None)
     finite = FiniteSweepConfig(**{**finite.__dict__, "budget": budget, "budget_step": budget_step})
     runs = theory if mode == "theory" else finite_sweep(ds, l2_values, learning_rates, finite, out, log=log)
     longest = max(max(r["steps"]) for r in runs)
@@ -65,6 +71,7 @@ def run_sweep(ds: Dataset, out_dir: str | Path, mode: str, l2_values: Sequence[f
     summary = {
         "mode": mode, "dataset": ds.name, "n_train": int(ds.x_train.shape[0]), "n_test": int(ds.x_test.shape[0]),
         "budget": budget, "budget_step": budget_step, "finite": finite.__dict__ if mode == "finite" else None,
+        "theory_init_samples": init_samples,
         "runs": [{k: v for k, v in r.items() if k not in ("steps", "acc_test")} for r in runs],
         "t_star_eta_l2_spread": _spread(runs),
         "theory_t_star_eta_l2_spread": _spread(theory) if theory is not None else None,

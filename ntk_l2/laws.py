@@ -66,6 +66,19 @@ class LawProblem:
     y_train: Array
     labels_test: NDArray[np.integer]
     degree: int
+    nngp: Array | None = None  # joint NNGP of (train, test) points: the law of the initial outputs
+
+    def initial_outputs(self, n_samples: int, seed: int = 0) -> tuple[Array, Array]:
+        """Draws of (f_X(0), f_*(0)) from the NNGP, (S, n, c) and (S, m, c): the random
+        function a single network starts from (independent across outputs)."""
+        if self.nngp is None:
+            raise ValueError("nngp: the problem has no NNGP kernel to draw initial outputs from")
+        n, c = self.y_train.shape
+        rng = np.random.default_rng(seed)
+        evals, evecs = np.linalg.eigh(self.nngp)
+        root = evecs * np.sqrt(np.clip(evals, 0.0, None))
+        draws = np.einsum("ij,sjc->sic", root, rng.standard_normal((n_samples, len(evals), c)))
+        return draws[:, :n], draws[:, n:]
 
 
 def _run_summary(l2: float, lr: float, steps: Array, acc: Array, budget_step: int | None) -> dict[str, Any]:
@@ -80,13 +93,18 @@ def _run_summary(l2: float, lr: float, steps: Array, acc: Array, budget_step: in
 
 def theory_sweep(problem: LawProblem, l2_values: Sequence[float], learning_rates: Sequence[float],
                  budget: float = 2.0, budget_step: int | None = None, n_records: int = 200,
-                 max_steps: int = 10**6) -> list[dict[str, Any]]:
+                 max_steps: int = 10**6, init_samples: int = 0, seed: int = 0) -> list[dict[str, Any]]:
     """The laws' sweep from the kernel: for each (λ, η), the predicted test accuracy over
     t ≤ budget/(ηλ) steps (and to ``budget_step`` if later), then t*, t*·η·λ, the best
     accuracy and the accuracy at ``budget_step``.
 
     One eigendecomposition serves every pair; each pair costs one compiled scan of
     O(steps · n) plus O(records · n · (n + m) · c) to map back.
+
+    With ``init_samples`` = S > 0 the accuracy is that of single networks: the mean over S
+    draws of the initial outputs from the NNGP (`LawProblem.initial_outputs`, the same
+    draws for every pair), each run through the same map (E1: the map is affine in f_0).
+    With S = 0 it is the accuracy of the mean prediction (f_0 = 0).
 
     Returns:
       One dict per pair (λ-major): ``l2``, ``lr``, ``t_star``, ``t_star_eta_l2``,
@@ -95,6 +113,7 @@ def theory_sweep(problem: LawProblem, l2_values: Sequence[float], learning_rates
     """
     eig, y, *_ = solver_inputs(problem.k_train_train, problem.y_train, 1.0, 0.0, problem.degree)
     k_test = np.asarray(problem.k_test_train, np.float64)
+    draws = problem.initial_outputs(init_samples, seed) if init_samples else None
     runs = []
     for lam in l2_values:
         for eta in learning_rates:
@@ -107,8 +126,11 @@ def theory_sweep(problem: LawProblem, l2_values: Sequence[float], learning_rates
                 raise ValueError(f"l2_values: λ = {lam:g}, η = {eta:g} needs {last} steps > max_steps = {max_steps}")
             steps = log_steps(last, n_records, () if budget_step is None else (int(budget_step),))
             predict = discrete._make_predict_fn(eig, y, float(eta), float(lam), int(problem.degree))
-            _, fx_test = predict(steps, 0.0, 0.0, k_test)
-            acc = metrics.accuracy(fx_test, problem.labels_test)
+            if init_samples:
+                acc = np.mean([metrics.accuracy(predict(steps, f0, fs0, k_test)[1], problem.labels_test)
+                               for f0, fs0 in zip(*draws)], axis=0)
+            else:
+                acc = metrics.accuracy(predict(steps, 0.0, 0.0, k_test)[1], problem.labels_test)
             run = _run_summary(lam, eta, steps.astype(float), acc, budget_step)
             run.update(steps=steps.tolist(), acc_test=[None if np.isnan(a) else float(a) for a in acc])
             runs.append(run)

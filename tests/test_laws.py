@@ -133,3 +133,33 @@ def test_bad_autol2_config_names_the_argument(kwargs, message):
 def test_sweep_rejects_zero_l2(problem):
     with pytest.raises(ValueError, match="l2_values"):
         theory_sweep(problem, [0.0], [1.0])
+
+
+def test_initial_outputs_follow_the_nngp():
+    """Draws of f_0 have the NNGP covariance (independent across outputs): with 4,000 draws
+    of 10 outputs the empirical covariance is within ~3/sqrt(40,000) = 1.5% of K; 5% bound."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(6, 9))
+    nngp = a @ a.T / 9
+    prob = LawProblem(np.eye(4), np.zeros((2, 4)), np.zeros((4, 10)), np.zeros(2, int), 2, nngp=nngp)
+    f_train, f_test = prob.initial_outputs(4000, seed=1)
+    assert f_train.shape == (4000, 4, 10) and f_test.shape == (4000, 2, 10)
+    joint = np.concatenate([f_train, f_test], axis=1)
+    cov = np.einsum("sic,sjc->ij", joint, joint) / (4000 * 10)
+    assert np.max(np.abs(cov - nngp)) < 0.05 * np.max(np.abs(nngp))
+    with pytest.raises(ValueError, match="nngp"):
+        LawProblem(np.eye(2), np.zeros((1, 2)), np.zeros((2, 3)), np.zeros(1, int), 2).initial_outputs(1)
+
+
+def test_sampled_sweep_is_the_mean_accuracy_of_single_runs(problem):
+    """init_samples = S: accuracy averaged over S single-network predictions from NNGP draws."""
+    ds = data.load_digits(n_train=128, n_test=200, seed=0)
+    net = arch.fully_connected(3, out_dim=10)
+    prob = LawProblem(problem.k_train_train, problem.k_test_train, problem.y_train, problem.labels_test, 4,
+                      nngp=net.nngp(np.concatenate([ds.x_train, ds.x_test])))
+    run = theory_sweep(prob, [1e-2], [1.0], init_samples=3, seed=5, n_records=30)[0]
+    f0, fs0 = prob.initial_outputs(3, seed=5)
+    predict = gradient_descent_mse_l2_discrete(prob.k_train_train, prob.y_train, 1.0, 1e-2, 4)
+    steps = np.asarray(run["steps"])
+    accs = [metrics.accuracy(predict(steps, f0[i], fs0[i], prob.k_test_train)[1], prob.labels_test) for i in range(3)]
+    np.testing.assert_allclose(run["acc_test"], np.mean(accs, axis=0), rtol=0, atol=1e-15)
