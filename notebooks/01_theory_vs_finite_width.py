@@ -48,6 +48,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import ntk_l2
+from ntk_l2.data import load_mnist_or_digits
 from ntk_l2.compare import CompareConfig, run_comparison, theory_predictors, infinite_width_kernels
 from ntk_l2.train import TrainConfig, train
 
@@ -59,12 +60,7 @@ LR, L2 = 10.0, 1e-2
 STEPS = int(round(2 / (LR * L2)))
 OUT = Path("../out/notebooks/01" + ("_small" if SMALL else ""))
 
-mnist_dir = Path(os.environ.get("NTK_L2_MNIST_DIR", "../../shared/data/mnist"))
-try:
-    data = ntk_l2.load_mnist(n_train=N_TRAIN, n_test=N_TEST, data_dir=mnist_dir, seed=0)
-except FileNotFoundError as err:
-    print(f"MNIST not found ({err}); falling back to the embedded digits")
-    data = ntk_l2.load_digits(n_train=N_TRAIN, n_test=N_TEST, seed=0)
+data = load_mnist_or_digits(N_TRAIN, N_TEST, os.environ.get("NTK_L2_MNIST_DIR", "../../shared/data/mnist"), seed=0)
 net = ntk_l2.fully_connected(depth=3, out_dim=data.n_classes)
 ntk_l2.check_degree(net, input_shape=data.x_train.shape[1:])
 print(f"{data.name}: {N_TRAIN} train / {N_TEST} test points; {net.name}, degree k = {net.degree}")

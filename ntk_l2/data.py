@@ -369,3 +369,22 @@ def load_dataset(name: str, **kwargs: Any) -> Dataset:
     if (key := str(name).lower()) not in _LOADERS:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
     return _LOADERS[key](**kwargs)
+
+
+def load_mnist_or_digits(n_train: int, n_test: int, data_dir: str | os.PathLike | None = None,
+                         seed: int = 0) -> Dataset:
+    """MNIST from ``data_dir`` (default `$NTK_L2_MNIST_DIR`), else the embedded digits.
+
+    For notebooks and demos that must run anywhere: when the MNIST files are not found, a
+    `UserWarning` says so and the digits are returned; the dataset's ``name`` tells which.
+    """
+    import warnings
+
+    directory = data_dir if data_dir is not None else os.environ.get("NTK_L2_MNIST_DIR")
+    try:
+        if directory is None:
+            raise FileNotFoundError("no data_dir given and NTK_L2_MNIST_DIR is not set")
+        return load_mnist(n_train=n_train, n_test=n_test, data_dir=directory, seed=seed)
+    except FileNotFoundError as err:
+        warnings.warn(f"MNIST not found ({err}); using the embedded digits", stacklevel=2)
+        return load_digits(n_train=n_train, n_test=n_test, seed=seed)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ntk_l2 import _download, datasets_io
+from ntk_l2 import _download, data, datasets_io
 from ntk_l2.data import (DATASETS, Dataset, _split, _subsets, load_cifar10, load_dataset,
                          load_digits, load_mnist, one_hot_targets)
 from ntk_l2.datasets_io import KNOWN_CHECKSUMS, DownloadError, read_mnist, verify_checksum
@@ -614,3 +614,13 @@ def test_cifar10_missing_and_download(tmp_path, monkeypatch):
     assert "cifar-10-binary.tar.gz" in _files(cache)
     with pytest.raises(ValueError, match="n_train must be at most 100"):
         load_cifar10(n_train=101, data_dir=cache)
+
+
+def test_load_mnist_or_digits_falls_back_with_a_warning(tmp_path):
+    with pytest.warns(UserWarning, match="MNIST not found"):
+        ds = data.load_mnist_or_digits(32, 16, data_dir=tmp_path)
+    assert ds.name.startswith("digits") and ds.x_train.shape[0] == 32
+
+
+def test_load_mnist_or_digits_reads_mnist(mnist_dir):
+    assert data.load_mnist_or_digits(32, 16, data_dir=mnist_dir).name.startswith("mnist")
