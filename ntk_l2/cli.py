@@ -95,6 +95,8 @@ def _law_parsers(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--budget-step", type=int, required=True, help="the budget T in steps")
     o.add_argument("--probe-l2", type=float, default=1e-2, help="λ of the one run that measures c = t*ηλ")
     o.add_argument("--grid", default="1e-5,3e-5,1e-4,3e-4,1e-3,3e-3,1e-2", help="comma-separated λ grid")
+    o.add_argument("--init-samples", type=int, default=0,
+                   help="theory for single networks: average over this many NNGP draws of f_0 (default 0: the mean)")
     a = sub.add_parser("autol2", help="AutoL2 against the best constant λ")
     common(a)
     a.add_argument("--lr", type=float, default=1.0)
@@ -155,7 +157,7 @@ def _optimal_l2(args: argparse.Namespace) -> int:
     from ntk_l2.law_experiments import run_optimal_l2
 
     s = run_optimal_l2(_law_dataset(args), args.out, args.mode, args.lr, args.budget_step, args.probe_l2,
-                       _floats(args.grid, "--grid"), _finite_config(args), log=_log)
+                       _floats(args.grid, "--grid"), _finite_config(args), log=_log, init_samples=args.init_samples)
     print(f"wrote {Path(args.out) / 'summary.json'} and {s['figure']}")
     print(f"  one run (λ = {args.probe_l2:g}): λ_opt = {s['l2_opt_one_run']:.3g}, accuracy at T {100 * s['acc_at_budget_one_run']:.1f}%")
     print(f"  kernel only: λ_opt = {s['l2_opt_kernel']:.3g}, accuracy at T {100 * s['acc_at_budget_kernel']:.1f}%")

@@ -90,29 +90,31 @@ def run_sweep(ds: Dataset, out_dir: str | Path, mode: str, l2_values: Sequence[f
 
 def run_optimal_l2(ds: Dataset, out_dir: str | Path, mode: str, learning_rate: float, budget_step: int,
                    probe_l2: float, grid: Sequence[float], finite: FiniteSweepConfig = FiniteSweepConfig(),
-                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """λ_opt for a budget of T steps, three ways: from one run at ``probe_l2`` (c = t*ηλ,
-    λ_opt = c/(ηT)), from the kernel alone, and by a grid search (accuracy at step T) in ``mode``.
-    The predicted λ_opt is then run too, so its accuracy at T can be compared with the grid's best."""
+                   log: Callable[[str], None] | None = None, init_samples: int = 0) -> dict[str, Any]:
+    """λ_opt for a budget of T steps, three ways: from one run at ``probe_l2`` (its own t*, over
+    2/(ηλ) steps: c = t*ηλ, λ_opt = c/(ηT)), from the kernel alone, and by a grid search
+    (accuracy at step T, each grid run T steps long) in ``mode``. The predicted λ_opt are run
+    too, so their accuracy at T can be compared with the grid's best. ``init_samples`` > 0:
+    the theory (kernel prediction and theory mode) is that of single networks."""
     _check_mode(mode)
     out = Path(out_dir)
     problem = law_problem(ds, finite.depth)
-    cfg = FiniteSweepConfig(**{**finite.__dict__, "budget_step": budget_step})
 
-    def sweep(l2s: Sequence[float], sub: str) -> list[dict[str, Any]]:
+    def sweep(l2s: Sequence[float], sub: str, budget: float) -> list[dict[str, Any]]:
         if mode == "theory":
-            return theory_sweep(problem, l2s, [learning_rate], cfg.budget, budget_step)
+            return theory_sweep(problem, l2s, [learning_rate], budget, budget_step, init_samples=init_samples)
+        cfg = FiniteSweepConfig(**{**finite.__dict__, "budget": budget, "budget_step": budget_step})
         return finite_sweep(ds, l2s, [learning_rate], cfg, out / sub, log=log)
 
-    probe = sweep([probe_l2], "probe")[0]
+    probe = sweep([probe_l2], "probe", finite.budget)[0]
     l2_run = optimal_l2_from_run(probe["t_star"], learning_rate, probe_l2, budget_step)
-    kernel = optimal_l2_from_kernel(problem, learning_rate, budget_step)
-    grid_runs = sweep(list(grid), "grid")
+    kernel = optimal_l2_from_kernel(problem, learning_rate, budget_step, init_samples=init_samples)
+    grid_runs = sweep(list(grid), "grid", 0.0)
     accs = np.array([np.nan if r["budget_test_acc"] is None else r["budget_test_acc"] for r in grid_runs])
     best = int(np.nanargmax(accs))
-    predicted = sweep([l2_run, kernel["l2_opt"]], "predicted")
+    predicted = sweep([l2_run, kernel["l2_opt"]], "predicted", 0.0)
     summary = {
-        "mode": mode, "dataset": ds.name, "lr": learning_rate, "budget_step": budget_step,
+        "mode": mode, "dataset": ds.name, "lr": learning_rate, "budget_step": budget_step, "init_samples": init_samples,
         "probe": {k: v for k, v in probe.items() if k not in ("steps", "acc_test")},
         "l2_opt_one_run": l2_run, "acc_at_budget_one_run": predicted[0]["budget_test_acc"],
         "l2_opt_kernel": kernel["l2_opt"], "acc_at_budget_kernel": predicted[1]["budget_test_acc"],

@@ -146,12 +146,15 @@ def optimal_l2_from_run(t_star: float, learning_rate: float, l2: float, budget_s
 
 
 def optimal_l2_from_kernel(problem: LawProblem, learning_rate: float, budget_step: int,
-                           l2_grid: Sequence[float] | None = None) -> dict[str, Any]:
+                           l2_grid: Sequence[float] | None = None, init_samples: int = 0,
+                           seed: int = 0) -> dict[str, Any]:
     """The λ whose predicted test accuracy at step T = ``budget_step`` is highest (no training).
 
     Default grid: 41 values log-spaced over [1e-5, 0.5/η] (ηλ < 1 keeps the map defined).
-    Ties go to the largest λ (the most regularized of equally good choices).
+    Ties go to the largest λ (the most regularized of equally good choices). With
+    ``init_samples`` > 0 the accuracy is that of single networks (as in `theory_sweep`).
     """
+    draws = problem.initial_outputs(init_samples, seed) if init_samples else ((0.0,), (0.0,))
     if l2_grid is None:
         l2_grid = np.logspace(-5, math.log10(0.5 / learning_rate), 41)
     eig, y, *_ = solver_inputs(problem.k_train_train, problem.y_train, learning_rate, 0.0, problem.degree)
@@ -159,7 +162,8 @@ def optimal_l2_from_kernel(problem: LawProblem, learning_rate: float, budget_ste
     accs = []
     for lam in l2_grid:
         predict = discrete._make_predict_fn(eig, y, float(learning_rate), float(lam), int(problem.degree))
-        accs.append(float(metrics.accuracy(predict(np.array([budget_step]), 0.0, 0.0, k_test)[1], problem.labels_test)[0]))
+        accs.append(float(np.mean([metrics.accuracy(predict(np.array([budget_step]), f0, fs0, k_test)[1], problem.labels_test)[0]
+                                   for f0, fs0 in zip(*draws)])))
     accs_arr = np.nan_to_num(np.asarray(accs), nan=-1.0)
     best = int(np.flatnonzero(accs_arr == accs_arr.max())[-1])
     return {"l2_opt": float(l2_grid[best]), "acc_at_budget": accs[best], "l2_grid": [float(v) for v in l2_grid],
@@ -216,7 +220,8 @@ class _Plateau:
 
 
 def autol2_theory(problem: LawProblem, learning_rate: float, steps: int, config: AutoL2Config = AutoL2Config(),
-                  labels_train: ArrayLike | None = None, record_every: int = 10) -> dict[str, Any]:
+                  labels_train: ArrayLike | None = None, record_every: int = 10,
+                  fx_train_0: ArrayLike | None = None, fx_test_0: ArrayLike | None = None) -> dict[str, Any]:
     """AutoL2 on the infinite-width discrete map, λ_s chosen on the fly (`derivations/laws.md`, L3).
 
     Per step, in the eigenbasis Θ_0 = V diag(μ) Vᵀ, z = Vᵀ f_X, with κ_s = 1 − ηλ_s:
@@ -224,7 +229,9 @@ def autol2_theory(problem: LawProblem, learning_rate: float, steps: int, config:
         z_{s+1} = κ_s^k z_s − η κ_s^{k−1} ρ_s μ (z_s − Vᵀ Y)/N,     ρ_{s+1} = κ_s^{2(k−1)} ρ_s,
         u_{s+1} = κ_s^k u_s − η κ_s^{k−1} ρ_s (z_s − Vᵀ Y)/N,        f_*(s) = Θ_*X V u_s
 
-    from f_0 = 0 (the mean over initializations). Returns the recorded ``steps``,
+    with f_*(s) = A_s f_*(0) + Θ_*X V u_s, A_{s+1} = κ_s^k A_s, from f_0 = 0 (the mean over
+    initializations) or from given ``fx_train_0``, ``fx_test_0`` (a single network's initial
+    function, e.g. `LawProblem.initial_outputs`). Returns the recorded ``steps``,
     ``l2`` (λ used from each record on), ``acc_test``, ``acc_train``, ``loss_train`` and
     the ``changes`` [(step, new λ)].
     """
@@ -236,9 +243,10 @@ def autol2_theory(problem: LawProblem, learning_rate: float, steps: int, config:
     vt_y = eig.evecs.T @ y
     k_test_v = np.asarray(problem.k_test_train, np.float64) @ eig.evecs
     mu = eig.evals[:, None]
-    z = np.zeros_like(vt_y)
+    z = np.zeros_like(vt_y) if fx_train_0 is None else eig.evecs.T @ np.asarray(fx_train_0, np.float64)
+    f_test_0 = 0.0 if fx_test_0 is None else np.asarray(fx_test_0, np.float64)
     u = np.zeros_like(vt_y)
-    rho, lam = 1.0, config.l2_init
+    rho, lam, carry = 1.0, config.l2_init, 1.0
     rule = _Plateau(config)
     out: dict[str, list[Any]] = {"steps": [], "l2": [], "acc_test": [], "acc_train": [], "loss_train": []}
     changes: list[tuple[int, float]] = []
@@ -252,7 +260,7 @@ def autol2_theory(problem: LawProblem, learning_rate: float, steps: int, config:
         if record:
             out["steps"].append(s)
             out["l2"].append(lam)
-            out["acc_test"].append(float(metrics.accuracy(k_test_v @ u, problem.labels_test)))
+            out["acc_test"].append(float(metrics.accuracy(carry * f_test_0 + k_test_v @ u, problem.labels_test)))
             out["acc_train"].append(acc_train)
             out["loss_train"].append(loss)
         if check and s > 0:
@@ -269,6 +277,7 @@ def autol2_theory(problem: LawProblem, learning_rate: float, steps: int, config:
         drive = learning_rate * keep ** (k - 1) * rho * (z - vt_y) / norm
         z, u = keep**k * z - mu * drive, keep**k * u - drive
         rho *= keep ** (2 * (k - 1))
+        carry *= keep**k
     return {**out, "changes": changes, "lr": learning_rate, "config": config.__dict__.copy()}
 
 

@@ -163,3 +163,17 @@ def test_sampled_sweep_is_the_mean_accuracy_of_single_runs(problem):
     steps = np.asarray(run["steps"])
     accs = [metrics.accuracy(predict(steps, f0[i], fs0[i], prob.k_test_train)[1], prob.labels_test) for i in range(3)]
     np.testing.assert_allclose(run["acc_test"], np.mean(accs, axis=0), rtol=0, atol=1e-15)
+
+
+def test_autol2_theory_from_a_single_networks_initial_function(problem):
+    """From given f_0 (train and test), a schedule that never changes is the constant-λ map
+    from that f_0, test outputs included (f_* = A_s f_*(0) + Θ_*X V u_s, L3)."""
+    rng = np.random.default_rng(2)
+    f0 = rng.normal(size=problem.y_train.shape)
+    fs0 = rng.normal(size=(problem.k_test_train.shape[0], problem.y_train.shape[1]))
+    cfg = AutoL2Config(l2_init=1e-3, l2_min=1e-3, window=50, check_every=10)
+    res = autol2_theory(problem, 1.0, 200, cfg, record_every=20, fx_train_0=f0, fx_test_0=fs0)
+    predict = gradient_descent_mse_l2_discrete(problem.k_train_train, problem.y_train, 1.0, 1e-3, 4)
+    fx_train, fx_test = predict(np.asarray(res["steps"]), f0, fs0, problem.k_test_train)
+    assert relative_error(res["loss_train"], metrics.mse_loss(fx_train, problem.y_train)) < 1e-10
+    np.testing.assert_array_equal(res["acc_test"], metrics.accuracy(fx_test, problem.labels_test))
