@@ -38,7 +38,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-import ntk_l2
 from ntk_l2.data import load_mnist_or_digits
 from ntk_l2.law_experiments import law_problem
 from ntk_l2.laws import FiniteSweepConfig, finite_sweep, theory_sweep

@@ -14,10 +14,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ntk_l2 import arch, io
+from ntk_l2 import arch, io, metrics
 from ntk_l2.data import Dataset
 from ntk_l2.laws import (AutoL2Config, FiniteSweepConfig, LawProblem, autol2_finite, autol2_theory, finite_sweep,
-                         optimal_l2_from_kernel, optimal_l2_from_run, steps_to_reach, theory_sweep, time_to_best)
+                         log_steps, optimal_l2_from_kernel, optimal_l2_from_run, steps_to_reach, theory_sweep,
+                         time_to_best)
+from ntk_l2.theory import gradient_descent_mse_l2
 
 MODES = ("theory", "finite")
 
@@ -61,10 +63,6 @@ def run_sweep(ds: Dataset, out_dir: str | Path, mode: str, l2_values: Sequence[f
     finite = FiniteSweepConfig(**{**finite.__dict__, "budget": budget, "budget_step": budget_step})
     runs = theory if mode == "theory" else finite_sweep(ds, l2_values, learning_rates, finite, out, log=log)
     longest = max(max(r["steps"]) for r in runs)
-    from ntk_l2.theory.closed_form import gradient_descent_mse_l2
-    from ntk_l2 import metrics
-    from ntk_l2.laws import log_steps
-
     predict0 = gradient_descent_mse_l2(problem.k_train_train, problem.y_train, float(min(learning_rates)), 0.0, problem.degree)
     t0 = log_steps(longest, 200)
     reference = float(np.nanmax(metrics.accuracy(predict0(t0.astype(float), 0.0, 0.0, problem.k_test_train)[1], ds.labels_test)))
