@@ -120,7 +120,8 @@ def _floats(text: str, flag: str) -> tuple[float, ...]:
     return values
 
 
-def _law_dataset(args: argparse.Namespace):
+def _dataset(args: argparse.Namespace):
+    """The dataset of ``--dataset``, ``--data-dir`` (mnist), ``--n-train``, ``--n-test``, ``--seed``."""
     from ntk_l2 import data
 
     kwargs = {"n_train": args.n_train, "n_test": args.n_test, "seed": args.seed}
@@ -143,7 +144,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from ntk_l2.law_experiments import run_sweep
 
     l2s, lrs = _floats(args.l2, "--l2"), _floats(args.lr, "--lr")
-    summary = run_sweep(_law_dataset(args), args.out, args.mode, l2s, lrs, args.budget, args.budget_step,
+    summary = run_sweep(_dataset(args), args.out, args.mode, l2s, lrs, args.budget, args.budget_step,
                         _finite_config(args), log=_log, init_samples=args.init_samples)
     print(f"wrote {Path(args.out) / 'summary.json'} and {summary['figure']}")
     for r in summary["runs"]:
@@ -156,7 +157,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _optimal_l2(args: argparse.Namespace) -> int:
     from ntk_l2.law_experiments import run_optimal_l2
 
-    s = run_optimal_l2(_law_dataset(args), args.out, args.mode, args.lr, args.budget_step, args.probe_l2,
+    s = run_optimal_l2(_dataset(args), args.out, args.mode, args.lr, args.budget_step, args.probe_l2,
                        _floats(args.grid, "--grid"), _finite_config(args), log=_log, init_samples=args.init_samples)
     print(f"wrote {Path(args.out) / 'summary.json'} and {s['figure']}")
     print(f"  one run (λ = {args.probe_l2:g}): λ_opt = {s['l2_opt_one_run']:.3g}, accuracy at T {100 * s['acc_at_budget_one_run']:.1f}%")
@@ -172,7 +173,7 @@ def _autol2(args: argparse.Namespace) -> int:
 
     cfg = AutoL2Config(l2_init=args.l2_init, factor=args.factor, window=args.window, check_every=args.check_every,
                        l2_min=args.l2_min, metric=args.metric)
-    s = run_autol2(_law_dataset(args), args.out, args.mode, args.lr, args.steps, _floats(args.constant_l2, "--constant-l2"),
+    s = run_autol2(_dataset(args), args.out, args.mode, args.lr, args.steps, _floats(args.constant_l2, "--constant-l2"),
                    cfg, _finite_config(args), log=_log)
     print(f"wrote {Path(args.out) / 'summary.json'} and {s['figure']}")
     print(f"  best constant λ = {s['best_constant_l2']:g}: best test acc {100 * s['best_constant_acc']:.1f}% at step {s['best_constant_steps']:g}")
@@ -222,14 +223,11 @@ def _positive_ints(text: str, flag: str) -> tuple[int, ...]:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from ntk_l2 import data, io
+    from ntk_l2 import io
     from ntk_l2.compare import CompareConfig, infinite_width_kernels, run_comparison, stable_learning_rate
 
     widths = _positive_ints(args.widths, "--widths")
-    kwargs = {"n_train": args.n_train, "n_test": args.n_test, "seed": args.seed}
-    if args.dataset == "mnist":
-        kwargs["data_dir"] = args.data_dir
-    ds = data.load_dataset(args.dataset, **kwargs)
+    ds = _dataset(args)
     probe = CompareConfig(depth=args.depth, widths=widths, l2=args.l2)
     if args.lr == "auto":
         lr = stable_learning_rate(infinite_width_kernels(ds, probe)["train"], ds.y_train.size, args.l2, args.depth + 1)

@@ -38,11 +38,6 @@ class DemoConfig:
     compare_l2: float = 1e-3
 
 
-def _json_list(values: np.ndarray) -> list[float | None]:
-    """Floats for JSON; NaN (undefined accuracy of all-zero outputs) becomes null."""
-    return [None if np.isnan(v) else float(v) for v in values]
-
-
 def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig()) -> dict[str, Any]:
     """Theory for several λ and the finite-width comparison; figures + ``summary.json``."""
     ds = data.load_digits(n_train=config.n_train, n_test=config.n_test, seed=config.seed)
@@ -54,10 +49,10 @@ def run_demo(out_dir: str | Path, config: DemoConfig = DemoConfig()) -> dict[str
         predict = gradient_descent_mse_l2(k_train, ds.y_train, config.learning_rate, lam, net.degree)
         fx_train, fx_test = predict(times, 0.0, None, k_test)
         curves[f"{lam:g}"] = {
-            "loss_train": _json_list(metrics.mse_loss(fx_train, ds.y_train)),
-            "loss_test": _json_list(metrics.mse_loss(fx_test, ds.y_test)),
-            "acc_train": _json_list(metrics.accuracy(fx_train, ds.labels_train)),
-            "acc_test": _json_list(metrics.accuracy(fx_test, ds.labels_test)),
+            "loss_train": io.json_floats(metrics.mse_loss(fx_train, ds.y_train)),
+            "loss_test": io.json_floats(metrics.mse_loss(fx_test, ds.y_test)),
+            "acc_train": io.json_floats(metrics.accuracy(fx_train, ds.labels_train)),
+            "acc_test": io.json_floats(metrics.accuracy(fx_test, ds.labels_test)),
         }
     out = Path(out_dir)
     from ntk_l2 import plots  # matplotlib only when a figure is drawn

@@ -34,6 +34,11 @@ def _umask() -> int:
     return mask
 
 
+def json_floats(values: Any) -> list[float | None]:
+    """Floats for JSON; NaN (e.g. the undefined accuracy of all-zero outputs) becomes null."""
+    return [None if np.isnan(v) else float(v) for v in np.asarray(values, np.float64)]
+
+
 def save_npz(path: str | os.PathLike, **arrays: Any) -> Path:
     """``np.savez`` to exactly ``path`` (no suffix added), atomically."""
     return _atomic(path, lambda h: np.savez(h, **arrays), ".npz", "wb")

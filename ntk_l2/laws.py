@@ -24,9 +24,10 @@ from typing import Any, Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ntk_l2 import metrics
+from ntk_l2 import io, metrics
 from ntk_l2.theory import discrete
 from ntk_l2.theory._affine import solver_inputs
+from ntk_l2.train import log_steps
 
 Array = NDArray[np.float64]
 
@@ -47,14 +48,6 @@ def time_to_best(steps: ArrayLike, acc: ArrayLike, tol: float = T_STAR_TOL) -> t
     best = float(np.nanmax(acc))
     first = int(np.argmax(np.nan_to_num(acc, nan=-np.inf) >= best - tol))
     return float(steps[first]), best
-
-
-def log_steps(last: int, n: int = 200, extra: Sequence[int] = ()) -> NDArray[np.int64]:
-    """Sorted unique integer steps 0, then ~n log-spaced steps up to ``last``, plus ``extra``."""
-    if last < 0:
-        raise ValueError(f"last: must be >= 0, got {last}")
-    grid = np.round(np.logspace(0, math.log10(max(last, 1)), max(n - 1, 1))).astype(np.int64) if last else []
-    return np.unique(np.concatenate([[0], grid, [last], np.asarray(extra, np.int64)])).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -132,7 +125,7 @@ def theory_sweep(problem: LawProblem, l2_values: Sequence[float], learning_rates
             else:
                 acc = metrics.accuracy(predict(steps, 0.0, 0.0, k_test)[1], problem.labels_test)
             run = _run_summary(lam, eta, steps.astype(float), acc, budget_step)
-            run.update(steps=steps.tolist(), acc_test=[None if np.isnan(a) else float(a) for a in acc])
+            run.update(steps=steps.tolist(), acc_test=io.json_floats(acc))
             runs.append(run)
     return runs
 
@@ -336,7 +329,7 @@ def finite_sweep(ds: Any, l2_values: Sequence[float], learning_rates: Sequence[f
                 acc = np.nanmean(res.acc_test, axis=0) if not res.diverged.all() else np.full(len(res.steps), np.nan)
                 summary = _run_summary(lam, eta, res.steps.astype(float), acc, config.budget_step)
                 summary.update(diverged=bool(res.diverged.any()), steps=res.steps.tolist(),
-                               acc_test=[None if np.isnan(a) else float(a) for a in acc])
+                               acc_test=io.json_floats(acc))
                 return summary, {"steps": res.steps, "acc_test": res.acc_test, "loss_data": res.loss_data}
 
             if store is None:

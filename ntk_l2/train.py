@@ -96,10 +96,15 @@ class TrainConfig:
         """The sorted, unique record steps."""
         if self.record_steps is not None:
             return tuple(sorted({int(s) for s in self.record_steps}))
-        if self.steps == 0:
-            return (0,)
-        grid = np.unique(np.round(np.logspace(0, math.log10(self.steps), max(self.n_records - 1, 1))).astype(int))
-        return tuple(sorted({0, *grid.tolist(), self.steps}))
+        return tuple(log_steps(self.steps, self.n_records).tolist())
+
+
+def log_steps(last: int, n: int = 200, extra: Sequence[int] = ()) -> NDArray[np.int64]:
+    """Sorted unique integer steps 0, then ~n log-spaced steps up to ``last``, plus ``extra``."""
+    if last < 0:
+        raise ValueError(f"last: must be >= 0, got {last}")
+    grid = np.round(np.logspace(0, math.log10(max(last, 1)), max(n - 1, 1))).astype(np.int64) if last else []
+    return np.unique(np.concatenate([[0], grid, [last], np.asarray(extra, np.int64)])).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -216,12 +221,14 @@ def _train(init_fn, apply_fn, x_train, y_train, config, x_test, labels_train, la
     batch = config.batch_size or n
     if batch > n:
         raise ValueError(f"batch_size: {batch} exceeds the number of training points {n}")
-    grid = isinstance(config.l2, tuple) or l2_controller is not None
     if l2_controller is not None and (callable(config.l2) or isinstance(config.l2, tuple)):
         raise ValueError("l2: with l2_controller, l2 must be a number (the initial λ)")
-    l2_grid = config.l2 if isinstance(config.l2, tuple) else (None if callable(config.l2) else (float(config.l2),))
+    # With a λ grid or a controller each member carries its own λ in the state ("grid");
+    # otherwise λ is the schedule lam_fn(step), shared by all members.
+    grid = isinstance(config.l2, tuple) or l2_controller is not None
+    l2_values = config.l2 if isinstance(config.l2, tuple) else ((float(config.l2),) if grid else (0.0,))
     eta_fn, lam_fn = _as_schedule(config.learning_rate), _as_schedule(0.0 if grid else config.l2)
-    members = [(lam, seed) for lam in (l2_grid if grid else (0.0,)) for seed in seeds]
+    members = [(lam, seed) for lam in l2_values for seed in seeds]
     keys = jnp.stack([jax.random.PRNGKey(seed + config.seed_offset) for _, seed in members])
     lam_members = jnp.asarray([lam for lam, _ in members], dtype)  # used with a grid only
     n_members = len(members)
