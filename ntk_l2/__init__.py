@@ -5,6 +5,7 @@ outputs of a wide network trained with learning rate η and L2 strength λ.
 Conventions and equations: ``derivations/`` and the project's DESIGN notes.
 """
 
+from ntk_l2 import deep_linear
 from ntk_l2.arch import Architecture, check_degree, convolutional, fully_connected, measure_degree
 from ntk_l2.data import Dataset, load_cifar10, load_dataset, load_digits, load_mnist
 from ntk_l2.metrics import accuracy, mse_loss
@@ -29,6 +30,7 @@ __all__ = [
     "accuracy",
     "check_degree",
     "convolutional",
+    "deep_linear",
     "fully_connected",
     "gradient_descent_l2_ode",
     "gradient_descent_mse_l2",

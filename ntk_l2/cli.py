@@ -1,4 +1,5 @@
-"""``ntk-l2`` command line: ``predict``, ``demo``, ``compare``, ``sweep``, ``optimal-l2``, ``autol2``.
+"""``ntk-l2`` command line: ``predict``, ``demo``, ``compare``, ``sweep``, ``optimal-l2``, ``autol2``,
+``deep-linear``.
 
 Bad input prints one line ``ntk-l2: error: <argument>: <problem>`` and exits
 with code 2, leaving no output file.
@@ -108,6 +109,19 @@ def _law_parsers(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--check-every", type=int, default=10)
     a.add_argument("--l2-min", type=float, default=1e-5)
     a.add_argument("--metric", default="train_error", choices=("train_error", "loss"))
+    dl = sub.add_parser("deep-linear", help="a deep linear network: layer imbalance, the two phases, flatness")
+    dl.add_argument("--depth", type=int, default=3, help="weight layers L of a scalar chain (ignored with --widths)")
+    dl.add_argument("--widths", default=None, help="matrix layers: comma-separated d_in,d_1,...,d_out (default: scalar chain)")
+    dl.add_argument("--regularizer", default="minibatch", choices=("none", "l2", "input-noise", "minibatch"))
+    dl.add_argument("--strength", type=float, default=4.0, help="λ (l2), σ (input-noise) or the batch size (minibatch)")
+    dl.add_argument("--lr", type=float, default=0.05, help="learning rate η")
+    dl.add_argument("--steps", type=int, default=20_000, help="steps (end time for --method flow)")
+    dl.add_argument("--method", default="gd", choices=("gd", "flow"), help="gradient descent/SGD or gradient flow")
+    dl.add_argument("--seeds", type=int, default=8, help="noise seeds (mean over seeds is reported)")
+    dl.add_argument("--samples", type=int, default=64, help="training samples of the linear teacher task")
+    dl.add_argument("--label-noise", type=float, default=0.5, help="std of the label noise")
+    dl.add_argument("--layer-ratio", type=float, default=2.0, help="initial scale ratio of consecutive layers (1: comparable)")
+    dl.add_argument("--out", default="out/deep_linear", help="output directory (summary.json, deep_linear.png)")
 
 
 def _floats(text: str, flag: str) -> tuple[float, ...]:
@@ -250,13 +264,38 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deep_linear(args: argparse.Namespace) -> int:
+    from ntk_l2.deep_linear.experiment import DeepLinearExperiment, run_experiment
+
+    if args.widths is not None:
+        widths = _positive_ints(args.widths, "--widths")
+    elif args.depth < 1:
+        raise ValueError(f"--depth: must be >= 1, got {args.depth}")
+    else:
+        widths = (1,) * (args.depth + 1)
+    exp = DeepLinearExperiment(widths=widths, regularizer=args.regularizer, strength=args.strength,
+                               learning_rate=args.lr, steps=args.steps, method=args.method, seeds=args.seeds,
+                               n_samples=args.samples, label_noise=args.label_noise, layer_ratio=args.layer_ratio)
+    s = run_experiment(exp, args.out)
+    print(f"wrote {Path(args.out) / 'summary.json'} and {s['figure']}")
+    ends = [v for v in s["optimization_phase_end"] if v is not None]
+    halves = [v for v in s["imbalance_half_time"] if v is not None]
+    print(f"  loss {s['loss'][0]:.4g} -> {s['loss'][-1]:.4g} (min {s['min_loss']:.4g}); imbalance ‖D‖ "
+          f"{s['imbalance_norm'][0]:.4g} -> {s['imbalance_norm'][-1]:.4g}")
+    print("  optimization phase ends at step " + (f"{np.median(ends):g} (median)" if ends else "— (not reached)")
+          + "; imbalance halved at step " + (f"{np.median(halves):g} (median)" if halves else "— (not within the run)"))
+    print(f"  Hessian top eigenvalue {s['hessian_top'][0]:.4g} -> {s['hessian_top'][-1]:.4g}, "
+          f"trace {s['hessian_trace'][0]:.4g} -> {s['hessian_trace'][-1]:.4g}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ntk-l2`` console script."""
     parser = _parser()
     args = parser.parse_args(argv)
     try:
         commands = {"predict": _predict, "demo": _demo, "compare": _compare, "sweep": _sweep,
-                    "optimal-l2": _optimal_l2, "autol2": _autol2}
+                    "optimal-l2": _optimal_l2, "autol2": _autol2, "deep-linear": _deep_linear}
         return commands[args.command](args)
     except ValueError as err:
         message = " ".join(str(err).split())

@@ -20,6 +20,7 @@ agree, and only as width → ∞: `derivations/finite_width.md` (F2–F4).
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -37,7 +38,11 @@ from ntk_l2.train import TrainConfig, TrainResult, train
 
 @dataclass(frozen=True)
 class CompareConfig:
-    """A theory-vs-finite-width comparison (fully connected, bias-free ReLU)."""
+    """A theory-vs-finite-width comparison (fully connected, bias-free).
+
+    ``activation`` is "relu" (σ_w = √2) or "linear" (σ_w = 1: a wide deep linear
+    network of degree depth + 1, `ntk_l2.deep_linear.wide`).
+    """
 
     depth: int = 3
     widths: tuple[int, ...] = (256, 1024, 2048)
@@ -49,12 +54,21 @@ class CompareConfig:
     n_probe: int = 8
     n_kernel_records: int = 6
     float64: bool = False
+    activation: str = "relu"
 
     def __post_init__(self) -> None:
+        if self.activation not in ("relu", "linear"):
+            raise ValueError(f"activation: must be 'relu' or 'linear', got {self.activation!r}")
         if not self.widths or any(int(w) < 1 for w in self.widths):
             raise ValueError(f"widths: need positive integers, got {self.widths!r}")
         if self.seeds < 1:
             raise ValueError(f"seeds: must be >= 1, got {self.seeds!r}")
+
+
+def network(cfg: CompareConfig, out_dim: int, width: int = 512) -> arch.Architecture:
+    """The compared architecture: ``cfg.depth`` hidden layers of ``cfg.activation``, no biases."""
+    w_std = math.sqrt(2.0) if cfg.activation == "relu" else 1.0
+    return arch.fully_connected(cfg.depth, width=width, out_dim=out_dim, activation=cfg.activation, W_std=w_std)
 
 
 def relative_error(finite: np.ndarray, theory: np.ndarray) -> np.ndarray:
@@ -100,7 +114,7 @@ def compare_width(ds: Dataset, cfg: CompareConfig, width: int, kernels: dict[str
     ``loss_l2``, ``layer_norms``, ``steps``, and ``ntk_probe`` [seed, kernel step, p·c, p·c]
     with ``kernel_steps``.
     """
-    net = arch.fully_connected(cfg.depth, width=width, out_dim=ds.n_classes)
+    net = network(cfg, ds.n_classes, width)
     if kernels is None:
         kernels = infinite_width_kernels(ds, cfg)
     if predictors is None:
@@ -148,7 +162,7 @@ def compare_width(ds: Dataset, cfg: CompareConfig, width: int, kernels: dict[str
 
 def infinite_width_kernels(ds: Dataset, cfg: CompareConfig) -> dict[str, np.ndarray]:
     """NTK blocks of the infinite-width network (float64)."""
-    net = arch.fully_connected(cfg.depth, out_dim=ds.n_classes)
+    net = network(cfg, ds.n_classes)
     return {"train": net.ntk(ds.x_train), "test": net.ntk(ds.x_test, ds.x_train)}
 
 

@@ -151,3 +151,32 @@ def save_optimal_l2(path: str | Path, summary: Mapping, kernel: Mapping) -> Path
            title=f"{summary['dataset']}: optimal λ for a budget (η = {summary['lr']:g})")
     ax.legend(fontsize=7)
     return io.save_figure(path, fig, dpi=110)
+
+
+def save_deep_linear(path: str | Path, summary: Mapping, title: str = "") -> Path:
+    """The two phases of a deep linear run: loss above its minimum, layer imbalance, distance to
+    the minima and Hessian top eigenvalue / trace against steps, with the end of the
+    optimization phase (median over seeds) marked."""
+    steps = np.maximum(np.asarray(summary["steps"], float), 1.0)
+    arr = lambda key: np.array([np.nan if v is None else v for v in summary[key]], float)  # noqa: E731
+    fig, axes = _subplots(1, 4, figsize=(15, 3.6), constrained_layout=True)
+    axes[0].loglog(steps, np.maximum(arr("loss") - summary["min_loss"], 1e-300))
+    axes[0].set(xlabel="step", ylabel="L − min L", title="loss above its minimum")
+    axes[1].semilogx(steps, arr("imbalance_norm"))
+    axes[1].set(xlabel="step", ylabel="‖D‖", title="layer imbalance")
+    axes[2].loglog(steps, np.maximum(arr("distance_to_minima"), 1e-300))
+    axes[2].set(xlabel="step", ylabel="distance", title="distance to the minima")
+    h = np.maximum(np.asarray(summary["hessian_steps"], float), 1.0)
+    axes[3].semilogx(h, arr("hessian_top"), "o-", label="top eigenvalue")
+    axes[3].semilogx(h, arr("hessian_trace"), "s--", label="trace")
+    axes[3].set(xlabel="step", title="flatness (Hessian)")
+    axes[3].legend(fontsize=7)
+    ends = np.array([np.nan if v is None else v for v in summary["optimization_phase_end"]], float)
+    if np.isfinite(ends).any():
+        for ax in axes:
+            ax.axvline(max(float(np.nanmedian(ends)), 1.0), color="k", ls=":", lw=1)
+    cfg = summary["config"]
+    fig.suptitle(title or f"deep linear, widths {tuple(cfg['widths'])}, {cfg['regularizer']}"
+                 + ("" if cfg["regularizer"] == "none" else f" {cfg['strength']:g}")
+                 + f", η = {cfg['learning_rate']:g} ({summary['method']}); dotted: end of the optimization phase")
+    return io.save_figure(path, fig, dpi=110)

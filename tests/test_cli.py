@@ -163,3 +163,36 @@ def test_compare_writes_summary_with_the_documented_keys(tmp_path, capsys):
 def test_compare_bad_widths(tmp_path, capsys):
     code, _, err = run(["compare", "--widths", "0,12", "--out", tmp_path / "x"], capsys)
     assert code == 2 and "--widths: expected positive integers" in err
+
+
+def test_deep_linear_writes_summary_and_figure(tmp_path, capsys):
+    code, stdout, err = run(["deep-linear", "--depth", 3, "--regularizer", "minibatch", "--strength", 4, "--steps", 3000,
+                             "--seeds", 2, "--out", tmp_path / "dl"], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "dl" / "summary.json").read_text())
+    assert summary["depth"] == 3 and summary["method"] == "gd"
+    for key in ("loss", "imbalance_norm", "distance_to_minima"):
+        assert len(summary[key]) == len(summary["steps"])
+    assert len(summary["hessian_top"]) == len(summary["hessian_trace"]) == len(summary["hessian_steps"])
+    assert summary["imbalance_norm"][-1] < summary["imbalance_norm"][0]  # SGD noise shrinks it
+    assert all(t is not None and t < 100 for t in summary["optimization_phase_end"])
+    assert (tmp_path / "dl" / "deep_linear.png").exists() and "imbalance" in stdout
+    # matrix layers, gradient flow with L2: the imbalance decays as exp(−2ηλt) (DL2)
+    code, _, err = run(["deep-linear", "--widths", "3,4,2", "--regularizer", "l2", "--strength", 1e-2, "--method", "flow",
+                        "--lr", 0.05, "--steps", 500, "--out", tmp_path / "flow"], capsys)
+    assert code == 0, err
+    flow = json.loads((tmp_path / "flow" / "summary.json").read_text())
+    assert flow["imbalance_norm"][-1] / flow["imbalance_norm"][0] == pytest.approx(np.exp(-2 * 0.05 * 1e-2 * 500), rel=1e-6)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--regularizer", "minibatch", "--strength", 2.5], "strength: the batch size must be an integer"),
+    (["--regularizer", "minibatch", "--method", "flow"], "method: minibatch noise has no gradient-flow limit"),
+    (["--regularizer", "l2", "--strength", -1], "strength: must be finite and > 0"),
+    (["--widths", "3,0,2"], "--widths: expected positive integers"),
+    (["--depth", 0], "--depth: must be >= 1"),
+])
+def test_deep_linear_bad_input_is_one_line_exit_2_no_output(tmp_path, capsys, flags, message):
+    code, _, err = run(["deep-linear", *flags, "--out", tmp_path / "x"], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
