@@ -103,3 +103,9 @@ def test_real_mnist_comparison_small_mode(mnist_dir, tmp_path):
     # ‖Θ_t‖/‖Θ_0‖ against (1 − ηλ)^{2(k−1)t}: measured within 2.9% at width 1024 (the
     # kernel's own motion is O(width^-1/2)); 10% leaves room, a wrong k is off by ×e^{±4}.
     np.testing.assert_allclose(w["kernel_ratio"], w["kernel_ratio_theory"], rtol=0.1)
+
+
+def test_compare_config_activation_is_checked():
+    with pytest.raises(ValueError, match="activation"):
+        CompareConfig(activation="tanh")
+    assert CompareConfig(activation="linear").activation == "linear"
