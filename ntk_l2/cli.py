@@ -80,6 +80,8 @@ def _law_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--depth", type=int, default=3, help="hidden layers (bias-free ReLU, degree depth + 1)")
         p.add_argument("--width", type=int, default=512, help="width of the finite networks")
         p.add_argument("--seeds", type=int, default=1, help="seeds per finite run (accuracy averaged)")
+        p.add_argument("--parameterization", default="ntk", choices=("ntk", "standard"),
+                       help="ntk (default) or standard (W trained directly, as in the paper; theory at --width)")
         p.add_argument("--out", required=True, help="output directory (summary.json, figure; finite runs resumable)")
 
     s = sub.add_parser("sweep", help="t*, best and budget accuracy over a (λ, η) grid")
@@ -147,7 +149,7 @@ def _dataset(args: argparse.Namespace):
 def _finite_config(args: argparse.Namespace):
     from ntk_l2.laws import FiniteSweepConfig
 
-    return FiniteSweepConfig(depth=args.depth, width=args.width, seeds=args.seeds)
+    return FiniteSweepConfig(depth=args.depth, width=args.width, seeds=args.seeds, parameterization=args.parameterization)
 
 
 def _log(message: str) -> None:

@@ -24,10 +24,14 @@ from ntk_l2.theory import gradient_descent_mse_l2
 MODES = ("theory", "finite")
 
 
-def law_problem(ds: Dataset, depth: int = 3) -> LawProblem:
-    """The infinite-width NTK problem of the bias-free ReLU network on ``ds`` (degree depth + 1),
-    with the joint NNGP of train and test points for single-network (sampled f_0) predictions."""
-    net = arch.fully_connected(depth, out_dim=ds.n_classes)
+def law_problem(ds: Dataset, depth: int = 3, parameterization: str = "ntk", width: int = 512) -> LawProblem:
+    """The NTK problem of the bias-free ReLU network on ``ds`` (degree depth + 1), with the joint
+    NNGP of train and test points for single-network (sampled f_0) predictions.
+
+    In the NTK parameterization the kernel is the infinite-width one; in the standard
+    parameterization it grows with the width, and neural-tangents computes it for the
+    given ``width`` (`derivations/laws.md`, L4)."""
+    net = arch.fully_connected(depth, width=width, out_dim=ds.n_classes, parameterization=parameterization)
     return LawProblem(net.ntk(ds.x_train), net.ntk(ds.x_test, ds.x_train), ds.y_train, ds.labels_test, depth + 1,
                       nngp=net.nngp(np.concatenate([ds.x_train, ds.x_test])))
 
@@ -57,7 +61,7 @@ def run_sweep(ds: Dataset, out_dir: str | Path, mode: str, l2_values: Sequence[f
     """
     _check_mode(mode)
     out = Path(out_dir)
-    problem = law_problem(ds, finite.depth)
+    problem = law_problem(ds, finite.depth, finite.parameterization, finite.width)
     theory = (theory_sweep(problem, l2_values, learning_rates, budget, budget_step, init_samples=init_samples)
               if (mode == "theory" or with_theory) else None)
     finite = FiniteSweepConfig(**{**finite.__dict__, "budget": budget, "budget_step": budget_step})
@@ -69,6 +73,7 @@ def run_sweep(ds: Dataset, out_dir: str | Path, mode: str, l2_values: Sequence[f
     summary = {
         "mode": mode, "dataset": ds.name, "n_train": int(ds.x_train.shape[0]), "n_test": int(ds.x_test.shape[0]),
         "budget": budget, "budget_step": budget_step, "finite": finite.__dict__ if mode == "finite" else None,
+        "parameterization": finite.parameterization,
         "theory_init_samples": init_samples,
         "runs": [{k: v for k, v in r.items() if k not in ("steps", "acc_test")} for r in runs],
         "t_star_eta_l2_spread": _spread(runs),
@@ -79,7 +84,9 @@ def run_sweep(ds: Dataset, out_dir: str | Path, mode: str, l2_values: Sequence[f
     }
     from ntk_l2 import plots
 
-    what = "theory (infinite width)" if mode == "theory" else f"finite width {finite.width}, {finite.seeds} seed(s)"
+    par = "" if finite.parameterization == "ntk" else f"standard param. (width {finite.width}), "
+    what = par + ("theory (infinite width)" if mode == "theory" and finite.parameterization == "ntk" else
+                  "theory" if mode == "theory" else f"finite width {finite.width}, {finite.seeds} seed(s)")
     summary["figure"] = str(plots.save_laws(out / "laws.png", runs, title=f"{ds.name}: {what}; runs to t = {budget:g}/(ηλ)",
                                             reference_acc=reference, theory=theory if mode == "finite" else None))
     io.save_json(out / "summary.json", summary)
@@ -96,7 +103,7 @@ def run_optimal_l2(ds: Dataset, out_dir: str | Path, mode: str, learning_rate: f
     the theory (kernel prediction and theory mode) is that of single networks."""
     _check_mode(mode)
     out = Path(out_dir)
-    problem = law_problem(ds, finite.depth)
+    problem = law_problem(ds, finite.depth, finite.parameterization, finite.width)
 
     def sweep(l2s: Sequence[float], sub: str, budget: float) -> list[dict[str, Any]]:
         if mode == "theory":
@@ -113,6 +120,7 @@ def run_optimal_l2(ds: Dataset, out_dir: str | Path, mode: str, learning_rate: f
     predicted = sweep([l2_run, kernel["l2_opt"]], "predicted", 0.0)
     summary = {
         "mode": mode, "dataset": ds.name, "lr": learning_rate, "budget_step": budget_step, "init_samples": init_samples,
+        "parameterization": finite.parameterization,
         "probe": {k: v for k, v in probe.items() if k not in ("steps", "acc_test")},
         "l2_opt_one_run": l2_run, "acc_at_budget_one_run": predicted[0]["budget_test_acc"],
         "l2_opt_kernel": kernel["l2_opt"], "acc_at_budget_kernel": predicted[1]["budget_test_acc"],
@@ -137,7 +145,7 @@ def run_autol2(ds: Dataset, out_dir: str | Path, mode: str, learning_rate: float
     within 0.5 points of that accuracy; ``speedup_ratio`` = AutoL2 steps / constant steps."""
     _check_mode(mode)
     out = Path(out_dir)
-    problem = law_problem(ds, finite.depth)
+    problem = law_problem(ds, finite.depth, finite.parameterization, finite.width)
     cfg = FiniteSweepConfig(**{**finite.__dict__, "budget": 0.0, "budget_step": steps})
     if mode == "theory":
         constant = theory_sweep(problem, constant_l2, [learning_rate], 0.0, steps)
@@ -145,11 +153,13 @@ def run_autol2(ds: Dataset, out_dir: str | Path, mode: str, learning_rate: float
     else:
         constant = finite_sweep(ds, constant_l2, [learning_rate], cfg, out / "constant", log=log)
         auto = autol2_finite(ds, learning_rate, steps, config, depth=finite.depth, width=finite.width,
-                             seeds=finite.seeds, float64=finite.float64, progress=True)
+                             seeds=finite.seeds, float64=finite.float64, progress=True,
+                             parameterization=finite.parameterization)
     best = max(constant, key=lambda r: r["max_test_acc"])
     auto_steps = steps_to_reach(auto["steps"], auto["acc_test"], best["max_test_acc"])
     summary = {
         "mode": mode, "dataset": ds.name, "lr": learning_rate, "steps": steps, "config": config.__dict__,
+        "parameterization": finite.parameterization,
         "constant": [{k: v for k, v in r.items() if k not in ("steps", "acc_test")} for r in constant],
         "best_constant_l2": best["l2"], "best_constant_acc": best["max_test_acc"], "best_constant_steps": best["t_star"],
         "autol2_steps_to_best_constant_acc": auto_steps,

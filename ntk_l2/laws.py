@@ -33,6 +33,7 @@ Array = NDArray[np.float64]
 
 #: The paper's tolerance for t*: within half a point of the best accuracy.
 T_STAR_TOL = 0.005
+PARAMETERIZATIONS = ("ntk", "standard")
 
 
 def time_to_best(steps: ArrayLike, acc: ArrayLike, tol: float = T_STAR_TOL) -> tuple[float, float]:
@@ -278,7 +279,12 @@ def autol2_theory(problem: LawProblem, learning_rate: float, steps: int, config:
 
 @dataclass(frozen=True)
 class FiniteSweepConfig:
-    """Finite-width runs for the laws: a bias-free ReLU network of ``depth`` hidden layers."""
+    """Finite-width runs for the laws: a bias-free ReLU network of ``depth`` hidden layers.
+
+    ``parameterization`` is "ntk" (DESIGN.md's default) or "standard": W itself is trained,
+    W ~ N(0, σ²/fan_in), as in the paper's experiments; its theory uses the NTK of that
+    parameterization at the network's width (`derivations/laws.md`, L4).
+    """
 
     depth: int = 3
     width: int = 512
@@ -287,6 +293,11 @@ class FiniteSweepConfig:
     budget_step: int | None = None
     n_records: int = 100
     float64: bool = False
+    parameterization: str = "ntk"
+
+    def __post_init__(self) -> None:
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise ValueError(f"parameterization: must be one of {PARAMETERIZATIONS}, got {self.parameterization!r}")
 
 
 def finite_sweep(ds: Any, l2_values: Sequence[float], learning_rates: Sequence[float],
@@ -310,7 +321,8 @@ def finite_sweep(ds: Any, l2_values: Sequence[float], learning_rates: Sequence[f
 
     store = None if out_dir is None else RunStore(Path(out_dir) / "runs")
     data_id = fingerprint(ds.x_train, ds.y_train, ds.x_test, ds.labels_test)
-    net = arch.fully_connected(config.depth, width=config.width, out_dim=ds.n_classes)
+    net = arch.fully_connected(config.depth, width=config.width, out_dim=ds.n_classes,
+                               parameterization=config.parameterization)
     runs = []
     for lam in l2_values:
         for eta in learning_rates:
@@ -347,7 +359,7 @@ def finite_sweep(ds: Any, l2_values: Sequence[float], learning_rates: Sequence[f
 
 def autol2_finite(ds: Any, learning_rate: float, steps: int, config: AutoL2Config = AutoL2Config(),
                   depth: int = 3, width: int = 512, seeds: int = 1, float64: bool = False,
-                  progress: bool | None = None) -> dict[str, Any]:
+                  progress: bool | None = None, parameterization: str = "ntk") -> dict[str, Any]:
     """AutoL2 on a finite network: λ chosen on the fly from each seed's own training metric.
 
     The network is checked every ``config.check_every`` steps (these are its record steps);
@@ -357,7 +369,7 @@ def autol2_finite(ds: Any, learning_rate: float, steps: int, config: AutoL2Confi
     from ntk_l2 import arch
     from ntk_l2.train import TrainConfig, train
 
-    net = arch.fully_connected(depth, width=width, out_dim=ds.n_classes)
+    net = arch.fully_connected(depth, width=width, out_dim=ds.n_classes, parameterization=parameterization)
     rules = [_Plateau(config) for _ in range(seeds)]
     changes: list[tuple[int, int, float]] = []
 
