@@ -202,7 +202,8 @@ def convolutional(depth: int, channels: int = 64, out_dim: int = 10, *,
                   W_std: float = math.sqrt(2.0), b_std: float | None = None,
                   readout_W_std: float = 1.0, leaky_slope: float = 0.1,
                   padding: str = "SAME", parameterization: str = "ntk",
-                  input_shape: tuple[int, int, int] = (8, 8, 1)) -> Architecture:
+                  input_shape: tuple[int, int, int] = (8, 8, 1),
+                  strides: tuple[int, int] = (1, 1)) -> Architecture:
     """`depth` × [Conv(channels, filter_shape) + activation], Flatten, Dense(out_dim).
 
     Inputs are NHWC; `input_shape` is the per-example (H, W, C). The degree
@@ -219,6 +220,7 @@ def convolutional(depth: int, channels: int = 64, out_dim: int = 10, *,
         as in `fully_connected`.
       padding: "SAME", "VALID" or "CIRCULAR".
       input_shape: per-example (height, width, channels).
+      strides: spatial strides of every convolution (positive integers).
 
     Returns:
       An `Architecture` with the stax triple and the degree k (or None).
@@ -226,6 +228,7 @@ def convolutional(depth: int, channels: int = 64, out_dim: int = 10, *,
     for arg, value in (("depth", depth), ("channels", channels), ("out_dim", out_dim)):
         _check_int(arg, value)
     _check_shape("filter_shape", filter_shape, 2)
+    _check_shape("strides", strides, 2)
     _check_shape("input_shape", input_shape, 3)
     padding = padding.upper() if isinstance(padding, str) else padding
     if padding not in _PADDINGS:
@@ -234,8 +237,8 @@ def convolutional(depth: int, channels: int = 64, out_dim: int = 10, *,
                          leaky_slope)
     hidden = []
     for _ in range(depth):
-        hidden += [stax.Conv(channels, tuple(filter_shape), padding=padding, W_std=W_std,
-                             b_std=b_std, parameterization=parameterization),
+        hidden += [stax.Conv(channels, tuple(filter_shape), strides=tuple(int(v) for v in strides), padding=padding,
+                             W_std=W_std, b_std=b_std, parameterization=parameterization),
                    _activation_layer(act, leaky_slope)]
     readout = [stax.Flatten(), stax.Dense(out_dim, W_std=readout_W_std, b_std=b_std,
                                           parameterization=parameterization)]

@@ -70,8 +70,9 @@ def _law_parsers(sub: argparse._SubParsersAction) -> None:
     """``sweep``, ``optimal-l2`` and ``autol2``: the laws of L2, in theory or on finite networks."""
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--dataset", default="digits", choices=("digits", "mnist"), help="dataset (default: digits, embedded)")
-        p.add_argument("--data-dir", default=None, help="directory holding the dataset files (mnist)")
+        p.add_argument("--dataset", default="digits", choices=("digits", "mnist", "cifar10"),
+                       help="dataset (default: digits, embedded)")
+        p.add_argument("--data-dir", default=None, help="directory holding the dataset files (mnist, cifar10)")
         p.add_argument("--n-train", type=int, default=512)
         p.add_argument("--n-test", type=int, default=None, help="default: all remaining / the dataset's test set")
         p.add_argument("--seed", type=int, default=0, help="data subset seed")
@@ -80,6 +81,9 @@ def _law_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--depth", type=int, default=3, help="hidden layers (bias-free ReLU, degree depth + 1)")
         p.add_argument("--width", type=int, default=512, help="width of the finite networks")
         p.add_argument("--seeds", type=int, default=1, help="seeds per finite run (accuracy averaged)")
+        p.add_argument("--arch", default="fc", choices=("fc", "cnn"),
+                       help="fc: fully connected; cnn: 3×3 convolutions, stride 2, --width channels (images kept NHWC)")
+        p.add_argument("--batchnorm", action="store_true", help="cnn with batch normalization (finite runs only, no theory)")
         p.add_argument("--parameterization", default="ntk", choices=("ntk", "standard"),
                        help="ntk (default) or standard (W trained directly, as in the paper; theory at --width)")
         p.add_argument("--out", required=True, help="output directory (summary.json, figure; finite runs resumable)")
@@ -141,15 +145,20 @@ def _dataset(args: argparse.Namespace):
     from ntk_l2 import data
 
     kwargs = {"n_train": args.n_train, "n_test": args.n_test, "seed": args.seed}
-    if args.dataset == "mnist":
+    if args.dataset in ("mnist", "cifar10"):
         kwargs["data_dir"] = args.data_dir
+    if getattr(args, "arch", "fc") == "cnn":
+        kwargs["flatten"] = False  # NHWC images for the convolutions
+    elif args.dataset == "cifar10":
+        kwargs["flatten"] = True
     return data.load_dataset(args.dataset, **kwargs)
 
 
 def _finite_config(args: argparse.Namespace):
     from ntk_l2.laws import FiniteSweepConfig
 
-    return FiniteSweepConfig(depth=args.depth, width=args.width, seeds=args.seeds, parameterization=args.parameterization)
+    return FiniteSweepConfig(depth=args.depth, width=args.width, seeds=args.seeds, parameterization=args.parameterization,
+                             arch=args.arch, batchnorm=args.batchnorm)
 
 
 def _log(message: str) -> None:
@@ -166,7 +175,9 @@ def _sweep(args: argparse.Namespace) -> int:
     for r in summary["runs"]:
         print(f"  λ = {r['l2']:<8g} η = {r['lr']:<6g} t* = {r['t_star']:<7g} t*ηλ = {r['t_star_eta_l2']:.3f}  "
               f"best test acc {100 * r['max_test_acc']:.1f}%" + ("  DIVERGED" if r["diverged"] else ""))
-    print(f"  t*ηλ varies by a factor {summary['t_star_eta_l2_spread']:.2f} (max/min)")
+    spread = summary["t_star_eta_l2_spread"]
+    print(f"  t*ηλ varies by a factor {spread:.2f} (max/min)" if spread is not None
+          else "  t*ηλ: no run learned anything (t* = 0 everywhere)")
     return 0
 
 

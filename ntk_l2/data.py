@@ -372,11 +372,12 @@ def load_dataset(name: str, **kwargs: Any) -> Dataset:
 
 
 def load_mnist_or_digits(n_train: int, n_test: int, data_dir: str | os.PathLike | None = None,
-                         seed: int = 0) -> Dataset:
+                         seed: int = 0, flatten: bool = True) -> Dataset:
     """MNIST from ``data_dir`` (default `$NTK_L2_MNIST_DIR`), else the embedded digits.
 
     For notebooks and demos that must run anywhere: when the MNIST files are not found, a
     `UserWarning` says so and the digits are returned; the dataset's ``name`` tells which.
+    ``flatten=False`` keeps NHWC images (28×28 or 8×8) for convolutional networks.
     """
     import warnings
 
@@ -384,7 +385,7 @@ def load_mnist_or_digits(n_train: int, n_test: int, data_dir: str | os.PathLike 
     try:
         if directory is None:
             raise FileNotFoundError("no data_dir given and NTK_L2_MNIST_DIR is not set")
-        return load_mnist(n_train=n_train, n_test=n_test, data_dir=directory, seed=seed)
+        return load_mnist(n_train=n_train, n_test=n_test, data_dir=directory, seed=seed, flatten=flatten)
     except FileNotFoundError as err:
         warnings.warn(f"MNIST not found ({err}); using the embedded digits", stacklevel=2)
-        return load_digits(n_train=n_train, n_test=n_test, seed=seed)
+        return load_digits(n_train=n_train, n_test=n_test, seed=seed, flatten=flatten)

@@ -24,16 +24,29 @@ from ntk_l2.theory import gradient_descent_mse_l2
 MODES = ("theory", "finite")
 
 
-def law_problem(ds: Dataset, depth: int = 3, parameterization: str = "ntk", width: int = 512) -> LawProblem:
+def law_problem(ds: Dataset, depth: int = 3, parameterization: str = "ntk", width: int = 512,
+                arch_kind: str = "fc") -> LawProblem:
     """The NTK problem of the bias-free ReLU network on ``ds`` (degree depth + 1), with the joint
     NNGP of train and test points for single-network (sampled f_0) predictions.
 
     In the NTK parameterization the kernel is the infinite-width one; in the standard
     parameterization it grows with the width, and neural-tangents computes it for the
-    given ``width`` (`derivations/laws.md`, L4)."""
-    net = arch.fully_connected(depth, width=width, out_dim=ds.n_classes, parameterization=parameterization)
+    given ``width`` (`derivations/laws.md`, L4). ``arch_kind`` "cnn": the bias-free ReLU CNN of
+    `FiniteSweepConfig.network` (3×3 convolutions, stride 2, ``width`` channels), degree depth + 1."""
+    if arch_kind == "cnn":
+        net = arch.convolutional(depth, width, ds.n_classes, strides=(2, 2), input_shape=ds.input_shape,
+                                 parameterization=parameterization)
+    else:
+        net = arch.fully_connected(depth, width=width, out_dim=ds.n_classes, parameterization=parameterization)
     return LawProblem(net.ntk(ds.x_train), net.ntk(ds.x_test, ds.x_train), ds.y_train, ds.labels_test, depth + 1,
                       nngp=net.nngp(np.concatenate([ds.x_train, ds.x_test])))
+
+
+def _problem(ds: Dataset, finite: FiniteSweepConfig) -> LawProblem | None:
+    """The theory's problem for the finite runs' network, or None with batch normalization (no theory)."""
+    if finite.batchnorm:
+        return None
+    return law_problem(ds, finite.depth, finite.parameterization, finite.width, finite.arch)
 
 
 def _check_mode(mode: str) -> None:
@@ -61,15 +74,21 @@ def run_sweep(ds: Dataset, out_dir: str | Path, mode: str, l2_values: Sequence[f
     """
     _check_mode(mode)
     out = Path(out_dir)
-    problem = law_problem(ds, finite.depth, finite.parameterization, finite.width)
+    problem = _problem(ds, finite)
+    if problem is None and mode == "theory":
+        raise ValueError("mode: there is no theory for batch normalization; use mode 'finite'")
     theory = (theory_sweep(problem, l2_values, learning_rates, budget, budget_step, init_samples=init_samples)
-              if (mode == "theory" or with_theory) else None)
+              if problem is not None and (mode == "theory" or with_theory) else None)
     finite = FiniteSweepConfig(**{**finite.__dict__, "budget": budget, "budget_step": budget_step})
     runs = theory if mode == "theory" else finite_sweep(ds, l2_values, learning_rates, finite, out, log=log)
-    longest = max(max(r["steps"]) for r in runs)
-    predict0 = gradient_descent_mse_l2(problem.k_train_train, problem.y_train, float(min(learning_rates)), 0.0, problem.degree)
-    t0 = log_steps(longest, 200)
-    reference = float(np.nanmax(metrics.accuracy(predict0(t0.astype(float), 0.0, 0.0, problem.k_test_train)[1], ds.labels_test)))
+    reference = None
+    if problem is not None:  # the λ = 0 reference of the theory over the longest run
+        longest = max(max(r["steps"]) for r in runs)
+        predict0 = gradient_descent_mse_l2(problem.k_train_train, problem.y_train, float(min(learning_rates)), 0.0,
+                                           problem.degree)
+        t0 = log_steps(longest, 200)
+        reference = float(np.nanmax(metrics.accuracy(predict0(t0.astype(float), 0.0, 0.0, problem.k_test_train)[1],
+                                                     ds.labels_test)))
     summary = {
         "mode": mode, "dataset": ds.name, "n_train": int(ds.x_train.shape[0]), "n_test": int(ds.x_test.shape[0]),
         "budget": budget, "budget_step": budget_step, "finite": finite.__dict__ if mode == "finite" else None,
@@ -84,7 +103,8 @@ def run_sweep(ds: Dataset, out_dir: str | Path, mode: str, l2_values: Sequence[f
     }
     from ntk_l2 import plots
 
-    par = "" if finite.parameterization == "ntk" else f"standard param. (width {finite.width}), "
+    par = ("" if finite.arch == "fc" else f"CNN{' + BatchNorm' if finite.batchnorm else ''} ({finite.width} channels), ") + \
+        ("" if finite.parameterization == "ntk" else f"standard param. (width {finite.width}), ")
     what = par + ("theory (infinite width)" if mode == "theory" and finite.parameterization == "ntk" else
                   "theory" if mode == "theory" else f"finite width {finite.width}, {finite.seeds} seed(s)")
     summary["figure"] = str(plots.save_laws(out / "laws.png", runs, title=f"{ds.name}: {what}; runs to t = {budget:g}/(ηλ)",
@@ -102,8 +122,10 @@ def run_optimal_l2(ds: Dataset, out_dir: str | Path, mode: str, learning_rate: f
     too, so their accuracy at T can be compared with the grid's best. ``init_samples`` > 0:
     the theory (kernel prediction and theory mode) is that of single networks."""
     _check_mode(mode)
+    if finite.batchnorm:
+        raise ValueError("batchnorm: λ_opt needs the kernel's prediction, which batch normalization does not have")
     out = Path(out_dir)
-    problem = law_problem(ds, finite.depth, finite.parameterization, finite.width)
+    problem = _problem(ds, finite)
 
     def sweep(l2s: Sequence[float], sub: str, budget: float) -> list[dict[str, Any]]:
         if mode == "theory":
@@ -144,8 +166,10 @@ def run_autol2(ds: Dataset, out_dir: str | Path, mode: str, learning_rate: float
     best test accuracy), the steps it needed (its t*), and the steps AutoL2 needs to come
     within 0.5 points of that accuracy; ``speedup_ratio`` = AutoL2 steps / constant steps."""
     _check_mode(mode)
+    if finite.arch != "fc":
+        raise ValueError("arch: AutoL2 runs on the fully connected network ('fc')")
     out = Path(out_dir)
-    problem = law_problem(ds, finite.depth, finite.parameterization, finite.width)
+    problem = _problem(ds, finite)
     cfg = FiniteSweepConfig(**{**finite.__dict__, "budget": 0.0, "budget_step": steps})
     if mode == "theory":
         constant = theory_sweep(problem, constant_l2, [learning_rate], 0.0, steps)

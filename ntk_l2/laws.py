@@ -34,6 +34,8 @@ Array = NDArray[np.float64]
 #: The paper's tolerance for t*: within half a point of the best accuracy.
 T_STAR_TOL = 0.005
 PARAMETERIZATIONS = ("ntk", "standard")
+ARCHS = ("fc", "cnn")
+_LATER_DEFAULTS = {"parameterization": "ntk", "arch": "fc", "batchnorm": False}
 
 
 def time_to_best(steps: ArrayLike, acc: ArrayLike, tol: float = T_STAR_TOL) -> tuple[float, float]:
@@ -294,10 +296,34 @@ class FiniteSweepConfig:
     n_records: int = 100
     float64: bool = False
     parameterization: str = "ntk"
+    arch: str = "fc"
+    batchnorm: bool = False
 
     def __post_init__(self) -> None:
         if self.parameterization not in PARAMETERIZATIONS:
             raise ValueError(f"parameterization: must be one of {PARAMETERIZATIONS}, got {self.parameterization!r}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch: must be one of {ARCHS}, got {self.arch!r}")
+        if self.batchnorm and self.arch != "cnn":
+            raise ValueError("batchnorm: only the convolutional network (arch 'cnn') has batch normalization")
+
+    def network(self, out_dim: int, input_shape: tuple[int, ...]) -> tuple[Any, Any]:
+        """The (init_fn, apply_fn) pair: the bias-free ReLU network of ``depth`` hidden layers
+        (fc: ``width`` units; cnn: 3×3 convolutions with ``width`` channels and stride 2, then a
+        dense readout), with batch normalization after each convolution if ``batchnorm``."""
+        from ntk_l2 import arch
+        from ntk_l2.batchnorm import convolutional_batchnorm
+
+        if self.batchnorm:
+            return convolutional_batchnorm(self.depth, self.width, out_dim, parameterization=self.parameterization)
+        if self.arch == "cnn":
+            if len(input_shape) != 3:
+                raise ValueError(f"arch: the convolutional network needs NHWC images, got inputs of shape {input_shape}")
+            net = arch.convolutional(self.depth, self.width, out_dim, strides=(2, 2), input_shape=input_shape,
+                                     parameterization=self.parameterization)
+        else:
+            net = arch.fully_connected(self.depth, width=self.width, out_dim=out_dim, parameterization=self.parameterization)
+        return net.init_fn, net.apply_fn
 
 
 def finite_sweep(ds: Any, l2_values: Sequence[float], learning_rates: Sequence[float],
@@ -315,14 +341,12 @@ def finite_sweep(ds: Any, l2_values: Sequence[float], learning_rates: Sequence[f
     """
     from pathlib import Path
 
-    from ntk_l2 import arch
     from ntk_l2.runs import RunStore, fingerprint
     from ntk_l2.train import TrainConfig, train
 
     store = None if out_dir is None else RunStore(Path(out_dir) / "runs")
     data_id = fingerprint(ds.x_train, ds.y_train, ds.x_test, ds.labels_test)
-    net = arch.fully_connected(config.depth, width=config.width, out_dim=ds.n_classes,
-                               parameterization=config.parameterization)
+    init_fn, apply_fn = config.network(ds.n_classes, ds.input_shape)
     runs = []
     for lam in l2_values:
         for eta in learning_rates:
@@ -336,7 +360,7 @@ def finite_sweep(ds: Any, l2_values: Sequence[float], learning_rates: Sequence[f
             def compute(lam=lam, eta=eta, steps=steps):
                 cfg = TrainConfig(learning_rate=float(eta), l2=float(lam), steps=int(steps[-1]),
                                   record_steps=tuple(int(s) for s in steps), float64=config.float64)
-                res = train(net.init_fn, net.apply_fn, ds.x_train, ds.y_train, cfg, x_test=ds.x_test,
+                res = train(init_fn, apply_fn, ds.x_train, ds.y_train, cfg, x_test=ds.x_test,
                             labels_test=ds.labels_test, seeds=tuple(range(config.seeds)), progress=progress)
                 acc = np.nanmean(res.acc_test, axis=0) if not res.diverged.all() else np.full(len(res.steps), np.nan)
                 summary = _run_summary(lam, eta, res.steps.astype(float), acc, config.budget_step)
@@ -347,7 +371,10 @@ def finite_sweep(ds: Any, l2_values: Sequence[float], learning_rates: Sequence[f
             if store is None:
                 runs.append(compute()[0])
                 continue
-            run_config = {**config.__dict__, "l2": float(lam), "lr": float(eta), "data": data_id}
+            # Fields added after runs were first stored are left out at their defaults, so
+            # run directories written before them stay valid (same network, same settings).
+            settings = {k: v for k, v in config.__dict__.items() if _LATER_DEFAULTS.get(k, object()) != v}
+            run_config = {**settings, "l2": float(lam), "lr": float(eta), "data": data_id}
             summary, _, reused = store.run(f"l2={lam:g}_lr={eta:g}", run_config, compute)
             if log is not None:
                 log(f"λ = {lam:g}, η = {eta:g}: {'finished earlier' if reused else 'trained'}; "

@@ -40,6 +40,15 @@ def test_conv_relu_degree() -> None:
     check_degree(arch)
 
 
+def test_strided_conv_relu_degree() -> None:
+    arch = convolutional(2, 8, 3, input_shape=(8, 8, 1), strides=(2, 2), parameterization="standard")
+    assert arch.degree == 3
+    assert _measure(arch) == 3
+    check_degree(arch)
+    with pytest.raises(ValueError, match="strides"):
+        convolutional(2, 8, 3, input_shape=(8, 8, 1), strides=(0, 2))
+
+
 @pytest.mark.parametrize("activation", ["leaky_relu", "linear", "identity"])
 def test_other_homogeneous_activations(activation: str) -> None:
     arch = fully_connected(2, WIDTH, 2, activation=activation, input_dim=16)

@@ -167,3 +167,46 @@ def test_standard_parameterization_runs_through_the_sweep_command(tmp_path, caps
     assert RUN_KEYS <= set(summary["runs"][0])
     with pytest.raises(ValueError, match="parameterization"):
         FiniteSweepConfig(parameterization="mup")
+
+
+def test_batchnorm_cnn_is_scale_invariant_in_its_convolutions():
+    """With a normalization after every convolution, scaling a convolution's weights leaves the
+    outputs unchanged (those layers have degree 0, `ntk_l2/batchnorm.py`); the readout has degree 1."""
+    import jax
+
+    from ntk_l2.batchnorm import convolutional_batchnorm
+
+    init_fn, apply_fn = convolutional_batchnorm(2, 6, 3, parameterization="standard")
+    _, params = init_fn(jax.random.PRNGKey(0), (-1, 12, 12, 1))
+    x = jax.random.normal(jax.random.PRNGKey(1), (20, 12, 12, 1))
+    out = np.asarray(apply_fn(params, x))
+    scale = lambda i, c: [jax.tree_util.tree_map(lambda a: c * a, p) if j == i else p for j, p in enumerate(params)]  # noqa: E731
+    conv_layers = [i for i, p in enumerate(params) if isinstance(p, tuple) and p and getattr(p[0], "ndim", 0) == 4]
+    assert len(conv_layers) == 2
+    for i in conv_layers:
+        np.testing.assert_allclose(np.asarray(apply_fn(scale(i, 3.0), x)), out, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(apply_fn(scale(len(params) - 1, 3.0), x)), 3 * out, rtol=1e-5)
+    with pytest.raises(ValueError, match="channels"):
+        convolutional_batchnorm(2, 0)
+
+
+def test_cnn_sweeps_with_and_without_batchnorm(tmp_path, capsys):
+    common = ["sweep", "--mode", "finite", "--arch", "cnn", "--dataset", "digits", "--n-train", 48, "--n-test", 40,
+              "--depth", 2, "--width", 4, "--l2", "0.05,0.1", "--lr", "0.5"]
+    code, _, err = _run(common + ["--out", tmp_path / "plain"], capsys)
+    assert code == 0, err
+    plain = json.loads((tmp_path / "plain" / "summary.json").read_text())
+    assert plain["finite"]["arch"] == "cnn" and plain["theory_runs"]  # homogeneous CNN: the theory is overlaid
+    code, _, err = _run(common + ["--batchnorm", "--out", tmp_path / "bn"], capsys)
+    assert code == 0, err
+    bn = json.loads((tmp_path / "bn" / "summary.json").read_text())
+    assert bn["finite"]["batchnorm"] and bn["theory_runs"] is None and bn["reference_max_test_acc"] is None
+    assert all(RUN_KEYS <= set(r) for r in bn["runs"]) and (tmp_path / "bn" / "laws.png").exists()
+    code, _, err = _run(["sweep", "--mode", "theory", "--arch", "cnn", "--batchnorm", "--out", tmp_path / "x"], capsys)
+    assert code == 2 and "no theory for batch normalization" in err
+    code, _, err = _run(["autol2", "--arch", "cnn", "--steps", 10, "--out", tmp_path / "y"], capsys)
+    assert code == 2 and "arch: AutoL2 runs on the fully connected network" in err
+    with pytest.raises(ValueError, match="batchnorm"):
+        FiniteSweepConfig(batchnorm=True)
+    with pytest.raises(ValueError, match="NHWC"):
+        FiniteSweepConfig(arch="cnn").network(10, (64,))
