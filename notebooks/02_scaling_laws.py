@@ -41,14 +41,18 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from IPython.display import Image, display
+
+from ntk_l2 import plots
 from ntk_l2.data import load_mnist_or_digits
-from ntk_l2.law_experiments import law_problem
-from ntk_l2.laws import FiniteSweepConfig, finite_sweep, theory_sweep
+from ntk_l2.law_experiments import law_problem, reference_accuracy
+from ntk_l2.laws import FiniteSweepConfig, at_budget, finite_sweep, theory_sweep
 
 SMALL = os.environ.get("NTK_L2_SMALL") == "1"
 N_TRAIN, N_TEST = (128, 200) if SMALL else (512, 1000)
 WIDTH = 64 if SMALL else 512
 SAMPLES = 2 if SMALL else 8
+OUT_FIGURES = Path("../out/notebooks/02" + ("_small" if SMALL else "")) / "figures"
 data = load_mnist_or_digits(N_TRAIN, N_TEST, os.environ.get("NTK_L2_MNIST_DIR", "../../shared/data/mnist"), seed=0)
 print(f"{data.name}: {N_TRAIN} train / {N_TEST} test points")
 
@@ -70,6 +74,17 @@ def three_sweeps(parameterization, l2s, lrs, out_dir):
         print(f"{name}: " + (f"t*ηλ from {c.min():.3f} to {c.max():.3f}, max/min = {c.max() / c.min():.2f}" if c.size
                              else "no run learned anything (t* = 0 everywhere)"))
     return mean, single, finite
+
+
+def paper_figure(name, finite, theory, problem, title):
+    """The paper's three panels (`ntk-l2 sweep`'s figure): t* vs λ, best accuracy vs λ with the
+    λ = 0 reference, and accuracy at a fixed budget T vs λ, T = the shortest run (theory dashed)."""
+    budget = int(min(max(r["steps"]) for r in finite))
+    reference = None if problem is None else reference_accuracy(problem, min(r["lr"] for r in finite),
+                                                               int(max(max(r["steps"]) for r in finite)))
+    path = plots.save_laws(OUT_FIGURES / f"{name}.png", at_budget(finite, budget), title=f"{title}; budget T = {budget} steps",
+                           reference_acc=reference, theory=None if theory is None else at_budget(theory, budget))
+    display(Image(filename=str(path)))
 
 
 def paper_panels(mean, single, finite, l2s, lrs, title):
@@ -116,6 +131,8 @@ SP_L2S = (1e-2, 3e-2, 1e-1) if SMALL else (3e-3, 6e-3, 1e-2, 3e-2, 1e-1)
 SP_LRS = (0.05,) if SMALL else (0.025, 0.05)
 SP_OUT = Path("../out/notebooks/02_small/sp" if SMALL else "../out/sweep_mnist_finite_sp")
 sp = three_sweeps("standard", SP_L2S, SP_LRS, SP_OUT)
+paper_figure("fc_standard", sp[2], sp[1], law_problem(data, 3, "standard", WIDTH),
+             f"{data.name}: fully connected, standard parameterization, finite width {WIDTH} (theory: single networks)")
 paper_panels(*sp, SP_L2S, SP_LRS, f"{data.name}, standard parameterization, width {WIDTH}")
 
 # %% [markdown]
@@ -127,6 +144,8 @@ paper_panels(*sp, SP_L2S, SP_LRS, f"{data.name}, standard parameterization, widt
 NTK_L2S = (1e-2, 3e-2, 1e-1) if SMALL else (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 NTK_LRS = (1.0,) if SMALL else (0.5, 1.0)
 ntk = three_sweeps("ntk", NTK_L2S, NTK_LRS, Path("../out/notebooks/02" + ("_small" if SMALL else "")) / "finite")
+paper_figure("fc_ntk", ntk[2], ntk[1], law_problem(data, 3, "ntk", WIDTH),
+             f"{data.name}: fully connected, NTK parameterization, finite width {WIDTH} (theory: single networks)")
 paper_panels(*ntk, NTK_L2S, NTK_LRS, f"{data.name}, NTK parameterization, width {WIDTH}")
 
 # %% [markdown]
@@ -154,8 +173,11 @@ for bn in (False, True):
                             parameterization="standard", arch="cnn", batchnorm=bn)
     cnn[bn] = finite_sweep(images, CNN_L2S, (CNN_LR,), cfg,
                            Path("../out/notebooks/02_small" if SMALL else "../out") / ("sweep_mnist_cnn" + ("_bn" if bn else "")))
-cnn_theory = theory_sweep(law_problem(images, 2, "standard", CHANNELS, "cnn"), CNN_L2S, (CNN_LR,), budget=2.0,
-                          init_samples=SAMPLES)
+cnn_problem = law_problem(images, 2, "standard", CHANNELS, "cnn")
+cnn_theory = theory_sweep(cnn_problem, CNN_L2S, (CNN_LR,), budget=2.0, init_samples=SAMPLES)
+shape = "×".join(str(d) for d in images.input_shape[:2])
+paper_figure("cnn", cnn[False], cnn_theory, cnn_problem, f"{images.name} ({shape} images): CNN, {CHANNELS} channels")
+paper_figure("cnn_bn", cnn[True], None, None, f"{images.name} ({shape} images): CNN + batch normalization (no theory)")
 fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), constrained_layout=True)
 for j, (name, runs, style) in enumerate((("CNN, theory (single networks)", cnn_theory, "^-."), ("CNN", cnn[False], "o-"),
                                          ("CNN + BatchNorm", cnn[True], "s-"))):

@@ -42,6 +42,14 @@ def law_problem(ds: Dataset, depth: int = 3, parameterization: str = "ntk", widt
                       nngp=net.nngp(np.concatenate([ds.x_train, ds.x_test])))
 
 
+def reference_accuracy(problem: LawProblem, learning_rate: float, last_step: int) -> float:
+    """The λ = 0 reference of the laws' figure: the best test accuracy of the theory's mean
+    prediction without L2 over ``last_step`` steps."""
+    predict0 = gradient_descent_mse_l2(problem.k_train_train, problem.y_train, learning_rate, 0.0, problem.degree)
+    t0 = log_steps(last_step, 200).astype(float)
+    return float(np.nanmax(metrics.accuracy(predict0(t0, 0.0, 0.0, problem.k_test_train)[1], problem.labels_test)))
+
+
 def _problem(ds: Dataset, finite: FiniteSweepConfig) -> LawProblem | None:
     """The theory's problem for the finite runs' network, or None with batch normalization (no theory)."""
     if finite.batchnorm:
@@ -81,14 +89,8 @@ def run_sweep(ds: Dataset, out_dir: str | Path, mode: str, l2_values: Sequence[f
               if problem is not None and (mode == "theory" or with_theory) else None)
     finite = FiniteSweepConfig(**{**finite.__dict__, "budget": budget, "budget_step": budget_step})
     runs = theory if mode == "theory" else finite_sweep(ds, l2_values, learning_rates, finite, out, log=log)
-    reference = None
-    if problem is not None:  # the λ = 0 reference of the theory over the longest run
-        longest = max(max(r["steps"]) for r in runs)
-        predict0 = gradient_descent_mse_l2(problem.k_train_train, problem.y_train, float(min(learning_rates)), 0.0,
-                                           problem.degree)
-        t0 = log_steps(longest, 200)
-        reference = float(np.nanmax(metrics.accuracy(predict0(t0.astype(float), 0.0, 0.0, problem.k_test_train)[1],
-                                                     ds.labels_test)))
+    reference = None if problem is None else reference_accuracy(problem, float(min(learning_rates)),
+                                                                   max(max(r["steps"]) for r in runs))
     summary = {
         "mode": mode, "dataset": ds.name, "n_train": int(ds.x_train.shape[0]), "n_test": int(ds.x_test.shape[0]),
         "budget": budget, "budget_step": budget_step, "finite": finite.__dict__ if mode == "finite" else None,

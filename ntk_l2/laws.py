@@ -87,6 +87,20 @@ def _run_summary(l2: float, lr: float, steps: Array, acc: Array, budget_step: in
             "max_test_acc": best, "budget_test_acc": budget_acc, "diverged": False}
 
 
+def at_budget(runs: Sequence[dict[str, Any]], budget_step: int) -> list[dict[str, Any]]:
+    """The runs with ``budget_test_acc`` read from their recorded curves: the accuracy at the last
+    record at or before step T = ``budget_step`` (None for a run shorter than T). For the paper's
+    third panel from a sweep that was run without ``budget_step``."""
+    out = []
+    for r in runs:
+        steps = np.asarray(r["steps"], float)
+        acc = np.array([np.nan if a is None else a for a in r["acc_test"]], float)
+        before = np.nonzero(steps <= budget_step)[0]
+        ok = before.size and steps[-1] >= budget_step and np.isfinite(acc[before[-1]])
+        out.append({**r, "budget_test_acc": float(acc[before[-1]]) if ok else None})
+    return out
+
+
 def theory_sweep(problem: LawProblem, l2_values: Sequence[float], learning_rates: Sequence[float],
                  budget: float = 2.0, budget_step: int | None = None, n_records: int = 200,
                  max_steps: int = 10**6, init_samples: int = 0, seed: int = 0) -> list[dict[str, Any]]:

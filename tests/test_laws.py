@@ -9,7 +9,7 @@ import pytest
 
 from conftest import relative_error
 from ntk_l2 import arch, data, metrics
-from ntk_l2.laws import (AutoL2Config, LawProblem, autol2_theory, log_steps, optimal_l2_from_kernel,
+from ntk_l2.laws import (AutoL2Config, LawProblem, at_budget, autol2_theory, log_steps, optimal_l2_from_kernel,
                          optimal_l2_from_run, theory_sweep, time_to_best)
 from ntk_l2.theory import gradient_descent_mse_l2_discrete
 
@@ -78,6 +78,16 @@ def test_standard_parameterization_theory_obeys_the_law_on_the_issues_range(mnis
     c = np.array([r["t_star_eta_l2"] for r in runs])
     assert np.all(c > 0) and c.max() / c.min() < 3.0, c
     assert min(r["max_test_acc"] for r in runs) > 0.5
+
+
+def test_at_budget_reads_the_last_record_before_t():
+    runs = [{"l2": 0.1, "lr": 1.0, "steps": [0, 10, 100, 1000], "acc_test": [0.1, 0.5, None, 0.7]},
+            {"l2": 0.2, "lr": 1.0, "steps": [0, 10, 50], "acc_test": [0.1, 0.4, 0.6]}]
+    out = at_budget(runs, 500)
+    assert out[0]["budget_test_acc"] is None  # the record at or before 500 (step 100) is undefined
+    assert out[1]["budget_test_acc"] is None  # the run is shorter than T
+    assert at_budget(runs, 20)[0]["budget_test_acc"] == 0.5 and at_budget(runs, 20)[1]["budget_test_acc"] == 0.4
+    assert "budget_test_acc" not in runs[0]  # the input is not modified
 
 
 def test_optimal_l2_from_run():
