@@ -16,7 +16,7 @@ import numpy as np
 
 from ntk_l2 import arch, io, metrics
 from ntk_l2.data import Dataset
-from ntk_l2.laws import (AutoL2Config, FiniteSweepConfig, LawProblem, autol2_finite, autol2_theory, finite_sweep,
+from ntk_l2.laws import (AutoL2Config, FiniteSweepConfig, LawProblem, at_budget, autol2_finite, autol2_theory, finite_sweep,
                          log_steps, optimal_l2_from_kernel, optimal_l2_from_run, steps_to_reach, theory_sweep,
                          time_to_best)
 from ntk_l2.theory import gradient_descent_mse_l2
@@ -109,8 +109,14 @@ def run_sweep(ds: Dataset, out_dir: str | Path, mode: str, l2_values: Sequence[f
         ("" if finite.parameterization == "ntk" else f"standard param. (width {finite.width}), ")
     what = par + ("theory (infinite width)" if mode == "theory" and finite.parameterization == "ntk" else
                   "theory" if mode == "theory" else f"finite width {finite.width}, {finite.seeds} seed(s)")
-    summary["figure"] = str(plots.save_laws(out / "laws.png", runs, title=f"{ds.name}: {what}; runs to t = {budget:g}/(ηλ)",
-                                            reference_acc=reference, theory=theory if mode == "finite" else None))
+    # Without a budget T, the third panel shows the accuracy at T = the shortest run's length.
+    shown_t = budget_step if budget_step is not None else int(min(max(r["steps"]) for r in runs))
+    fig_runs, fig_theory = runs, theory if mode == "finite" else None
+    if budget_step is None:
+        fig_runs, fig_theory = at_budget(runs, shown_t), None if fig_theory is None else at_budget(fig_theory, shown_t)
+    summary["figure_budget_step"] = shown_t
+    summary["figure"] = str(plots.save_laws(out / "laws.png", fig_runs, reference_acc=reference, theory=fig_theory,
+                                            title=f"{ds.name}: {what}; runs to t = {budget:g}/(ηλ), budget T = {shown_t}"))
     io.save_json(out / "summary.json", summary)
     return summary
 
