@@ -31,7 +31,7 @@ import numpy as np
 
 from ntk_l2 import arch, metrics
 from ntk_l2.data import Dataset
-from ntk_l2.runs import RunStore, fingerprint
+from ntk_l2.runs import RunStore, fingerprint, settings
 from ntk_l2.theory import gradient_descent_mse_l2, gradient_descent_mse_l2_discrete, stability_limit
 from ntk_l2.train import TrainConfig, TrainResult, train
 
@@ -200,7 +200,7 @@ def run_comparison(ds: Dataset, cfg: CompareConfig, progress: bool | None = None
         if store is None:
             per_width.append(compute()[0])
             continue
-        run_config = {**asdict(cfg), "widths": None, "width": w, "data": data_id}
+        run_config = {**settings(cfg, {"activation": "relu"}), "widths": None, "width": w, "data": data_id}
         summary, _, reused = store.run(f"width{w}", run_config, compute)
         if reused and progress:
             print(f"width {w}: finished earlier, read from {store.directory / f'width{w}.json'}", file=sys.stderr)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ntk_l2 import arch, io, metrics
+from ntk_l2 import io, metrics
 from ntk_l2.data import Dataset
 from ntk_l2.laws import (AutoL2Config, FiniteSweepConfig, LawProblem, at_budget, autol2_finite, autol2_theory, finite_sweep,
                          log_steps, optimal_l2_from_kernel, optimal_l2_from_run, steps_to_reach, theory_sweep,
@@ -33,11 +33,8 @@ def law_problem(ds: Dataset, depth: int = 3, parameterization: str = "ntk", widt
     parameterization it grows with the width, and neural-tangents computes it for the
     given ``width`` (`derivations/laws.md`, L4). ``arch_kind`` "cnn": the bias-free ReLU CNN of
     `FiniteSweepConfig.network` (3×3 convolutions, stride 2, ``width`` channels), degree depth + 1."""
-    if arch_kind == "cnn":
-        net = arch.convolutional(depth, width, ds.n_classes, strides=(2, 2), input_shape=ds.input_shape,
-                                 parameterization=parameterization)
-    else:
-        net = arch.fully_connected(depth, width=width, out_dim=ds.n_classes, parameterization=parameterization)
+    net = FiniteSweepConfig(depth=depth, width=width, parameterization=parameterization,
+                            arch=arch_kind).architecture(ds.n_classes, ds.input_shape)
     return LawProblem(net.ntk(ds.x_train), net.ntk(ds.x_test, ds.x_train), ds.y_train, ds.labels_test, depth + 1,
                       nngp=net.nngp(np.concatenate([ds.x_train, ds.x_test])))
 

@@ -35,7 +35,7 @@ Array = NDArray[np.float64]
 T_STAR_TOL = 0.005
 PARAMETERIZATIONS = ("ntk", "standard")
 ARCHS = ("fc", "cnn")
-_LATER_DEFAULTS = {"parameterization": "ntk", "arch": "fc", "batchnorm": False}
+_ADDED_LATER = {"parameterization": "ntk", "arch": "fc", "batchnorm": False}  # fields newer than stored sweeps
 
 
 def time_to_best(steps: ArrayLike, acc: ArrayLike, tol: float = T_STAR_TOL) -> tuple[float, float]:
@@ -321,22 +321,27 @@ class FiniteSweepConfig:
         if self.batchnorm and self.arch != "cnn":
             raise ValueError("batchnorm: only the convolutional network (arch 'cnn') has batch normalization")
 
-    def network(self, out_dim: int, input_shape: tuple[int, ...]) -> tuple[Any, Any]:
-        """The (init_fn, apply_fn) pair: the bias-free ReLU network of ``depth`` hidden layers
-        (fc: ``width`` units; cnn: 3×3 convolutions with ``width`` channels and stride 2, then a
-        dense readout), with batch normalization after each convolution if ``batchnorm``."""
+    def architecture(self, out_dim: int, input_shape: tuple[int, ...]) -> Any:
+        """The `ntk_l2.arch.Architecture` (stax triple and degree) of the network without batch
+        normalization: ``depth`` hidden layers, bias-free ReLU; fc: ``width`` units; cnn: 3×3
+        convolutions with ``width`` channels and stride 2, then a dense readout."""
         from ntk_l2 import arch
+
+        if self.arch == "cnn":
+            if len(input_shape) != 3:
+                raise ValueError(f"arch: the convolutional network needs NHWC images, got inputs of shape {input_shape}")
+            return arch.convolutional(self.depth, self.width, out_dim, strides=(2, 2), input_shape=input_shape,
+                                      parameterization=self.parameterization)
+        return arch.fully_connected(self.depth, width=self.width, out_dim=out_dim, parameterization=self.parameterization)
+
+    def network(self, out_dim: int, input_shape: tuple[int, ...]) -> tuple[Any, Any]:
+        """The (init_fn, apply_fn) pair: `architecture`'s, or with ``batchnorm`` the same CNN with
+        batch normalization after each convolution (`ntk_l2.batchnorm`)."""
         from ntk_l2.batchnorm import convolutional_batchnorm
 
         if self.batchnorm:
             return convolutional_batchnorm(self.depth, self.width, out_dim, parameterization=self.parameterization)
-        if self.arch == "cnn":
-            if len(input_shape) != 3:
-                raise ValueError(f"arch: the convolutional network needs NHWC images, got inputs of shape {input_shape}")
-            net = arch.convolutional(self.depth, self.width, out_dim, strides=(2, 2), input_shape=input_shape,
-                                     parameterization=self.parameterization)
-        else:
-            net = arch.fully_connected(self.depth, width=self.width, out_dim=out_dim, parameterization=self.parameterization)
+        net = self.architecture(out_dim, input_shape)
         return net.init_fn, net.apply_fn
 
 
@@ -355,7 +360,7 @@ def finite_sweep(ds: Any, l2_values: Sequence[float], learning_rates: Sequence[f
     """
     from pathlib import Path
 
-    from ntk_l2.runs import RunStore, fingerprint
+    from ntk_l2.runs import RunStore, fingerprint, settings
     from ntk_l2.train import TrainConfig, train
 
     store = None if out_dir is None else RunStore(Path(out_dir) / "runs")
@@ -385,10 +390,7 @@ def finite_sweep(ds: Any, l2_values: Sequence[float], learning_rates: Sequence[f
             if store is None:
                 runs.append(compute()[0])
                 continue
-            # Fields added after runs were first stored are left out at their defaults, so
-            # run directories written before them stay valid (same network, same settings).
-            settings = {k: v for k, v in config.__dict__.items() if _LATER_DEFAULTS.get(k, object()) != v}
-            run_config = {**settings, "l2": float(lam), "lr": float(eta), "data": data_id}
+            run_config = {**settings(config, _ADDED_LATER), "l2": float(lam), "lr": float(eta), "data": data_id}
             summary, _, reused = store.run(f"l2={lam:g}_lr={eta:g}", run_config, compute)
             if log is not None:
                 log(f"λ = {lam:g}, η = {eta:g}: {'finished earlier' if reused else 'trained'}; "
@@ -407,10 +409,10 @@ def autol2_finite(ds: Any, learning_rate: float, steps: int, config: AutoL2Confi
     the rule is the one of `autol2_theory`. Returns ``steps``, ``l2`` (per record, mean over
     seeds), ``acc_test`` and ``acc_train`` (mean over seeds), ``loss_train``, ``changes``.
     """
-    from ntk_l2 import arch
     from ntk_l2.train import TrainConfig, train
 
-    net = arch.fully_connected(depth, width=width, out_dim=ds.n_classes, parameterization=parameterization)
+    init_fn, apply_fn = FiniteSweepConfig(depth=depth, width=width, parameterization=parameterization).network(
+        ds.n_classes, ds.input_shape)
     rules = [_Plateau(config) for _ in range(seeds)]
     changes: list[tuple[int, int, float]] = []
 
@@ -430,7 +432,7 @@ def autol2_finite(ds: Any, learning_rate: float, steps: int, config: AutoL2Confi
 
     record = tuple(range(0, steps + 1, config.check_every)) + (() if steps % config.check_every == 0 else (steps,))
     cfg = TrainConfig(learning_rate=learning_rate, l2=config.l2_init, steps=steps, record_steps=record, float64=float64)
-    res = train(net.init_fn, net.apply_fn, ds.x_train, ds.y_train, cfg, x_test=ds.x_test,
+    res = train(init_fn, apply_fn, ds.x_train, ds.y_train, cfg, x_test=ds.x_test,
                 labels_train=ds.labels_train, labels_test=ds.labels_test, seeds=tuple(range(seeds)),
                 progress=progress, l2_controller=controller)
     return {"steps": res.steps.tolist(), "l2": np.mean(res.l2_records, axis=0).tolist(),

@@ -13,6 +13,7 @@ was just computed or found.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -35,6 +36,14 @@ def fingerprint(*arrays: Any) -> str:
         digest.update(f"{a.dtype.str}{a.shape}".encode())
         digest.update(a.tobytes())
     return digest.hexdigest()[:16]
+
+
+def settings(config: Any, added_later: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A dataclass configuration as a run's stored settings. Fields named in ``added_later``
+    are left out while they hold the value given there (their default), so run directories
+    written before those fields existed stay valid: same network, same settings."""
+    added_later = added_later or {}
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in added_later or added_later[k] != v}
 
 
 def _canonical(config: Mapping[str, Any]) -> Any:

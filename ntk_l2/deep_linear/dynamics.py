@@ -112,15 +112,20 @@ def _finish(steps, weights, x, y, seeds, method) -> DeepLinearRun:
                              seeds=np.asarray(seeds), method=method, diverged=bad[:, -1])
 
 
+def _unflatten(v, shapes):
+    """Split flat weights (…, Σ sizes) into layers of the given shapes (leading axes kept)."""
+    ends = np.cumsum([a * b for a, b in shapes])
+    return [part.reshape(part.shape[:-1] + tuple(shape)) for part, shape in zip(np.split(v, ends[:-1], axis=-1), shapes)]
+
+
 def _flow_gradient(x, y, l2, input_noise, shapes):
     """∇ of L + (σ² n/(2N))‖P‖² + (λ/2)‖W‖² on flat weights, in numpy (DL0, DL7):
     ∂/∂W_l = B_lᵀ G A_lᵀ + λ W_l with G = (P XᵀX − YᵀX)/N + (σ² n/N) P."""
     xx, yx, big_n = x.T @ x / y.size, y.T @ x / y.size, y.size
     noise_coef = input_noise**2 * x.shape[0] / big_n
-    sizes = np.cumsum([0] + [a * b for a, b in shapes])
 
     def grad(v):
-        ws = [v[sizes[i]:sizes[i + 1]].reshape(shapes[i]) for i in range(len(shapes))]
+        ws = _unflatten(v, shapes)
         below, above = partial_products(ws)
         p = above[0] @ ws[0]
         g = p @ xx - yx + noise_coef * p
@@ -159,8 +164,7 @@ def gradient_flow(weights0: Sequence[ArrayLike], x: ArrayLike, y: ArrayLike, con
         path = sol.y.T
     else:
         path = flat0[None]
-    sizes = np.cumsum([0] + [a * b for a, b in shapes])
-    layers = tuple(path[:, sizes[i]:sizes[i + 1]].reshape((1, len(path)) + shapes[i]) for i in range(len(shapes)))
+    layers = tuple(w[None] for w in _unflatten(path, shapes))  # (1 member, record, d_l, d_{l−1})
     return _finish(times, layers, x, y, np.asarray([0]), "flow")
 
 
