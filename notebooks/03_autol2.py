@@ -107,13 +107,12 @@ for title, constant, auto in (("theory (single networks)", constant_theory, auto
 #
 # In the kernel regime the theory describes, L2 does two things to a network: it shrinks
 # the kernel (learning stops after $t \sim 1/(2(k-1)\eta\lambda)$) and it removes the random
-# initial function (at the rate $(1-\eta\lambda)^k$). A large λ early on shrinks the kernel
-# for good — it is never regrown when λ is lowered — so AutoL2 from the paper's default
-# λ₀ = 0.1 stalls at low accuracy, and from a small λ₀ it behaves like a constant λ of that
-# size. The paper's speed-up of AutoL2 over the best constant λ is not reproduced in this
-# regime (theory or width-512 networks, these conventions: loss normalized by $N = n\cdot c$,
-# NTK parameterization); where it appears, it comes from effects outside the kernel
-# description.
+# initial function (at the rate $(1-\eta\lambda)^k$). With DESIGN's NTK parameterization on
+# these data the kernel is small ($\mu_{max}/N = 0.079$), so a large λ early shrinks it before
+# anything is learned, and it is never regrown when λ is lowered: AutoL2 from the paper's
+# default λ₀ = 0.1 stalls at low accuracy, and from a small λ₀ it behaves like a constant λ of
+# that size. The standard parameterization below is where the paper's λ range learns, and
+# there a schedule does pay off.
 
 # %% [markdown]
 # ## Standard parameterization: the optimal λ for a budget, and AutoL2
@@ -145,18 +144,60 @@ print(f"budget T = {SP_T} steps: grid optimum λ = {opt['l2_opt_grid']:g} ({100 
       f"({opt['ratio_kernel_to_grid']:.2f}×, {100 * opt['acc_at_budget_kernel']:.1f}% at T)")
 display(Image(filename=opt["figure"]))
 
+# %% [markdown]
+# ### AutoL2: its settings chosen from the kernel, then run on finite networks
+#
+# Which AutoL2 settings beat the best constant λ can be read off the kernel in seconds: the
+# theory (single networks, `laws.autol2_theory`) runs AutoL2 for a grid of starting λ₀,
+# windows and metrics against the constant-λ grid over the same 4,000 steps
+# (`law_experiments.autol2_theory_scan`). The ratio is AutoL2's steps to the best constant
+# run's best accuracy (within 0.5 points) over that run's own $t^*$; the issue's target is 0.6.
+
 # %%
-auto_sp = run_autol2(data, SP_OUT / "autol2_mnist_finite_sp", "finite", SP_LR, 2 * SP_T,
-                     (1e-2, 1e-1) if SMALL else (1e-3, 3e-3, 1e-2, 3e-2, 1e-1), AutoL2Config(), SP)
-reach = auto_sp["autol2_steps_to_best_constant_acc"]
-print(f"best constant λ = {auto_sp['best_constant_l2']:g}: {100 * auto_sp['best_constant_acc']:.1f}% at step "
-      f"{auto_sp['best_constant_steps']:g}; AutoL2 (λ₀ = 0.1, defaults): best {100 * auto_sp['autol2_max_test_acc']:.1f}%, "
-      + (f"reaches it at step {reach:g} ({auto_sp['speedup_ratio']:.2f}×)" if np.isfinite(reach) else "never reaches it"))
-display(Image(filename=auto_sp["figure"]))
+from ntk_l2.law_experiments import autol2_theory_scan, law_problem as _law_problem
+
+SP_CONSTANT = (1e-2, 1e-1) if SMALL else (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+SCAN_L0, SCAN_WINDOWS, SCAN_METRICS = (0.1, 0.03, 0.01), ((20, 50) if SMALL else (20, 50, 100, 200, 400)), ("train_error", "loss")
+sp_problem = _law_problem(data, 3, "standard", WIDTH)
+scan_configs = [AutoL2Config(l2_init=l0, window=w, metric=m) for m in SCAN_METRICS for l0 in SCAN_L0 for w in SCAN_WINDOWS]
+scan = autol2_theory_scan(sp_problem, data, SP_LR, 2 * SP_T, SP_CONSTANT, scan_configs, init_samples=SAMPLES)
+ratio = np.array([np.nan if r["ratio"] is None else r["ratio"] for r in scan["rows"]]).reshape(
+    len(SCAN_METRICS), len(SCAN_L0), len(SCAN_WINDOWS))
+fig, axes = plt.subplots(1, len(SCAN_METRICS), figsize=(11, 3.4), constrained_layout=True)
+for ax, metric, table in zip(axes, SCAN_METRICS, ratio):
+    im = ax.imshow(np.where(np.isnan(table), 2.0, table), vmin=0.4, vmax=1.2, cmap="RdYlGn_r")
+    for (a, b), v in np.ndenumerate(table):
+        ax.text(b, a, "never" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=8)
+    ax.set(xticks=range(len(SCAN_WINDOWS)), xticklabels=SCAN_WINDOWS, yticks=range(len(SCAN_L0)),
+           yticklabels=[f"{v:g}" for v in SCAN_L0], xlabel="window (steps)", ylabel="λ₀", title=f"metric: {metric}")
+fig.colorbar(im, ax=axes, label="steps / constant run's t*")
+fig.suptitle(f"theory (single networks): AutoL2 vs the best constant λ = {scan['best_constant_l2']:g} "
+             f"({100 * scan['best_constant_acc']:.1f}% at step {scan['best_constant_steps']:g})")
+plt.show()
+chosen = AutoL2Config(**scan["rows"][scan["best"]]["config"]) if scan["best"] is not None else AutoL2Config()
+print(f"chosen from the kernel: λ₀ = {chosen.l2_init:g}, window {chosen.window}, metric {chosen.metric} "
+      f"(theory: {scan['rows'][scan['best']]['ratio']:.2f}×)" if scan["best"] is not None else "no setting reaches it in theory")
+
+# %% [markdown]
+# The finite width-512 networks, from the run directory of
+# `ntk-l2 autol2 --mode finite --parameterization standard ... --lr 0.05 --steps 4000
+# --constant-l2 1e-3,3e-3,1e-2,3e-2,1e-1 [--l2-init 0.03 --window 50 --metric loss] --out out/autol2_mnist_finite_sp`:
+# the paper's default AutoL2 (λ₀ = 0.1) and the setting chosen above.
+
+# %%
+for name, cfg in (("AutoL2, defaults (λ₀ = 0.1)", AutoL2Config()), ("AutoL2, chosen from the kernel", chosen)):
+    auto_sp = run_autol2(data, SP_OUT / "autol2_mnist_finite_sp", "finite", SP_LR, 2 * SP_T, SP_CONSTANT, cfg, SP)
+    reach = auto_sp["autol2_steps_to_best_constant_acc"]
+    print(f"{name}: best constant λ = {auto_sp['best_constant_l2']:g}: {100 * auto_sp['best_constant_acc']:.1f}% at step "
+          f"{auto_sp['best_constant_steps']:g}; AutoL2 best {100 * auto_sp['autol2_max_test_acc']:.1f}%, "
+          + (f"reaches it at step {reach:g} ({auto_sp['speedup_ratio']:.2f}×)" if reach is not None else "never reaches it"))
+    display(Image(filename=auto_sp["figure"]))
 
 # %% [markdown]
 # In the standard parameterization both λ_opt predictions land within a factor 2 of the grid's
-# optimum and do as well as it at the budget. AutoL2 still does not reach the best constant λ:
-# in the kernel description both the kernel and the initial function decay as functions of
-# ∫ηλ dt alone (as (1 − ηλ)^{2(k−1)} and (1 − ηλ)^k per step), so a large λ early shrinks the
-# kernel at least as much as it removes the initial function, and nothing regrows it.
+# optimum and do as well as it at the budget. AutoL2 with the paper's default λ₀ = 0.1 does
+# not reach the best constant λ: 0.1 spends $\int\eta\lambda\,dt \approx 1$ before its first
+# plateau, which shrinks the kernel by $e^{-2(k-1)}$. Started at the λ₀ the kernel picks
+# (0.03), it removes the initial function early and then learns with little L2, and it gets
+# to the best constant run's accuracy in about half that run's steps, in theory and on the
+# finite networks alike (`derivations/laws.md` L3).

@@ -115,6 +115,10 @@ def _law_parsers(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--check-every", type=int, default=10)
     a.add_argument("--l2-min", type=float, default=1e-5)
     a.add_argument("--metric", default="train_error", choices=("train_error", "loss"))
+    a.add_argument("--init-samples", type=int, default=0,
+                   help="theory for single networks: average over this many NNGP draws of f_0 (default 0: the mean)")
+    a.add_argument("--min-wait", type=float, default=0.0,
+                   help="hold each new λ at least this many of its time scales 1/(ηλ) (default 0: off)")
     dl = sub.add_parser("deep-linear", help="a deep linear network: layer imbalance, the two phases, flatness")
     dl.add_argument("--depth", type=int, default=3, help="weight layers L of a scalar chain (ignored with --widths)")
     dl.add_argument("--widths", default=None, help="matrix layers: comma-separated d_in,d_1,...,d_out (default: scalar chain)")
@@ -199,14 +203,14 @@ def _autol2(args: argparse.Namespace) -> int:
     from ntk_l2.laws import AutoL2Config
 
     cfg = AutoL2Config(l2_init=args.l2_init, factor=args.factor, window=args.window, check_every=args.check_every,
-                       l2_min=args.l2_min, metric=args.metric)
+                       l2_min=args.l2_min, metric=args.metric, min_wait=args.min_wait)
     s = run_autol2(_dataset(args), args.out, args.mode, args.lr, args.steps, _floats(args.constant_l2, "--constant-l2"),
-                   cfg, _finite_config(args), log=_log)
+                   cfg, _finite_config(args), log=_log, init_samples=args.init_samples)
     print(f"wrote {Path(args.out) / 'summary.json'} and {s['figure']}")
     print(f"  best constant λ = {s['best_constant_l2']:g}: best test acc {100 * s['best_constant_acc']:.1f}% at step {s['best_constant_steps']:g}")
     reach = s["autol2_steps_to_best_constant_acc"]
     print(f"  AutoL2: best test acc {100 * s['autol2_max_test_acc']:.1f}%, reaches the constant run's best "
-          + (f"at step {reach:g} ({s['speedup_ratio']:.2f}x its steps)" if np.isfinite(reach) else "never"))
+          + (f"at step {reach:g} ({s['speedup_ratio']:.2f}x its steps)" if reach is not None else "never"))
     return 0
 
 

@@ -69,6 +69,8 @@ class LawProblem:
         function a single network starts from (independent across outputs)."""
         if self.nngp is None:
             raise ValueError("nngp: the problem has no NNGP kernel to draw initial outputs from")
+        if n_samples < 1:
+            raise ValueError(f"init_samples: must be >= 1 to draw initial outputs (0: the mean), got {n_samples}")
         n, c = self.y_train.shape
         rng = np.random.default_rng(seed)
         evals, evecs = np.linalg.eigh(self.nngp)
@@ -187,7 +189,10 @@ class AutoL2Config:
     λ starts at ``l2_init``; every ``check_every`` steps the metric ("train_error" =
     1 − train accuracy, or "loss" = the data loss) is evaluated, and when its best value
     over the last ``window`` steps is no better than its best value before them (since
-    the last change of λ), λ is divided by ``factor``, not below ``l2_min``.
+    the last change of λ), λ is divided by ``factor``, not below ``l2_min``. After each change
+    λ is held for at least ``min_wait``/(ηλ) steps, a fraction of the new λ's own time scale
+    1/(ηλ) (`derivations/laws.md` L3): without it a plateau of the metric that outlasts the
+    window divides λ again and again, one window apart (0 switches this off).
     """
 
     l2_init: float = 0.1
@@ -196,6 +201,7 @@ class AutoL2Config:
     check_every: int = 10
     l2_min: float = 1e-5
     metric: str = "train_error"
+    min_wait: float = 0.0
 
     def __post_init__(self) -> None:
         if not (self.l2_init > 0 and math.isfinite(self.l2_init)):
@@ -208,24 +214,31 @@ class AutoL2Config:
             raise ValueError(f"l2_min: must be in (0, l2_init], got {self.l2_min!r}")
         if self.metric not in ("train_error", "loss"):
             raise ValueError(f"metric: must be 'train_error' or 'loss', got {self.metric!r}")
+        if not (self.min_wait >= 0 and math.isfinite(self.min_wait)):
+            raise ValueError(f"min_wait: must be finite and >= 0 (in units of 1/(ηλ)), got {self.min_wait!r}")
+
+    def hold_steps(self, learning_rate: float, l2: float) -> int:
+        """Steps λ is held after it changes to ``l2``: ⌈min_wait/(ηλ)⌉."""
+        return int(math.ceil(self.min_wait / (learning_rate * l2))) if self.min_wait > 0 else 0
 
 
 class _Plateau:
     """The AutoL2 decision rule on a stream of (step, metric) checks."""
 
     def __init__(self, config: AutoL2Config):
-        self.config, self.history, self.since = config, [], 0
+        self.config, self.history, self.since, self.hold = config, [], 0, 0
 
-    def update(self, step: int, value: float) -> bool:
-        """Record a check; True when λ should be divided now."""
+    def update(self, step: int, value: float, hold: int = 0) -> bool:
+        """Record a check; True when λ should be divided now. ``hold``: the steps the λ that a
+        division now would give must then be kept (`AutoL2Config.hold_steps`)."""
         self.history.append((step, value))
-        if step - self.since < self.config.window:
+        if step - self.since < max(self.config.window, self.hold):
             return False
         recent = [v for s, v in self.history if s > step - self.config.window and s >= self.since]
         before = [v for s, v in self.history if s <= step - self.config.window and s >= self.since]
         if not before or min(recent) < min(before):
             return False
-        self.since = step
+        self.since, self.hold = step, hold
         return True
 
 
@@ -277,8 +290,9 @@ def autol2_theory(problem: LawProblem, learning_rate: float, steps: int, config:
             value = (1.0 - acc_train) if config.metric == "train_error" else loss
             if np.isnan(value):
                 value = 1.0
-            if rule.update(s, value) and lam > config.l2_min:
-                lam = max(lam / config.factor, config.l2_min)
+            new = max(lam / config.factor, config.l2_min)
+            if lam > config.l2_min and rule.update(s, value, config.hold_steps(learning_rate, new)):
+                lam = new
                 changes.append((s, lam))
         if s == steps:
             break
@@ -402,8 +416,12 @@ def finite_sweep(ds: Any, l2_values: Sequence[float], learning_rates: Sequence[f
 
 def autol2_finite(ds: Any, learning_rate: float, steps: int, config: AutoL2Config = AutoL2Config(),
                   depth: int = 3, width: int = 512, seeds: int = 1, float64: bool = False,
-                  progress: bool | None = None, parameterization: str = "ntk") -> dict[str, Any]:
+                  progress: bool | None = None, parameterization: str = "ntk", arch: str = "fc",
+                  batchnorm: bool = False) -> dict[str, Any]:
     """AutoL2 on a finite network: λ chosen on the fly from each seed's own training metric.
+
+    The network is `FiniteSweepConfig`'s (``depth``, ``width``, ``parameterization``, ``arch``,
+    ``batchnorm``): the fully connected network or the CNN, with or without batch normalization.
 
     The network is checked every ``config.check_every`` steps (these are its record steps);
     the rule is the one of `autol2_theory`. Returns ``steps``, ``l2`` (per record, mean over
@@ -411,8 +429,8 @@ def autol2_finite(ds: Any, learning_rate: float, steps: int, config: AutoL2Confi
     """
     from ntk_l2.train import TrainConfig, train
 
-    init_fn, apply_fn = FiniteSweepConfig(depth=depth, width=width, parameterization=parameterization).network(
-        ds.n_classes, ds.input_shape)
+    init_fn, apply_fn = FiniteSweepConfig(depth=depth, width=width, parameterization=parameterization, arch=arch,
+                                          batchnorm=batchnorm).network(ds.n_classes, ds.input_shape)
     rules = [_Plateau(config) for _ in range(seeds)]
     changes: list[tuple[int, int, float]] = []
 
@@ -425,8 +443,9 @@ def autol2_finite(ds: Any, learning_rate: float, steps: int, config: AutoL2Confi
         else:
             values = np.nan_to_num(row["loss_data"], nan=np.inf)
         for i, rule in enumerate(rules):
-            if rule.update(step, float(values[i])) and lam[i] > config.l2_min:
-                lam[i] = max(lam[i] / config.factor, config.l2_min)
+            new = max(lam[i] / config.factor, config.l2_min)
+            if lam[i] > config.l2_min and rule.update(step, float(values[i]), config.hold_steps(learning_rate, new)):
+                lam[i] = new
                 changes.append((step, i, float(lam[i])))
         return lam
 

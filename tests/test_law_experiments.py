@@ -115,7 +115,10 @@ def test_optimal_l2_and_autol2_commands(tmp_path, capsys):
                               "--constant-l2", "1e-3,1e-2", "--window", 20, "--check-every", 5, "--l2-init", 0.05,
                               "--out", tmp_path / "auto"], capsys)
     assert code == 0, err
-    s = json.loads((tmp_path / "auto" / "summary.json").read_text())
+    def strict(name: str) -> None:
+        raise AssertionError(f"summary.json holds {name}, which is not JSON")
+
+    s = json.loads((tmp_path / "auto" / "summary.json").read_text(), parse_constant=strict)
     assert {"best_constant_l2", "best_constant_steps", "autol2_steps_to_best_constant_acc", "speedup_ratio"} <= set(s)
     assert (tmp_path / "auto" / "autol2.png").exists()
 
@@ -204,9 +207,45 @@ def test_cnn_sweeps_with_and_without_batchnorm(tmp_path, capsys):
     assert all(RUN_KEYS <= set(r) for r in bn["runs"]) and (tmp_path / "bn" / "laws.png").exists()
     code, _, err = _run(["sweep", "--mode", "theory", "--arch", "cnn", "--batchnorm", "--out", tmp_path / "x"], capsys)
     assert code == 2 and "no theory for batch normalization" in err
-    code, _, err = _run(["autol2", "--arch", "cnn", "--steps", 10, "--out", tmp_path / "y"], capsys)
-    assert code == 2 and "arch: AutoL2 runs on the fully connected network" in err
+    code, _, err = _run(["autol2", "--mode", "theory", "--arch", "cnn", "--batchnorm", "--steps", 10,
+                         "--out", tmp_path / "y"], capsys)
+    assert code == 2 and "no theory for batch normalization" in err and not (tmp_path / "y").exists()
+    auto = ["autol2", "--mode", "finite", "--arch", "cnn", "--batchnorm", "--dataset", "digits", "--n-train", 48,
+            "--n-test", 40, "--depth", 2, "--width", 4, "--lr", "0.5", "--steps", 60, "--constant-l2", "0.01,0.1",
+            "--window", 20, "--check-every", 5, "--out", tmp_path / "auto"]
+    code, _, err = _run(auto, capsys)
+    assert code == 0, err
+    s = json.loads((tmp_path / "auto" / "summary.json").read_text())
+    assert s["finite"]["batchnorm"] and [r["l2"] for r in s["constant"]] == [0.01, 0.1]
+    assert "AutoL2: trained" in err
+    code, _, err = _run(auto, capsys)  # run again: every run, AutoL2's included, is read back, not retrained
+    assert code == 0 and "AutoL2: finished earlier" in err and "trained;" not in err
+    assert json.loads((tmp_path / "auto" / "summary.json").read_text()) == s
     with pytest.raises(ValueError, match="batchnorm"):
         FiniteSweepConfig(batchnorm=True)
     with pytest.raises(ValueError, match="NHWC"):
         FiniteSweepConfig(arch="cnn").network(10, (64,))
+
+
+def test_autol2_theory_scan_agrees_with_the_autol2_command_in_theory(tmp_path):
+    """The scan that picks AutoL2's settings from the kernel reports, for each configuration,
+    what `run_autol2` in theory mode reports for it alone (same map, same records, same draws of
+    f_0): the reach step and the ratio to the best constant run's t*, exactly."""
+    from ntk_l2.law_experiments import autol2_theory_scan, law_problem, run_autol2
+
+    ds = data.load_digits(n_train=64, n_test=64, seed=0)
+    problem = law_problem(ds, depth=2, parameterization="standard", width=64)  # η = 0.25: half its stability limit
+    configs = [AutoL2Config(l2_init=0.03, window=20, check_every=10, metric=m) for m in ("train_error", "loss")]
+    grid = [1e-3, 3e-3, 1e-2]
+    scan = autol2_theory_scan(problem, ds, 0.25, 400, grid, configs, init_samples=2)
+    assert len(scan["rows"]) == 2 and scan["best_constant_l2"] in grid
+    assert any(r["ratio"] is not None for r in scan["rows"]), "no configuration reaches the constant: a weak test"
+    for cfg, row in zip(configs, scan["rows"]):
+        alone = run_autol2(ds, tmp_path / cfg.metric, "theory", 0.25, 400, grid, cfg,
+                           FiniteSweepConfig(depth=2, width=64, parameterization="standard"), init_samples=2)
+        assert alone["best_constant_steps"] == scan["best_constant_steps"]
+        assert alone["autol2_steps_to_best_constant_acc"] == row["steps_to_best_constant_acc"]
+        assert alone["speedup_ratio"] == row["ratio"]
+        assert alone["autol2_max_test_acc"] == pytest.approx(row["max_test_acc"], abs=0)
+    ratios = [np.inf if r["ratio"] is None else r["ratio"] for r in scan["rows"]]
+    assert scan["best"] == (int(np.argmin(ratios)) if np.isfinite(min(ratios)) else None)
