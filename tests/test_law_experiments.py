@@ -126,10 +126,15 @@ def test_optimal_l2_and_autol2_commands(tmp_path, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["sweep", "--l2", "0,1e-3", "--out", "x"], "--l2: expected positive numbers"),
     (["sweep", "--lr", "a", "--out", "x"], "--lr: expected comma-separated numbers"),
+    (["autol2", "--mode", "theory", "--n-train", 32, "--n-test", 32, "--steps", 10, "--init-samples", -1, "--out", "x"],
+     "init_samples: must be >= 1"),
+    (["autol2", "--mode", "theory", "--steps", 10, "--min-wait", -1, "--out", "x"], "min_wait: must be finite and >= 0"),
 ])
-def test_bad_law_flags_are_one_line(argv, message, capsys):
+def test_bad_law_flags_are_one_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     code, _, err = _run(argv, capsys)
     assert code == 2 and err.startswith("ntk-l2: error: ") and message in err
+    assert not (tmp_path / "x").exists()
 
 
 def test_standard_parameterization_kernel_is_the_mean_empirical_ntk():
