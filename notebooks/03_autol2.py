@@ -33,9 +33,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ntk_l2.data import load_mnist_or_digits
-from ntk_l2.law_experiments import law_problem
-from ntk_l2.laws import (AutoL2Config, FiniteSweepConfig, autol2_finite, autol2_theory, finite_sweep,
-                         steps_to_reach, theory_sweep)
+from ntk_l2.law_experiments import autol2_theory_samples, law_problem
+from ntk_l2.laws import AutoL2Config, FiniteSweepConfig, autol2_finite, finite_sweep, steps_to_reach, theory_sweep
 
 SMALL = os.environ.get("NTK_L2_SMALL") == "1"
 N_TRAIN, N_TEST = (128, 200) if SMALL else (512, 1000)
@@ -56,14 +55,8 @@ print(f"{data.name}: {N_TRAIN} train / {N_TEST} test points; η = {LR}, {STEPS} 
 # ## Theory: single networks
 
 # %%
-f0, fs0 = problem.initial_outputs(SAMPLES, seed=0)
 constant_theory = theory_sweep(problem, CONSTANT, [LR], 0.0, STEPS, init_samples=SAMPLES, n_records=80)
-auto_theory = {}
-for name, cfg in STARTS.items():
-    runs = [autol2_theory(problem, LR, STEPS, cfg, labels_train=data.labels_train, record_every=10,
-                          fx_train_0=f0[i], fx_test_0=fs0[i]) for i in range(SAMPLES)]
-    auto_theory[name] = {"steps": runs[0]["steps"], "acc_test": np.nanmean([r["acc_test"] for r in runs], axis=0),
-                         "l2": np.exp(np.mean(np.log([r["l2"] for r in runs]), axis=0))}
+auto_theory = {name: autol2_theory_samples(problem, data, LR, STEPS, cfg, SAMPLES) for name, cfg in STARTS.items()}
 
 # %% [markdown]
 # ## Finite networks, width 512

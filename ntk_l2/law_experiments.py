@@ -188,11 +188,12 @@ def _autol2_finite_stored(ds: Dataset, directory: Path, learning_rate: float, st
     return auto
 
 
-def _autol2_theory_samples(problem: LawProblem, ds: Dataset, learning_rate: float, steps: int, config: AutoL2Config,
+def autol2_theory_samples(problem: LawProblem, ds: Dataset, learning_rate: float, steps: int, config: AutoL2Config,
                            init_samples: int) -> dict[str, Any]:
     """`autol2_theory` for the mean prediction (``init_samples`` = 0), or averaged over single
-    networks: accuracies and losses averaged over the draws, λ as their geometric mean, the
-    changes as (step, draw, λ) like the finite runs'."""
+    networks started from ``init_samples`` NNGP draws of f_0 (`LawProblem.initial_outputs`,
+    seed 0), each with its own schedule: accuracies and losses averaged over the draws, λ as
+    their geometric mean, the changes as (step, draw, λ) like the finite runs'."""
     if not init_samples:
         return autol2_theory(problem, learning_rate, steps, config, labels_train=ds.labels_train)
     draws = problem.initial_outputs(init_samples, seed=0)
@@ -201,6 +202,15 @@ def _autol2_theory_samples(problem: LawProblem, ds: Dataset, learning_rate: floa
     mean = {k: np.nanmean([r[k] for r in runs], axis=0).tolist() for k in ("acc_test", "acc_train", "loss_train")}
     return {**runs[0], **mean, "l2": np.exp(np.mean(np.log([r["l2"] for r in runs]), axis=0)).tolist(),
             "changes": [(step, i, lam) for i, r in enumerate(runs) for step, lam in r["changes"]]}
+
+
+def _reach(auto: dict[str, Any], best: dict[str, Any]) -> tuple[float | None, float | None]:
+    """(steps, ratio): the first step at which ``auto`` comes within 0.5 points of the best
+    constant run's best accuracy, and those steps over that run's t* (None, None: never)."""
+    reach = steps_to_reach(auto["steps"], auto["acc_test"], best["max_test_acc"])
+    if not math.isfinite(reach):
+        return None, None
+    return reach, (reach / best["t_star"] if best["t_star"] > 0 else None)
 
 
 def autol2_theory_scan(problem: LawProblem, ds: Dataset, learning_rate: float, steps: int, constant_l2: Sequence[float],
@@ -221,11 +231,9 @@ def autol2_theory_scan(problem: LawProblem, ds: Dataset, learning_rate: float, s
     best = max(constant, key=lambda r: r["max_test_acc"])
     rows = []
     for cfg in configs:
-        auto = _autol2_theory_samples(problem, ds, learning_rate, steps, cfg, init_samples)
-        reach = steps_to_reach(auto["steps"], auto["acc_test"], best["max_test_acc"])
-        ok = math.isfinite(reach)
-        rows.append({"config": cfg.__dict__.copy(), "steps_to_best_constant_acc": reach if ok else None,
-                     "ratio": reach / best["t_star"] if ok else None,
+        auto = autol2_theory_samples(problem, ds, learning_rate, steps, cfg, init_samples)
+        reach, ratio = _reach(auto, best)
+        rows.append({"config": cfg.__dict__.copy(), "steps_to_best_constant_acc": reach, "ratio": ratio,
                      "max_test_acc": float(np.nanmax(np.asarray(auto["acc_test"], float)))})
     ratios = [np.inf if r["ratio"] is None else r["ratio"] for r in rows]
     return {"best_constant_l2": best["l2"], "best_constant_acc": best["max_test_acc"],
@@ -254,20 +262,19 @@ def run_autol2(ds: Dataset, out_dir: str | Path, mode: str, learning_rate: float
             raise ValueError("mode: there is no theory for batch normalization; use mode 'finite'")
         constant = theory_sweep(problem, constant_l2, [learning_rate], 0.0, steps, n_records=n_records,
                                 init_samples=init_samples)
-        auto = _autol2_theory_samples(problem, ds, learning_rate, steps, config, init_samples)
+        auto = autol2_theory_samples(problem, ds, learning_rate, steps, config, init_samples)
     else:
         constant = finite_sweep(ds, constant_l2, [learning_rate], cfg, out / "constant", log=log)
         auto = _autol2_finite_stored(ds, out / "autol2", learning_rate, steps, config, finite, log)
     best = max(constant, key=lambda r: r["max_test_acc"])
-    auto_steps = steps_to_reach(auto["steps"], auto["acc_test"], best["max_test_acc"])
+    auto_steps, ratio = _reach(auto, best)
     summary = {
         "mode": mode, "dataset": ds.name, "lr": learning_rate, "steps": steps, "config": config.__dict__,
         "parameterization": finite.parameterization, "finite": finite.__dict__ if mode == "finite" else None,
         "theory_init_samples": init_samples if mode == "theory" else None,
         "constant": [{k: v for k, v in r.items() if k not in ("steps", "acc_test")} for r in constant],
         "best_constant_l2": best["l2"], "best_constant_acc": best["max_test_acc"], "best_constant_steps": best["t_star"],
-        "autol2_steps_to_best_constant_acc": auto_steps if math.isfinite(auto_steps) else None,  # None: never
-        "speedup_ratio": auto_steps / best["t_star"] if math.isfinite(auto_steps) and best["t_star"] > 0 else None,
+        "autol2_steps_to_best_constant_acc": auto_steps, "speedup_ratio": ratio,  # None: never
         "autol2_max_test_acc": float(np.nanmax(np.asarray(auto["acc_test"], float))),
         "autol2_final_test_acc": float(auto["acc_test"][-1]),
         "autol2_t_star": time_to_best(auto["steps"], auto["acc_test"])[0],

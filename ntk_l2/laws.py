@@ -223,23 +223,29 @@ class AutoL2Config:
 
 
 class _Plateau:
-    """The AutoL2 decision rule on a stream of (step, metric) checks."""
+    """The AutoL2 decision rule on a stream of (step, metric) checks, for one run at rate η."""
 
-    def __init__(self, config: AutoL2Config):
-        self.config, self.history, self.since, self.hold = config, [], 0, 0
+    def __init__(self, config: AutoL2Config, learning_rate: float):
+        self.config, self.learning_rate = config, learning_rate
+        self.history, self.since, self.hold = [], 0, 0
 
-    def update(self, step: int, value: float, hold: int = 0) -> bool:
-        """Record a check; True when λ should be divided now. ``hold``: the steps the λ that a
-        division now would give must then be kept (`AutoL2Config.hold_steps`)."""
+    def next_l2(self, step: int, value: float, l2: float) -> float:
+        """Record a check of the metric made under λ = ``l2``; the λ to use from now on: ``l2``
+        divided by ``factor`` (not below ``l2_min``) on a plateau once the window and the hold
+        of the last change (`AutoL2Config.hold_steps`) have passed, else ``l2``."""
+        cfg = self.config
+        if l2 <= cfg.l2_min:
+            return l2
         self.history.append((step, value))
-        if step - self.since < max(self.config.window, self.hold):
-            return False
-        recent = [v for s, v in self.history if s > step - self.config.window and s >= self.since]
-        before = [v for s, v in self.history if s <= step - self.config.window and s >= self.since]
+        if step - self.since < max(cfg.window, self.hold):
+            return l2
+        recent = [v for s, v in self.history if s > step - cfg.window and s >= self.since]
+        before = [v for s, v in self.history if s <= step - cfg.window and s >= self.since]
         if not before or min(recent) < min(before):
-            return False
-        self.since, self.hold = step, hold
-        return True
+            return l2
+        new = max(l2 / cfg.factor, cfg.l2_min)
+        self.since, self.hold = step, cfg.hold_steps(self.learning_rate, new)
+        return new
 
 
 def autol2_theory(problem: LawProblem, learning_rate: float, steps: int, config: AutoL2Config = AutoL2Config(),
@@ -270,7 +276,7 @@ def autol2_theory(problem: LawProblem, learning_rate: float, steps: int, config:
     f_test_0 = 0.0 if fx_test_0 is None else np.asarray(fx_test_0, np.float64)
     u = np.zeros_like(vt_y)
     rho, lam, carry = 1.0, config.l2_init, 1.0
-    rule = _Plateau(config)
+    rule = _Plateau(config, learning_rate)
     out: dict[str, list[Any]] = {"steps": [], "l2": [], "acc_test": [], "acc_train": [], "loss_train": []}
     changes: list[tuple[int, float]] = []
     for s in range(steps + 1):
@@ -290,8 +296,8 @@ def autol2_theory(problem: LawProblem, learning_rate: float, steps: int, config:
             value = (1.0 - acc_train) if config.metric == "train_error" else loss
             if np.isnan(value):
                 value = 1.0
-            new = max(lam / config.factor, config.l2_min)
-            if lam > config.l2_min and rule.update(s, value, config.hold_steps(learning_rate, new)):
+            new = rule.next_l2(s, value, lam)
+            if new != lam:
                 lam = new
                 changes.append((s, lam))
         if s == steps:
@@ -431,7 +437,7 @@ def autol2_finite(ds: Any, learning_rate: float, steps: int, config: AutoL2Confi
 
     init_fn, apply_fn = FiniteSweepConfig(depth=depth, width=width, parameterization=parameterization, arch=arch,
                                           batchnorm=batchnorm).network(ds.n_classes, ds.input_shape)
-    rules = [_Plateau(config) for _ in range(seeds)]
+    rules = [_Plateau(config, learning_rate) for _ in range(seeds)]
     changes: list[tuple[int, int, float]] = []
 
     def controller(step: int, row: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -443,8 +449,8 @@ def autol2_finite(ds: Any, learning_rate: float, steps: int, config: AutoL2Confi
         else:
             values = np.nan_to_num(row["loss_data"], nan=np.inf)
         for i, rule in enumerate(rules):
-            new = max(lam[i] / config.factor, config.l2_min)
-            if lam[i] > config.l2_min and rule.update(step, float(values[i]), config.hold_steps(learning_rate, new)):
+            new = rule.next_l2(step, float(values[i]), float(lam[i]))
+            if new != lam[i]:
                 lam[i] = new
                 changes.append((step, i, float(lam[i])))
         return lam
