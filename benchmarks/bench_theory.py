@@ -7,16 +7,22 @@
    setup (eigendecomposition) included for both. Target: ratio ≤ 1.0.
 2. Discrete map, 10^5 steps reported at 100 checkpoints, n = 512, c = 10.
    Target: < 2 s (first call, JIT compilation included).
+   Discrete map at t = 10^12, n = 512, c = 10: k = 4 with ηλ = 1e-3 (loop to the
+   tail start S, then the closed-form tail), λ = 0 and k = 1 (closed forms, no loop).
+   Target: < 1 s each, eigendecomposition (and JIT compilation) included.
 3. ODE with a learning-rate schedule: the eigenbasis path vs integrating the
    full n·c system directly (same method, tolerances and schedule).
    Target: ≥ 100×.
 4. `import ntk_l2` in a fresh process: under 10 s, printing nothing.
 Prints one line per comparison and writes benchmarks/results/theory.json.
+``--only discrete_large_t`` runs just that measurement and updates its entry in the
+results file, leaving the others as they were.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -79,6 +85,23 @@ def bench_discrete(n: int, c: int, steps: int) -> dict:
             "warm_call_s": time.perf_counter() - t0, "target": "first_call_s < 2"}
 
 
+def bench_discrete_large_t(n: int, c: int, t: float = 1e12) -> dict:
+    """One step count t = 10^12: no loop for λ = 0 and k = 1, a loop to S only for k ≥ 2 (D6)."""
+    k = random_kernel(n)
+    y = np.random.default_rng(2).normal(size=(n, c))
+    cases = {"k4_eta_l2_1e-3": (1.0, 1e-3, 4), "l2_0_k4": (1.0, 0.0, 4), "k1_l2_1e-3": (1.0, 1e-3, 1)}
+    out = {"n": n, "c": c, "t": t, "target": "first_call_s < 1 (eigendecomposition included)"}
+    for name, (eta, lam, degree) in cases.items():
+        runs = []
+        for _ in range(4):  # first call (JIT compilation of the loop for this shape), then 3 warm
+            t0 = time.perf_counter()
+            fx = gradient_descent_mse_l2_discrete(k, y, eta, lam, degree)(t)
+            runs.append(time.perf_counter() - t0)
+        out[name] = {"learning_rate": eta, "l2": lam, "degree": degree, "first_call_s": runs[0],
+                     "warm_call_s": min(runs[1:]), "finite": bool(np.isfinite(fx).all())}
+    return out
+
+
 def bench_ode(n: int, c: int) -> dict:
     k = random_kernel(n)
     rng = np.random.default_rng(3)
@@ -129,16 +152,34 @@ def bench_import() -> dict:
     return {"import_s": min(runs), "printed": proc.stdout + proc.stderr, "target": "import_s < 10, printed empty"}
 
 
+def print_discrete_large_t(res: dict) -> None:
+    for name in ("k4_eta_l2_1e-3", "l2_0_k4", "k1_l2_1e-3"):
+        r = res[name]
+        print(f"discrete map at t = {res['t']:.0e}, n={res['n']}, c={res['c']}, k={r['degree']}, "
+              f"ηλ={r['learning_rate'] * r['l2']:g}: {r['first_call_s']:.3f} s first call, "
+              f"{r['warm_call_s']:.3f} s warm (target < 1 s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_true", help="small sizes (smoke test, not the targets)")
+    parser.add_argument("--only", choices=["discrete_large_t"], help="run one measurement, update its entry")
     args = parser.parse_args()
+    out = Path(__file__).parent / "results" / ("theory_small.json" if args.small else "theory.json")
+    if args.only:
+        results = json.loads(out.read_text()) if out.exists() else {}
+        results["discrete_large_t"] = bench_discrete_large_t(128 if args.small else 512, 10)
+        print_discrete_large_t(results["discrete_large_t"])
+        save_json(out, results)
+        print(f"wrote {out}")
+        return
     if args.small:
         results = {"closed_form": bench_closed_form(256, 256, 10, 1), "discrete": bench_discrete(128, 10, 10_000),
                    "ode": bench_ode(32, 4)}
     else:
         results = {"closed_form": bench_closed_form(2048, 2048, 10, 5), "discrete": bench_discrete(512, 10, 100_000),
                    "ode": bench_ode(256, 10)}
+    results["discrete_large_t"] = bench_discrete_large_t(128 if args.small else 512, 10)
     results["import"] = bench_import()
     cf, dm, od = results["closed_form"], results["discrete"], results["ode"]
     print(f"import ntk_l2: {results['import']['import_s']:.2f} s, printed {len(results['import']['printed'])} characters "
@@ -147,10 +188,10 @@ def main() -> None:
           f"{cf['ntk_l2_s']:.3f} s vs {cf['neural_tangents_s']:.3f} s, ratio {cf['ratio']:.3f} (target <= 1.0)")
     print(f"discrete map, {dm['steps']} steps at 100 checkpoints, n={dm['n']}, c={dm['c']}: "
           f"{dm['first_call_s']:.3f} s first call, {dm['warm_call_s']:.3f} s warm (target < 2 s)")
+    print_discrete_large_t(results["discrete_large_t"])
     print(f"ODE with a schedule, n={od['n']}, c={od['c']}: eigenbasis {od['eigenbasis_s']:.3f} s vs full system "
           f"{od['full_system_s']:.2f} s, speedup {od['speedup']:.0f}x (target >= 100x), "
           f"agreement {od['max_relative_difference']:.1e}")
-    out = Path(__file__).parent / "results" / ("theory_small.json" if args.small else "theory.json")
     save_json(out, results)
     print(f"wrote {out}")
 

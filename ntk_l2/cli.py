@@ -14,15 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-
-def _parse_times(text: str) -> np.ndarray:
-    try:
-        values = np.array([float(x) for x in text.split(",") if x.strip()], dtype=np.float64)
-    except ValueError:
-        raise ValueError(f"--times: expected comma-separated numbers, got {text!r}") from None
-    if values.size == 0:
-        raise ValueError("--times: no times given")
-    return values
+from ntk_l2 import _cli_args as A
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -38,28 +30,33 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
     p = sub.add_parser("predict", help="predict outputs over time from a kernel .npz")
     p.add_argument("kernel", metavar="KERNEL.npz", help="k_train_train, y_train, optional k_test_train, fx_*_0, nngp_*")
-    p.add_argument("--lr", type=float, required=True, help="learning rate η")
-    p.add_argument("--l2", type=float, required=True, help="L2 strength λ")
-    p.add_argument("--degree", type=float, required=True, help="homogeneity degree k (integer >= 0)")
-    p.add_argument("--times", required=True, help="comma-separated steps, e.g. 0,10,100")
+    p.add_argument("--lr", type=A.positive_float, required=True, help="learning rate η")
+    p.add_argument("--l2", type=A.nonnegative_float, required=True, help="L2 strength λ")
+    p.add_argument("--degree", type=A.degree, required=True, help="homogeneity degree k (integer >= 0)")
+    p.add_argument("--times", type=A.times, required=True, help="comma-separated steps, e.g. 0,10,100")
     p.add_argument("--discrete", action="store_true", help="gradient descent with a finite step (default: gradient flow)")
-    p.add_argument("--loss", default="mse", help="mse (closed form) or xent (ODE)")
-    p.add_argument("--out", required=True, metavar="OUT.npz", help="output file (written atomically)")
+    p.add_argument("--loss", default="mse", choices=("mse", "xent"), help="mse (closed form) or xent (ODE)")
+    p.add_argument("--max-memory", type=A.size, default=None, metavar="SIZE",
+                   help="refuse requests estimated above SIZE (e.g. 64G; default: the memory available now)")
+    p.add_argument("--max-loop-steps", type=A.positive_float, default=None, metavar="N",
+                   help="--discrete: refuse a step loop longer than N steps x modes (default 3e10, about a minute)")
+    p.add_argument("--out", required=True, metavar="OUT.npz", help="output file (written atomically, never an input)")
     d = sub.add_parser("demo", help="the main job: theory and finite width side by side on the embedded digits")
     d.add_argument("--out", default="out/demo", help="output directory (default: out/demo)")
     d.add_argument("--small", action="store_true", help="a smaller, faster run")
     c = sub.add_parser("compare", help="theory vs finite-width training at several widths")
     c.add_argument("--dataset", default="digits", choices=("digits", "mnist"), help="dataset (default: digits, embedded)")
     c.add_argument("--data-dir", default=None, help="directory holding the dataset files (mnist)")
-    c.add_argument("--n-train", type=int, default=512)
-    c.add_argument("--n-test", type=int, default=None, help="default: all remaining / the dataset's test set")
-    c.add_argument("--depth", type=int, default=3, help="hidden layers (bias-free ReLU, degree depth + 1)")
-    c.add_argument("--widths", default="256,1024,2048", help="comma-separated widths")
-    c.add_argument("--lr", default="auto", help="learning rate η, or auto: half the stability limit, capped at ηλ = 0.1")
-    c.add_argument("--l2", type=float, default=1e-2, help="L2 strength λ")
-    c.add_argument("--steps", default="auto", help="steps, or auto: 2/(ηλ)")
-    c.add_argument("--seeds", type=int, default=3)
-    c.add_argument("--seed", type=int, default=0, help="data subset seed")
+    c.add_argument("--n-train", type=A.positive_int, default=512)
+    c.add_argument("--n-test", type=A.positive_int, default=None, help="default: all remaining / the dataset's test set")
+    c.add_argument("--depth", type=A.positive_int, default=3, help="hidden layers (bias-free ReLU, degree depth + 1)")
+    c.add_argument("--widths", type=A.positive_ints, default=(256, 1024, 2048), help="comma-separated distinct widths")
+    c.add_argument("--lr", type=A.auto_or(A.positive_float), default="auto",
+                   help="learning rate η, or auto: half the stability limit, capped at ηλ = 0.1")
+    c.add_argument("--l2", type=A.nonnegative_float, default=1e-2, help="L2 strength λ (0 needs --steps)")
+    c.add_argument("--steps", type=A.auto_or(A.positive_int), default="auto", help="steps, or auto: 2/(ηλ)")
+    c.add_argument("--seeds", type=A.positive_int, default=3)
+    c.add_argument("--seed", type=A.nonnegative_int, default=0, help="data subset seed")
     c.add_argument("--float64", action="store_true", help="train in float64 (default float32)")
     c.add_argument("--out", required=True, help="output directory; widths finished there by an earlier run with the same settings are reused")
     _law_parsers(sub)
@@ -73,14 +70,14 @@ def _law_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--dataset", default="digits", choices=("digits", "mnist", "cifar10"),
                        help="dataset (default: digits, embedded)")
         p.add_argument("--data-dir", default=None, help="directory holding the dataset files (mnist, cifar10)")
-        p.add_argument("--n-train", type=int, default=512)
-        p.add_argument("--n-test", type=int, default=None, help="default: all remaining / the dataset's test set")
-        p.add_argument("--seed", type=int, default=0, help="data subset seed")
+        p.add_argument("--n-train", type=A.positive_int, default=512)
+        p.add_argument("--n-test", type=A.positive_int, default=None, help="default: all remaining / the dataset's test set")
+        p.add_argument("--seed", type=A.nonnegative_int, default=0, help="data subset seed")
         p.add_argument("--mode", default="theory", choices=("theory", "finite"),
                        help="theory: the infinite-width discrete map (seconds); finite: train networks")
-        p.add_argument("--depth", type=int, default=3, help="hidden layers (bias-free ReLU, degree depth + 1)")
-        p.add_argument("--width", type=int, default=512, help="width of the finite networks")
-        p.add_argument("--seeds", type=int, default=1, help="seeds per finite run (accuracy averaged)")
+        p.add_argument("--depth", type=A.positive_int, default=3, help="hidden layers (bias-free ReLU, degree depth + 1)")
+        p.add_argument("--width", type=A.positive_int, default=512, help="width of the finite networks")
+        p.add_argument("--seeds", type=A.positive_int, default=1, help="seeds per finite run (accuracy averaged)")
         p.add_argument("--arch", default="fc", choices=("fc", "cnn"),
                        help="fc: fully connected; cnn: 3×3 convolutions, stride 2, --width channels (images kept NHWC)")
         p.add_argument("--batchnorm", action="store_true", help="cnn with batch normalization (finite runs only, no theory)")
@@ -90,58 +87,53 @@ def _law_parsers(sub: argparse._SubParsersAction) -> None:
 
     s = sub.add_parser("sweep", help="t*, best and budget accuracy over a (λ, η) grid")
     common(s)
-    s.add_argument("--l2", default="1e-3,3e-3,1e-2,3e-2,1e-1", help="comma-separated λ values")
-    s.add_argument("--lr", default="0.5,1", help="comma-separated learning rates")
-    s.add_argument("--budget", type=float, default=2.0, help="each run lasts budget/(ηλ) steps (default 2)")
-    s.add_argument("--budget-step", type=int, default=None, help="also report the accuracy at this step T")
-    s.add_argument("--init-samples", type=int, default=0,
+    s.add_argument("--l2", type=A.positive_floats, default=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1), help="comma-separated λ values")
+    s.add_argument("--lr", type=A.positive_floats, default=(0.5, 1.0), help="comma-separated learning rates")
+    s.add_argument("--budget", type=A.positive_float, default=2.0, help="each run lasts budget/(ηλ) steps (default 2)")
+    s.add_argument("--budget-step", type=A.positive_int, default=None, help="also report the accuracy at this step T")
+    s.add_argument("--init-samples", type=A.nonnegative_int, default=0,
                    help="theory for single networks: average over this many NNGP draws of f_0 (default 0: the mean prediction)")
     o = sub.add_parser("optimal-l2", help="λ_opt for a budget of T steps: one run, the kernel, a grid")
     common(o)
-    o.add_argument("--lr", type=float, default=1.0)
-    o.add_argument("--budget-step", type=int, required=True, help="the budget T in steps")
-    o.add_argument("--probe-l2", type=float, default=1e-2, help="λ of the one run that measures c = t*ηλ")
-    o.add_argument("--grid", default="1e-5,3e-5,1e-4,3e-4,1e-3,3e-3,1e-2", help="comma-separated λ grid")
-    o.add_argument("--init-samples", type=int, default=0,
+    o.add_argument("--lr", type=A.positive_float, default=1.0)
+    o.add_argument("--budget-step", type=A.positive_int, required=True, help="the budget T in steps")
+    o.add_argument("--probe-l2", type=A.positive_float, default=1e-2, help="λ of the one run that measures c = t*ηλ")
+    o.add_argument("--grid", type=A.positive_floats, default=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+                   help="comma-separated λ grid")
+    o.add_argument("--init-samples", type=A.nonnegative_int, default=0,
                    help="theory for single networks: average over this many NNGP draws of f_0 (default 0: the mean)")
     a = sub.add_parser("autol2", help="AutoL2 against the best constant λ")
     common(a)
-    a.add_argument("--lr", type=float, default=1.0)
-    a.add_argument("--steps", type=int, required=True)
-    a.add_argument("--constant-l2", default="1e-4,3e-4,1e-3,3e-3,1e-2", help="comma-separated constant λ to compare")
-    a.add_argument("--l2-init", type=float, default=0.1)
-    a.add_argument("--factor", type=float, default=10.0)
-    a.add_argument("--window", type=int, default=100, help="steps without improvement before λ is divided")
-    a.add_argument("--check-every", type=int, default=10)
-    a.add_argument("--l2-min", type=float, default=1e-5)
+    a.add_argument("--lr", type=A.positive_float, default=1.0)
+    a.add_argument("--steps", type=A.positive_int, required=True)
+    a.add_argument("--constant-l2", type=A.positive_floats, default=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+                   help="comma-separated constant λ to compare")
+    a.add_argument("--l2-init", type=A.positive_float, default=0.1)
+    a.add_argument("--factor", type=A.positive_float, default=10.0)
+    a.add_argument("--window", type=A.positive_int, default=100, help="steps without improvement before λ is divided")
+    a.add_argument("--check-every", type=A.positive_int, default=10)
+    a.add_argument("--l2-min", type=A.positive_float, default=1e-5)
     a.add_argument("--metric", default="train_error", choices=("train_error", "loss"))
-    a.add_argument("--init-samples", type=int, default=0,
+    a.add_argument("--init-samples", type=A.nonnegative_int, default=0,
                    help="theory for single networks: average over this many NNGP draws of f_0 (default 0: the mean)")
-    a.add_argument("--min-wait", type=float, default=0.0,
+    a.add_argument("--min-wait", type=A.nonnegative_float, default=0.0,
                    help="hold each new λ at least this many of its time scales 1/(ηλ) (default 0: off)")
     dl = sub.add_parser("deep-linear", help="a deep linear network: layer imbalance, the two phases, flatness")
-    dl.add_argument("--depth", type=int, default=3, help="weight layers L of a scalar chain (ignored with --widths)")
-    dl.add_argument("--widths", default=None, help="matrix layers: comma-separated d_in,d_1,...,d_out (default: scalar chain)")
+    dl.add_argument("--depth", type=A.positive_int, default=3, help="weight layers L of a scalar chain (ignored with --widths)")
+    dl.add_argument("--widths", type=A.positive_int_list, default=None,
+                    help="matrix layers: comma-separated d_in,d_1,...,d_out (default: scalar chain)")
     dl.add_argument("--regularizer", default="minibatch", choices=("none", "l2", "input-noise", "minibatch"))
-    dl.add_argument("--strength", type=float, default=4.0, help="λ (l2), σ (input-noise) or the batch size (minibatch)")
-    dl.add_argument("--lr", type=float, default=0.05, help="learning rate η")
-    dl.add_argument("--steps", type=int, default=20_000, help="steps (end time for --method flow)")
+    dl.add_argument("--strength", type=A.finite_float, default=4.0,
+                    help="λ (l2), σ (input-noise) or the batch size (minibatch)")
+    dl.add_argument("--lr", type=A.positive_float, default=0.05, help="learning rate η")
+    dl.add_argument("--steps", type=A.positive_int, default=20_000, help="steps (end time for --method flow)")
     dl.add_argument("--method", default="gd", choices=("gd", "flow"), help="gradient descent/SGD or gradient flow")
-    dl.add_argument("--seeds", type=int, default=8, help="noise seeds (mean over seeds is reported)")
-    dl.add_argument("--samples", type=int, default=64, help="training samples of the linear teacher task")
-    dl.add_argument("--label-noise", type=float, default=0.5, help="std of the label noise")
-    dl.add_argument("--layer-ratio", type=float, default=2.0, help="initial scale ratio of consecutive layers (1: comparable)")
+    dl.add_argument("--seeds", type=A.positive_int, default=8, help="noise seeds (mean over seeds is reported)")
+    dl.add_argument("--samples", type=A.positive_int, default=64, help="training samples of the linear teacher task")
+    dl.add_argument("--label-noise", type=A.nonnegative_float, default=0.5, help="std of the label noise")
+    dl.add_argument("--layer-ratio", type=A.positive_float, default=2.0,
+                    help="initial scale ratio of consecutive layers (1: comparable)")
     dl.add_argument("--out", default="out/deep_linear", help="output directory (summary.json, deep_linear.png)")
-
-
-def _floats(text: str, flag: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise ValueError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
-    if not values or not all(v > 0 and np.isfinite(v) for v in values):
-        raise ValueError(f"{flag}: expected positive numbers, got {text!r}")
-    return values
 
 
 def _dataset(args: argparse.Namespace):
@@ -155,7 +147,18 @@ def _dataset(args: argparse.Namespace):
         kwargs["flatten"] = False  # NHWC images for the convolutions
     elif args.dataset == "cifar10":
         kwargs["flatten"] = True
-    return data.load_dataset(args.dataset, **kwargs)
+    try:
+        return data.load_dataset(args.dataset, **kwargs)
+    except FileNotFoundError as err:
+        where = "no --data-dir given" if args.data_dir is None else f"--data-dir {args.data_dir}"
+        raise ValueError(f"--data-dir: {args.dataset} files not found ({where}): {' '.join(str(err).split())}") from None
+
+
+def _check_out_dir(args: argparse.Namespace) -> None:
+    """An output directory that can be written and is not the data directory, checked before any work."""
+    from ntk_l2 import io
+
+    io.check_output(args.out, directory=True, inputs=(getattr(args, "data_dir", None),))
 
 
 def _finite_config(args: argparse.Namespace):
@@ -172,8 +175,8 @@ def _log(message: str) -> None:
 def _sweep(args: argparse.Namespace) -> int:
     from ntk_l2.law_experiments import run_sweep
 
-    l2s, lrs = _floats(args.l2, "--l2"), _floats(args.lr, "--lr")
-    summary = run_sweep(_dataset(args), args.out, args.mode, l2s, lrs, args.budget, args.budget_step,
+    _check_out_dir(args)
+    summary = run_sweep(_dataset(args), args.out, args.mode, args.l2, args.lr, args.budget, args.budget_step,
                         _finite_config(args), log=_log, init_samples=args.init_samples)
     print(f"wrote {Path(args.out) / 'summary.json'} and {summary['figure']}")
     for r in summary["runs"]:
@@ -188,8 +191,9 @@ def _sweep(args: argparse.Namespace) -> int:
 def _optimal_l2(args: argparse.Namespace) -> int:
     from ntk_l2.law_experiments import run_optimal_l2
 
+    _check_out_dir(args)
     s = run_optimal_l2(_dataset(args), args.out, args.mode, args.lr, args.budget_step, args.probe_l2,
-                       _floats(args.grid, "--grid"), _finite_config(args), log=_log, init_samples=args.init_samples)
+                       args.grid, _finite_config(args), log=_log, init_samples=args.init_samples)
     print(f"wrote {Path(args.out) / 'summary.json'} and {s['figure']}")
     print(f"  one run (λ = {args.probe_l2:g}): λ_opt = {s['l2_opt_one_run']:.3g}, accuracy at T {100 * s['acc_at_budget_one_run']:.1f}%")
     print(f"  kernel only: λ_opt = {s['l2_opt_kernel']:.3g}, accuracy at T {100 * s['acc_at_budget_kernel']:.1f}%")
@@ -204,26 +208,24 @@ def _autol2(args: argparse.Namespace) -> int:
 
     cfg = AutoL2Config(l2_init=args.l2_init, factor=args.factor, window=args.window, check_every=args.check_every,
                        l2_min=args.l2_min, metric=args.metric, min_wait=args.min_wait)
-    s = run_autol2(_dataset(args), args.out, args.mode, args.lr, args.steps, _floats(args.constant_l2, "--constant-l2"),
+    _check_out_dir(args)
+    s = run_autol2(_dataset(args), args.out, args.mode, args.lr, args.steps, args.constant_l2,
                    cfg, _finite_config(args), log=_log, init_samples=args.init_samples)
     print(f"wrote {Path(args.out) / 'summary.json'} and {s['figure']}")
     print(f"  best constant λ = {s['best_constant_l2']:g}: best test acc {100 * s['best_constant_acc']:.1f}% at step {s['best_constant_steps']:g}")
     reach = s["autol2_steps_to_best_constant_acc"]
     print(f"  AutoL2: best test acc {100 * s['autol2_max_test_acc']:.1f}%, reaches the constant run's best "
-          + (f"at step {reach:g} ({s['speedup_ratio']:.2f}x its steps)" if reach is not None else "never"))
+          + (f"at step {reach:g}" + (f" ({s['speedup_ratio']:.2f}x its steps)" if s["speedup_ratio"] is not None else "") if reach is not None else "never"))
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
     from ntk_l2 import io
-    from ntk_l2.predict_file import load_kernel_file, predict_from_arrays
+    from ntk_l2.predict_file import predict_file
 
-    times = _parse_times(args.times)
-    if args.loss not in ("mse", "xent"):
-        raise ValueError(f"--loss: must be mse or xent, got {args.loss!r}")
-    arrays = load_kernel_file(args.kernel)
-    out = predict_from_arrays(arrays, times, learning_rate=args.lr, l2=args.l2, degree=args.degree,
-                              discrete=args.discrete, loss=args.loss)
+    io.check_output(args.out, inputs=(args.kernel,))
+    out = predict_file(args.kernel, args.times, max_memory=args.max_memory, learning_rate=args.lr, l2=args.l2,
+                       degree=args.degree, discrete=args.discrete, loss=args.loss, max_loop_steps=args.max_loop_steps)
     io.save_npz(args.out, **out)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v.shape}" for k, v in out.items()))
     return 0
@@ -232,6 +234,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from ntk_l2.demo import DemoConfig, run_demo
 
+    _check_out_dir(args)
     config = DemoConfig(n_train=128, n_test=256, n_times=30, widths=(64, 256), seeds=2) if args.small else DemoConfig()
     summary = run_demo(args.out, config)
     print(f"wrote {Path(args.out) / 'summary.json'}, {summary['figure']} and {summary['comparison']['figure']}")
@@ -243,21 +246,14 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_ints(text: str, flag: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise ValueError(f"{flag}: expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise ValueError(f"{flag}: expected positive integers, got {text!r}")
-    return values
-
-
 def _compare(args: argparse.Namespace) -> int:
     from ntk_l2 import io
     from ntk_l2.compare import CompareConfig, infinite_width_kernels, run_comparison, stable_learning_rate
 
-    widths = _positive_ints(args.widths, "--widths")
+    if args.l2 == 0 and args.steps == "auto":
+        raise ValueError("--steps: auto is 2/(ηλ), which has no value at --l2 0; give --steps")
+    _check_out_dir(args)
+    widths = args.widths
     ds = _dataset(args)
     probe = CompareConfig(depth=args.depth, widths=widths, l2=args.l2)
     if args.lr == "auto":
@@ -284,12 +280,8 @@ def _compare(args: argparse.Namespace) -> int:
 def _deep_linear(args: argparse.Namespace) -> int:
     from ntk_l2.deep_linear.experiment import DeepLinearExperiment, run_experiment
 
-    if args.widths is not None:
-        widths = _positive_ints(args.widths, "--widths")
-    elif args.depth < 1:
-        raise ValueError(f"--depth: must be >= 1, got {args.depth}")
-    else:
-        widths = (1,) * (args.depth + 1)
+    _check_out_dir(args)
+    widths = args.widths if args.widths is not None else (1,) * (args.depth + 1)
     exp = DeepLinearExperiment(widths=widths, regularizer=args.regularizer, strength=args.strength,
                                learning_rate=args.lr, steps=args.steps, method=args.method, seeds=args.seeds,
                                n_samples=args.samples, label_noise=args.label_noise, layer_ratio=args.layer_ratio)
@@ -309,15 +301,17 @@ def _deep_linear(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ntk-l2`` console script."""
     parser = _parser()
-    args = parser.parse_args(argv)
     try:
-        commands = {"predict": _predict, "demo": _demo, "compare": _compare, "sweep": _sweep,
-                    "optimal-l2": _optimal_l2, "autol2": _autol2, "deep-linear": _deep_linear}
-        return commands[args.command](args)
-    except ValueError as err:
-        message = " ".join(str(err).split())
-        print(f"ntk-l2: error: {message}", file=sys.stderr)
-        return 2
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # bad flags (one line printed, code 2) or --help (code 0)
+        return int(exit_.code or 0)
+    commands = {"predict": _predict, "demo": _demo, "compare": _compare, "sweep": _sweep,
+                "optimal-l2": _optimal_l2, "autol2": _autol2, "deep-linear": _deep_linear}
+    try:
+        with A.one_line_warnings():
+            return commands[args.command](args)
+    except (Exception, KeyboardInterrupt) as err:  # every failure: one line, exit code 2 (130 when interrupted)
+        return A.report_failure(err)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,10 @@
-"""Atomic writes: a result file is either complete or absent, never half-written."""
+"""Atomic writes: a result file is either complete or absent, never half-written.
+
+`check_output` refuses, before any work starts, an output that is one of the
+inputs (same resolved path or same inode, so links are caught too) or that
+cannot be written; `_atomic` writes to a temporary file beside the target and
+renames it, so a failure (disk full, interrupted) leaves no partial file.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -25,6 +31,52 @@ def _atomic(path: str | os.PathLike, write: Callable[[Any], None], suffix: str, 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_output(path: str | os.PathLike, name: str = "--out", *, directory: bool = False,
+                 inputs: Sequence[str | os.PathLike | None] = ()) -> Path:
+    """Refuse an output ``path`` that is an input, has a file in its way, or cannot be written.
+
+    ``directory``: the output is a directory (created later) rather than a file. Checks,
+    without creating anything but a probe file that is removed at once: ``path`` is not any
+    of ``inputs`` (resolved path or inode); it is not a directory (file) or a file
+    (directory); its nearest existing ancestor is a directory that can be written.
+    """
+    path = Path(path)
+    for source in inputs:
+        if source is not None and _same_file(path, Path(source)):
+            raise ValueError(f"{name}: {path} is the input {source}; choose another output path, inputs are never "
+                             f"overwritten")
+    if path.exists() and path.is_dir() != directory:
+        raise ValueError(f"{name}: {path} exists and is {'not ' if directory else ''}a directory")
+    if path.is_symlink() and not directory:
+        raise ValueError(f"{name}: {path} is a symbolic link; give the real path")
+    target = path if directory and path.exists() else path.parent
+    base = _nearest_existing(target)
+    if not base.is_dir():
+        raise ValueError(f"{name}: cannot create {path}: {base} is not a directory")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise ValueError(f"{name}: cannot write in {base} (permission denied)")
+    try:
+        fd, probe = tempfile.mkstemp(dir=base, prefix=".ntk_l2-write-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ValueError(f"{name}: cannot write in {base} ({err.strerror or err})") from None
     return path
 
 

@@ -262,11 +262,15 @@ def run_autol2(ds: Dataset, out_dir: str | Path, mode: str, learning_rate: float
             raise ValueError("mode: there is no theory for batch normalization; use mode 'finite'")
         constant = theory_sweep(problem, constant_l2, [learning_rate], 0.0, steps, n_records=n_records,
                                 init_samples=init_samples)
-        auto = autol2_theory_samples(problem, ds, learning_rate, steps, config, init_samples)
     else:
         constant = finite_sweep(ds, constant_l2, [learning_rate], cfg, out / "constant", log=log)
-        auto = _autol2_finite_stored(ds, out / "autol2", learning_rate, steps, config, finite, log)
     best = max(constant, key=lambda r: r["max_test_acc"])
+    if best["t_star"] == 0:  # nothing learned: no t* to measure AutoL2 against
+        raise ValueError(f"steps: the best constant λ ({best['l2']:g}) is at its best test accuracy at step 0, "
+                         f"nothing was learned in {steps} steps; AutoL2 cannot be compared: use more --steps "
+                         "or a larger --lr")
+    auto = (autol2_theory_samples(problem, ds, learning_rate, steps, config, init_samples) if mode == "theory"
+            else _autol2_finite_stored(ds, out / "autol2", learning_rate, steps, config, finite, log))
     auto_steps, ratio = _reach(auto, best)
     summary = {
         "mode": mode, "dataset": ds.name, "lr": learning_rate, "steps": steps, "config": config.__dict__,

@@ -371,16 +371,17 @@ def finite_sweep(ds: Any, l2_values: Sequence[float], learning_rates: Sequence[f
     """The laws' sweep on finite networks: one training run per (λ, η), each for
     budget/(ηλ) steps (and to ``budget_step`` if later), accuracy averaged over seeds.
 
-    With ``out_dir`` every run is saved as it finishes (`ntk_l2.runs.RunStore`:
-    ``l2=<λ>_lr=<η>.json/.npz``) and skipped when the sweep is run again, so a killed sweep
-    resumes and ends with the same results as an uninterrupted one.
+    With ``out_dir`` every run is saved as it finishes (`ntk_l2.runs.RunStore`: ``l2=<λ>_lr=<η>.json/.npz``,
+    λ and η exact, e.g. ``l2=0.01_lr=1.0``) and skipped when the sweep is run again, so a killed sweep
+    resumes and ends with the same results as an uninterrupted one; runs stored by earlier versions
+    (names rounded to six digits, no checksums) are trained again.
 
     Returns one dict per pair (λ-major) with ``l2``, ``lr``, ``t_star``, ``t_star_eta_l2``,
     ``max_test_acc``, ``budget_test_acc``, ``diverged``, ``steps``, ``acc_test``.
     """
     from pathlib import Path
 
-    from ntk_l2.runs import RunStore, fingerprint, settings
+    from ntk_l2.runs import RunStore, fingerprint, run_name, settings
     from ntk_l2.train import TrainConfig, train
 
     store = None if out_dir is None else RunStore(Path(out_dir) / "runs")
@@ -411,7 +412,7 @@ def finite_sweep(ds: Any, l2_values: Sequence[float], learning_rates: Sequence[f
                 runs.append(compute()[0])
                 continue
             run_config = {**settings(config, _ADDED_LATER), "l2": float(lam), "lr": float(eta), "data": data_id}
-            summary, _, reused = store.run(f"l2={lam:g}_lr={eta:g}", run_config, compute)
+            summary, _, reused = store.run(run_name(l2=float(lam), lr=float(eta)), run_config, compute)
             if log is not None:
                 log(f"λ = {lam:g}, η = {eta:g}: {'finished earlier' if reused else 'trained'}; "
                     f"t* = {summary['t_star']:g}, t*ηλ = {summary['t_star_eta_l2']:.3g}, "

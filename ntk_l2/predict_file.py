@@ -2,15 +2,24 @@
 
 Input keys: ``k_train_train`` (n, n), ``y_train`` (n, c); optional
 ``k_test_train`` (m, n), ``fx_train_0`` (n, c), ``fx_test_0`` (m, c), and for
-the covariance over initializations ``nngp_train_train``, ``nngp_test_train``,
-``nngp_test_test`` (all three). Output keys: ``times`` (T,), ``fx_train``
-(T, n, c), ``fx_test`` (T, m, c) with test data, ``cov_test`` (T, m, m) with
-NNGP blocks.
+the covariance over initializations ``nngp_train_train`` (n, n),
+``nngp_test_train`` (m, n), ``nngp_test_test`` (m, m) (all three). Output keys:
+``times`` (T,), ``fx_train`` (T, n, c), ``fx_test`` (T, m, c) with test data,
+``cov_test`` (T, m, m) with NNGP blocks.
+
+The file is inspected before anything is loaded: it must be a zip archive of
+``.npy`` members (no pickles), with known keys, real dtypes and shapes that fit
+together exactly; the memory the whole request needs is estimated from the
+declared shapes and refused when it exceeds the limit (`_memory.check_fits`).
 """
 
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,31 +30,142 @@ from ntk_l2.theory import (
     gradient_descent_mse_l2_discrete,
     gradient_descent_mse_l2_ensemble,
 )
+from ntk_l2.theory import _checks, _memory
 
 REQUIRED = ("k_train_train", "y_train")
 OPTIONAL = ("k_test_train", "fx_train_0", "fx_test_0")
 NNGP = ("nngp_train_train", "nngp_test_train", "nngp_test_test")
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
 
 
-def load_kernel_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read and key-check a kernel ``.npz`` (no pickles)."""
+@dataclass(frozen=True)
+class KernelFile:
+    """What a kernel ``.npz`` declares: its path and each member's shape and dtype."""
+
+    path: Path
+    shapes: dict[str, tuple[int, ...]]
+    dtypes: dict[str, np.dtype]
+
+    @property
+    def sizes(self) -> tuple[int, int, int]:
+        """(n, c, m): training points, outputs, test points (m = 0 without test data)."""
+        n, c = self.shapes["y_train"]
+        return n, c, self.shapes.get("k_test_train", (0, n))[0]
+
+
+def _read_header(archive: zipfile.ZipFile, member: str, path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    key = member[: -len(".npy")]
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: np.asarray(data[key]) for key in data.files}
-    except FileNotFoundError:
-        raise ValueError(f"KERNEL: no such file: {path}") from None
-    except (OSError, ValueError) as err:
-        raise ValueError(f"KERNEL: cannot read {path} as an .npz file ({err})") from None
-    missing = [k for k in REQUIRED if k not in arrays]
+        with archive.open(member) as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+    except _READ_ERRORS as err:
+        raise ValueError(f"{key}: unreadable array header in {path} ({' '.join(str(err).split())})") from None
+    if dtype.hasobject:
+        raise ValueError(f"{key}: holds Python objects (pickled data is never loaded); save real numbers")
+    _checks.check_dtype(np.empty(0, dtype), key)
+    return tuple(int(d) for d in shape), dtype
+
+
+def inspect_kernel_file(path: str | os.PathLike) -> KernelFile:
+    """Keys, shapes and dtypes of a kernel ``.npz`` from its headers alone (no data read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"KERNEL: no such file: {path}" if not path.exists() else f"KERNEL: {path} is not a file")
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(6)
+    except OSError as err:
+        raise ValueError(f"KERNEL: cannot read {path} ({err.strerror or err})") from None
+    if magic.startswith(b"\x93NUMPY"):
+        raise ValueError(f"KERNEL: {path} is a single .npy array; save the arrays by key with "
+                         f"np.savez(path, k_train_train=..., y_train=...)")
+    if not magic.startswith(b"PK"):
+        raise ValueError(f"KERNEL: {path} is not an .npz archive (np.savez / np.savez_compressed)")
+    shapes, dtypes = {}, {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                key = member[: -len(".npy")] if member.endswith(".npy") else member
+                _check_key(key, path)
+                shapes[key], dtypes[key] = _read_header(archive, member, path)
+    except _READ_ERRORS as err:
+        raise ValueError(f"KERNEL: cannot read {path} as an .npz archive ({' '.join(str(err).split())})") from None
+    _check_keys(shapes, path)
+    _check_shapes(shapes)
+    return KernelFile(path, shapes, dtypes)
+
+
+def _check_key(key: str, path: Path) -> None:
+    if key not in REQUIRED + OPTIONAL + NNGP:
+        raise ValueError(f"{key}: unknown key in {path}; known keys: {', '.join(REQUIRED + OPTIONAL + NNGP)}")
+
+
+def _check_keys(shapes: dict[str, Any], path: Path) -> None:
+    missing = [k for k in REQUIRED if k not in shapes]
     if missing:
         raise ValueError(f"{missing[0]}: required key missing from {path}")
-    unknown = sorted(set(arrays) - set(REQUIRED + OPTIONAL + NNGP))
-    if unknown:
-        raise ValueError(f"{unknown[0]}: unknown key in {path}; known keys: {', '.join(REQUIRED + OPTIONAL + NNGP)}")
-    present = [k for k in NNGP if k in arrays]
+    present = [k for k in NNGP if k in shapes]
     if present and len(present) != len(NNGP):
-        absent = [k for k in NNGP if k not in arrays][0]
+        absent = [k for k in NNGP if k not in shapes][0]
         raise ValueError(f"{absent}: needed with {present[0]} for the covariance (give all three NNGP blocks)")
+    if "fx_test_0" in shapes and "k_test_train" not in shapes:
+        raise ValueError("fx_test_0: given without k_test_train")
+    if present and "k_test_train" not in shapes:
+        raise ValueError("k_test_train: needed with the NNGP blocks for the test covariance")
+
+
+def _check_shapes(shapes: dict[str, tuple[int, ...]]) -> None:
+    """Every declared shape exactly as the kernel and targets imply (scalars allowed for f_0)."""
+    k, y = shapes["k_train_train"], shapes["y_train"]
+    if len(k) != 2 or k[0] != k[1] or k[0] == 0:
+        raise ValueError(f"k_train_train: must be square and non-empty, got shape {k}")
+    if len(y) != 2 or y[0] != k[0] or y[1] == 0:
+        raise ValueError(f"y_train: expected shape ({k[0]}, c) with c >= 1, got {y}")
+    n, c = y
+    kt = shapes.get("k_test_train")
+    if kt is not None and (len(kt) != 2 or kt[1] != n or kt[0] == 0):
+        raise ValueError(f"k_test_train: expected shape (m, {n}) with m >= 1, got {kt}")
+    m = kt[0] if kt is not None else 0
+    expected = {"fx_train_0": (n, c), "fx_test_0": (m, c), "nngp_train_train": (n, n), "nngp_test_train": (m, n),
+                "nngp_test_test": (m, m)}
+    for key, shape in expected.items():
+        got = shapes.get(key)
+        if got is not None and got != shape and not (key.startswith("fx_") and got == ()):
+            raise ValueError(f"{key}: expected shape {shape}, got {got}")
+
+
+def request_bytes(info: KernelFile, n_times: int, discrete: bool) -> float:
+    """Estimated peak memory of a ``predict`` request, from the declared shapes.
+
+    The stored arrays and their float64 copies, the eigendecomposition (kernel,
+    symmetrized copy, eigenvectors, LAPACK workspace: ~5n²), the per-mode coefficients
+    (4Tn, twice for the discrete map), the outputs with their intermediates (3T(n+m)c)
+    and, with NNGP blocks, the joint NNGP check ((n+m)², twice) and the covariance (Tm²).
+    """
+    n, c, m = info.sizes
+    stored = sum(int(np.prod(s, dtype=np.float64)) * (info.dtypes[k].itemsize + 8) for k, s in info.shapes.items())
+    work = 5.0 * n * n + 2.0 * m * n + (8 if discrete else 4) * n_times * n + 3.0 * n_times * (n + m) * c
+    if "nngp_train_train" in info.shapes:
+        work += 2.0 * (n + m) ** 2 + 2.0 * n * n + float(n_times) * m * m
+    return stored + 8.0 * work
+
+
+def load_kernel_file(path: str | os.PathLike, info: KernelFile | None = None) -> dict[str, np.ndarray]:
+    """Read a kernel ``.npz`` inspected by `inspect_kernel_file` (no pickles); arrays as stored."""
+    info = inspect_kernel_file(path) if info is None else info
+    try:
+        with np.load(info.path, allow_pickle=False) as data:
+            arrays = {key: np.asarray(data[key]) for key in data.files}
+    except _READ_ERRORS as err:
+        raise ValueError(f"KERNEL: cannot read the arrays of {info.path}, corrupt or truncated "
+                         f"({' '.join(str(err).split())})") from None
+    for key, arr in arrays.items():
+        if arr.shape != info.shapes[key]:
+            raise ValueError(f"{key}: the data in {info.path} do not match its header")
     return arrays
 
 
@@ -58,8 +178,12 @@ def predict_from_arrays(
     degree: int,
     discrete: bool = False,
     loss: str = "mse",
+    max_loop_steps: float | None = None,
 ) -> dict[str, np.ndarray]:
-    """Run the matching solver and return the output arrays by key."""
+    """Run the matching solver and return the output arrays by key (all finite, or ValueError).
+
+    ``max_loop_steps``: the discrete map's bound on work (None: its default).
+    """
     if loss not in ("mse", "xent"):
         raise ValueError(f"--loss: must be mse or xent, got {loss!r}")
     if loss == "xent" and discrete:
@@ -68,32 +192,40 @@ def predict_from_arrays(
         raise ValueError("--discrete: the covariance over initializations is computed in continuous time only")
     if loss == "xent" and "nngp_train_train" in arrays:
         raise ValueError("nngp_train_train: the covariance over initializations is available for MSE only")
+    with_test = "k_test_train" in arrays
+    if "fx_test_0" in arrays and not with_test:
+        raise ValueError("fx_test_0: given without k_test_train")
+    if "nngp_train_train" in arrays and not with_test:
+        raise ValueError("k_test_train: needed with the NNGP blocks for the test covariance")
     args = (arrays["k_train_train"], arrays["y_train"], learning_rate, l2, degree)
     if loss == "xent":
         predict = gradient_descent_l2_ode(*args, loss="xent")
     elif discrete:
-        predict = gradient_descent_mse_l2_discrete(*args)
+        predict = gradient_descent_mse_l2_discrete(*args, **({} if max_loop_steps is None else
+                                                            {"max_loop_steps": max_loop_steps}))
     else:
         predict = gradient_descent_mse_l2(*args)
-    with_test = "k_test_train" in arrays
-    if "fx_test_0" in arrays and not with_test:
-        raise ValueError("fx_test_0: given without k_test_train")
     out: dict[str, Any] = {"times": np.asarray(times, np.float64)}
-    result = predict(
-        times,
-        arrays.get("fx_train_0", 0.0),
-        arrays.get("fx_test_0") if with_test else None,
-        arrays.get("k_test_train"),
-    )
+    result = predict(times, arrays.get("fx_train_0", 0.0), arrays.get("fx_test_0") if with_test else None,
+                     arrays.get("k_test_train"))
     if with_test:
         out["fx_train"], out["fx_test"] = result
     else:
         out["fx_train"] = result
     if "nngp_train_train" in arrays:
-        if not with_test:
-            raise ValueError("k_test_train: needed with the NNGP blocks for the test covariance")
-        ens = gradient_descent_mse_l2_ensemble(
-            arrays["k_train_train"], arrays["nngp_train_train"], arrays["y_train"], learning_rate, l2, degree
-        )
+        ens = gradient_descent_mse_l2_ensemble(arrays["k_train_train"], arrays["nngp_train_train"], arrays["y_train"],
+                                               learning_rate, l2, degree)
         out["cov_test"] = ens(times, arrays["k_test_train"], arrays["nngp_test_train"], arrays["nngp_test_test"]).covariance
+    for key, value in out.items():
+        _checks.check_finite_result(np.asarray(value), key, out["times"])
     return out
+
+
+def predict_file(path: str | os.PathLike, times: np.ndarray, *, max_memory: float | None = None,
+                 **kwargs: Any) -> dict[str, np.ndarray]:
+    """`inspect_kernel_file`, the memory bound, `load_kernel_file`, `predict_from_arrays`."""
+    info = inspect_kernel_file(path)
+    with _memory.memory_limit(max_memory):
+        _memory.check_fits(request_bytes(info, len(times), bool(kwargs.get("discrete"))),
+                           f"this request (n = {info.sizes[0]}, m = {info.sizes[2]}, {len(times)} times)", "KERNEL")
+        return predict_from_arrays(load_kernel_file(path, info), times, **kwargs)

@@ -124,11 +124,11 @@ def test_optimal_l2_and_autol2_commands(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["sweep", "--l2", "0,1e-3", "--out", "x"], "--l2: expected positive numbers"),
-    (["sweep", "--lr", "a", "--out", "x"], "--lr: expected comma-separated numbers"),
+    (["sweep", "--l2", "0,1e-3", "--out", "x"], "--l2: expected comma-separated positive numbers"),
+    (["sweep", "--lr", "a", "--out", "x"], "--lr: expected comma-separated positive numbers"),
     (["autol2", "--mode", "theory", "--n-train", 32, "--n-test", 32, "--steps", 10, "--init-samples", -1, "--out", "x"],
-     "init_samples: must be >= 1"),
-    (["autol2", "--mode", "theory", "--steps", 10, "--min-wait", -1, "--out", "x"], "min_wait: must be finite and >= 0"),
+     "--init-samples: must be >= 0"),
+    (["autol2", "--mode", "theory", "--steps", 10, "--min-wait", -1, "--out", "x"], "--min-wait: must be >= 0"),
 ])
 def test_bad_law_flags_are_one_line(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -254,3 +254,46 @@ def test_autol2_theory_scan_agrees_with_the_autol2_command_in_theory(tmp_path):
         assert alone["autol2_max_test_acc"] == pytest.approx(row["max_test_acc"], abs=0)
     ratios = [np.inf if r["ratio"] is None else r["ratio"] for r in scan["rows"]]
     assert scan["best"] == (int(np.argmin(ratios)) if np.isfinite(min(ratios)) else None)
+
+
+def test_autol2_when_the_best_constant_run_learns_nothing_is_a_one_line_error(tmp_path, capsys):
+    """Theory from single-network f_0 over 2 steps: every constant λ is best at step 0, so there is
+    no t* to compare AutoL2 with. Once a traceback (a None ratio formatted), on every rerun too."""
+    from ntk_l2.law_experiments import run_autol2
+
+    argv = ["autol2", "--mode", "theory", "--n-train", 32, "--n-test", 32, "--steps", 2, "--init-samples", 4,
+            "--constant-l2", "1e-3,1e-2", "--out", tmp_path / "auto"]
+    for _ in range(2):
+        code, _, err = _run(argv, capsys)
+        assert code == 2 and err.startswith("ntk-l2: error: steps: ") and err.count("\n") == 1, err
+        assert "step 0" in err and "--steps" in err
+    assert not (tmp_path / "auto" / "summary.json").exists()
+    ds = data.load_digits(n_train=32, n_test=32, seed=0)
+    with pytest.raises(ValueError, match=r"^steps: .*step 0.*--steps"):
+        run_autol2(ds, tmp_path / "api", "theory", 1.0, 2, [1e-3, 1e-2], init_samples=4)
+
+
+def test_l2_values_equal_to_six_digits_are_separate_resumable_runs(digits, tmp_path, monkeypatch):
+    """λ = 0.05 and 0.05 + 1e-10 once shared the file l2=0.05_lr=1 and retrained on every rerun."""
+    import ntk_l2.train as train_module
+
+    lams = [0.05, 0.05 + 1e-10]
+    first = finite_sweep(digits, lams, [1.0], TINY, tmp_path)
+    assert len(list((tmp_path / "runs").glob("*.json"))) == 2
+    assert [r["l2"] for r in first] == lams
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: pytest.fail("a stored run was retrained"))
+    again = finite_sweep(digits, lams, [1.0], TINY, tmp_path)
+    assert json.dumps(again, sort_keys=True) == json.dumps(first, sort_keys=True)
+
+
+def test_tampered_sweep_run_is_retrained_to_the_untampered_result(digits, tmp_path):
+    from ntk_l2.runs import InvalidRunWarning
+
+    full = finite_sweep(digits, [0.05, 0.1], [1.0], TINY, tmp_path)
+    (path,) = [p for p in (tmp_path / "runs").glob("*.json") if json.loads(p.read_text())["config"]["l2"] == 0.1]
+    record = json.loads(path.read_text())
+    record["summary"]["max_test_acc"] = 1.0
+    path.write_text(json.dumps(record))
+    with pytest.warns(InvalidRunWarning, match=path.name):
+        again = finite_sweep(digits, [0.05, 0.1], [1.0], TINY, tmp_path)
+    assert json.dumps(again, sort_keys=True) == json.dumps(full, sort_keys=True)

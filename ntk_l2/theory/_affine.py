@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ntk_l2.theory import _checks
+from ntk_l2.theory import _checks, _memory
 from ntk_l2.theory.eigen import KernelEigen, apply_left, eigh_kernel
 
 Array = NDArray[np.float64]
@@ -83,15 +83,24 @@ def make_predict_fn(
             m = k_xt.shape[0]
             fs0 = _checks.check_outputs(0.0 if fx_test_0 is None else fx_test_0, "fx_test_0", (m, c))
             c_test = _checks.check_outputs(0.0 if offset_test is None else offset_test, "offset_test", (m, c))
+        m_test = k_xt.shape[0] if with_test else 0
+        _memory.check_fits(8.0 * times.size * (4 * n + 3 * (n + m_test) * c), f"predicting {times.size} time(s) "
+                           f"for {n} + {m_test} points x {c} outputs", "t")
         z0 = eig.to_eigenbasis(f0 - c_train)
         zy = eig.to_eigenbasis(y - c_train)
         co = coefficients(times)
-        fx_train = c_train + eig.from_eigenbasis(co.p[..., None] * z0 + co.q[..., None] * zy)
+        _checks.check_finite_result(np.stack([co.p, co.q, co.wz, co.wy, np.broadcast_to(co.e[:, None], co.p.shape)],
+                                             axis=-1), "fx_train", times, eig.evals)
+        with np.errstate(over="ignore", invalid="ignore"):
+            fx_train = c_train + eig.from_eigenbasis(co.p[..., None] * z0 + co.q[..., None] * zy)
+        fx_train = _checks.check_finite_result(fx_train, "fx_train", times)
         fx_train = fx_train[0] if scalar else fx_train
         if not with_test:
             return fx_train
-        moved = _test_kernel_times_modes(k_xt, eig, co.wz[..., None] * z0 + co.wy[..., None] * zy)
-        fx_test = c_test + co.e[:, None, None] * (fs0 - c_test) + moved
+        with np.errstate(over="ignore", invalid="ignore"):
+            moved = _test_kernel_times_modes(k_xt, eig, co.wz[..., None] * z0 + co.wy[..., None] * zy)
+            fx_test = c_test + co.e[:, None, None] * (fs0 - c_test) + moved
+        fx_test = _checks.check_finite_result(fx_test, "fx_test", times)
         return fx_train, (fx_test[0] if scalar else fx_test)
 
     return predict_fn

@@ -13,7 +13,8 @@ import numpy as np
 import scipy.linalg
 from numpy.typing import ArrayLike, NDArray
 
-from ntk_l2.theory._checks import check_eigenvalues, check_kernel
+from ntk_l2.theory._checks import check_eigenvalues, check_kernel, input_eps
+from ntk_l2.theory._memory import check_fits
 
 Array = NDArray[np.float64]
 
@@ -58,7 +59,13 @@ def apply_left(matrix: Array, stack: Array) -> Array:
 
 
 def eigh_kernel(k_train_train: ArrayLike, name: str = "k_train_train") -> KernelEigen:
-    """Validate and diagonalize a PSD kernel (LAPACK ``syevd``, float64)."""
+    """Validate and diagonalize a PSD kernel (LAPACK ``syevd``, float64).
+
+    Symmetry and definiteness are held to tolerances scaled to the precision the
+    kernel arrived in (`ntk_l2.theory._checks`): a float32 kernel of deficient rank passes.
+    """
+    n = int(np.shape(k_train_train)[0]) if np.ndim(k_train_train) == 2 else 0
+    check_fits(8.0 * 4 * n * n, f"the eigendecomposition of a {n} x {n} kernel", name)
     kernel = check_kernel(k_train_train, name)
     evals, evecs = scipy.linalg.eigh(kernel, driver="evd", check_finite=False, overwrite_a=True)
-    return KernelEigen(evals=check_eigenvalues(evals, name), evecs=evecs)
+    return KernelEigen(evals=check_eigenvalues(evals, name, input_eps(k_train_train)), evecs=evecs)

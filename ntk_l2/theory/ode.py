@@ -49,13 +49,16 @@ def integrate(rhs, y0: Array, times: Array, jumps, *, method: str, rtol: float, 
     out[times == 0] = y0
     state = y0
     for lo, hi in _segments(float(times[-1]), jumps):
+        if hi <= lo:  # every time asked for is 0: nothing to integrate
+            continue
         inside = (times > lo) & (times <= hi)
         t_eval = times[inside]
         if not t_eval.size or t_eval[-1] != hi:
             t_eval = np.append(t_eval, hi)  # always end on the segment's edge
         sol = solve_ivp(rhs, (lo, hi), state, method=method, t_eval=t_eval, rtol=rtol, atol=atol, jac=jac)
         if not sol.success:
-            raise RuntimeError(f"ODE integration failed on [{lo:g}, {hi:g}]: {sol.message}")
+            raise ValueError(f"t: the ODE integration failed on [{lo:g}, {hi:g}] ({sol.message}); "
+                             f"try earlier times, a smaller learning rate or a rescaled kernel")
         out[inside] = sol.y.T[: np.count_nonzero(inside)]
         state = sol.y[:, -1]
     return out
@@ -207,11 +210,11 @@ def _xent_predict_fn(eig, y, k, rates, jumps, method, rtol, atol):
         y0 = np.concatenate([f0.ravel(), fs0.ravel(), [0.0]])
         sol = np.empty((times.size, y0.size))
         sol[order] = integrate(rhs, y0, times[order], jumps, method=method, rtol=rtol, atol=atol)
-        fx_train = sol[:, : n * c].reshape(-1, n, c)
+        fx_train = _checks.check_finite_result(sol[:, : n * c].reshape(-1, n, c), "fx_train", times)
         fx_train = fx_train[0] if scalar else fx_train
         if not with_test:
             return fx_train
-        fx_test = sol[:, n * c : (n + m) * c].reshape(-1, m, c)
+        fx_test = _checks.check_finite_result(sol[:, n * c : (n + m) * c].reshape(-1, m, c), "fx_test", times)
         return fx_train, (fx_test[0] if scalar else fx_test)
 
     return predict_fn

@@ -1,0 +1,184 @@
+"""Argument types and failure reports of the ``ntk-l2`` command line.
+
+Each type turns a flag's text into a value or raises `argparse.ArgumentTypeError`,
+which the parser prints as one line ``ntk-l2: error: argument --flag: …`` with
+exit code 2. `report_failure` turns any exception a command raises into one line:
+``ValueError`` (bad input, refused request), ``OSError`` (files, disks),
+``MemoryError``, and anything else as an internal error with its traceback saved
+for a report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import sys
+import tempfile
+import traceback
+import warnings
+from typing import Iterator
+
+import numpy as np
+
+from ntk_l2.theory._memory import parse_bytes
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """A finite number ≥ 0."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def _integer(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number ≥ 1."""
+    return _integer(text, 1)
+
+
+def nonnegative_int(text: str) -> int:
+    """A whole number ≥ 0."""
+    return _integer(text, 0)
+
+
+def degree(text: str) -> int:
+    """A homogeneity degree: a whole number ≥ 0 ('4' or '4.0')."""
+    value = _number(text)
+    if value < 0 or not value.is_integer():
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return int(value)
+
+
+def auto_or(kind):
+    """'auto', or a value of ``kind``."""
+    def parse(text: str):
+        return "auto" if text == "auto" else kind(text)
+    parse.__name__ = f"auto_or_{kind.__name__}"
+    return parse
+
+
+def _items(text: str) -> list[str]:
+    items = [x.strip() for x in text.split(",")]
+    if not text.strip() or any(not x for x in items):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return items
+
+
+def finite_float(text: str) -> float:
+    """A finite number (its range is checked where it is used)."""
+    return _number(text)
+
+
+def _listed(text: str, kind, what: str) -> tuple:
+    try:
+        return tuple(kind(x) for x in _items(text))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+
+def _distinct(values: tuple, text: str) -> tuple:
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"values repeat in {text!r}")
+    return values
+
+
+def positive_floats(text: str) -> tuple[float, ...]:
+    """Comma-separated distinct numbers > 0."""
+    return _distinct(_listed(text, positive_float, "comma-separated positive numbers"), text)
+
+
+def positive_ints(text: str) -> tuple[int, ...]:
+    """Comma-separated distinct whole numbers ≥ 1."""
+    return _distinct(_listed(text, positive_int, "comma-separated positive integers"), text)
+
+
+def positive_int_list(text: str) -> tuple[int, ...]:
+    """Comma-separated whole numbers ≥ 1 (repeats allowed: layer widths)."""
+    return _listed(text, positive_int, "comma-separated positive integers")
+
+
+def times(text: str) -> np.ndarray:
+    """Comma-separated steps ≥ 0 ('inf' allowed: the t → ∞ limit of gradient flow)."""
+    values = []
+    for item in _items(text):
+        try:
+            value = float(item)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        if math.isnan(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"times must be numbers >= 0, got {item!r}")
+        values.append(value)
+    return np.array(values, np.float64)
+
+
+def size(text: str) -> float:
+    """A memory size: 512M, 24G, 1.5T or bytes."""
+    try:
+        return parse_bytes(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).split(": ", 1)[1]) from None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def report_failure(err: BaseException) -> int:
+    """Print one line for a command's failure and return its exit code (2; 130 when interrupted)."""
+    if isinstance(err, KeyboardInterrupt):
+        print("ntk-l2: interrupted (finished runs are kept; run the same command again to resume)", file=sys.stderr)
+        return 130
+    if isinstance(err, ValueError):
+        message = _one_line(err)
+    elif isinstance(err, OSError):
+        where = f"{err.filename}: " if err.filename else ""
+        message = f"{where}{_one_line(err.strerror or err)}"
+    elif isinstance(err, MemoryError):
+        message = "out of memory; ask for fewer points or times (the request was larger than the machine holds)"
+    else:
+        with tempfile.NamedTemporaryFile("w", prefix="ntk-l2-crash-", suffix=".txt", delete=False) as handle:
+            traceback.print_exception(type(err), err, err.__traceback__, file=handle)
+        message = (f"internal error: {type(err).__name__}: {_one_line(err)} — this is a bug in ntk_l2, not in "
+                   f"your input; please report it with the command line and the traceback saved in {handle.name}")
+    print(f"ntk-l2: error: {message}", file=sys.stderr)
+    return 2
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Warnings (e.g. a stored run that failed verification) as ``ntk-l2: warning: …`` lines."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"ntk-l2: warning: {_one_line(message)}", file=sys.stderr if file is None else file)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
