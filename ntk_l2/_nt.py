@@ -12,35 +12,7 @@ neural_tangents directly.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-from typing import Iterator
-
-
-@contextlib.contextmanager
-def silenced_fds() -> Iterator[None]:
-    """Redirect OS-level stdout and stderr to /dev/null inside the block."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    saved = []
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        for fd in (1, 2):
-            try:
-                saved.append((fd, os.dup(fd)))
-                os.dup2(devnull, fd)
-            except OSError:  # no such descriptor (embedded interpreters)
-                pass
-        yield
-    finally:
-        for fd, copy in saved:
-            os.dup2(copy, fd)
-            os.close(copy)
-        os.close(devnull)
+from ntk_l2._quiet import silenced_fds
 
 
 with silenced_fds():

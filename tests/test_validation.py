@@ -335,3 +335,62 @@ def test_float64_tolerances_are_unchanged():
     with pytest.raises(ValueError, match="^k_train_train: is not positive semi-definite"):
         gradient_descent_mse_l2(k, np.ones((2, 1)), 0.5, 0.0, 2)
     gradient_descent_mse_l2(np.diag([1.0, 0.0]) - 5e-9 * np.eye(2), np.ones((2, 1)), 0.5, 0.0, 2)
+
+
+# --- found by the fuzzing test (tests/test_fuzz.py), each reproduced here ---------------------------
+
+K2, Y2 = np.array([[2.0, 0.5], [0.5, 1.0]]), np.array([[1.0, 0.0], [0.0, 1.0]])
+
+
+def test_repeated_times_in_the_ode():
+    from ntk_l2 import gradient_descent_l2_ode
+
+    for loss in ("mse", "xent"):
+        out = gradient_descent_l2_ode(K2, Y2, 1.0, 0.0, 2, loss=loss)([3.0, 0.0, 3.0])
+        np.testing.assert_array_equal(out[0], out[2])
+        np.testing.assert_array_equal(out[1], 0.0)
+        assert np.all(out[0] != 0.0)
+
+
+def test_infinite_time_is_the_limit_not_an_overflow(tmp_path, capsys):
+    path = _save(tmp_path, k_train_train=K2, y_train=Y2)
+    assert main(["predict", str(path), "--lr", "0.5", "--l2", "0", "--degree", "2", "--times", "0,inf",
+                 "--out", str(tmp_path / "o.npz")]) == 0
+    with np.load(tmp_path / "o.npz") as res:
+        np.testing.assert_allclose(res["fx_train"][1], Y2, rtol=0, atol=1e-14)  # λ = 0, full rank: f → Y
+
+
+def test_subnormal_l2_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="^l2: learning_rate \\* l2 = .* is too small for the closed form"):
+        gradient_descent_mse_l2(K2, Y2, 10.0, 5e-324, 2)(3.0)
+
+
+def test_zero_kernel_with_a_growing_degree_zero_kernel_is_inert():
+    """Θ = 0, k = 0, λ > 0: β_s overflows after a few thousand steps, but the null modes never feel it."""
+    out = gradient_descent_mse_l2_discrete(np.zeros((2, 2)), Y2, 0.5, 0.2, 0)(np.array([5000]), Y2 * 0.5)
+    np.testing.assert_array_equal(out[0], Y2 * 0.5)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"learning_rate": True}, "^learning_rate: must be a real number"), ({"l2": False}, "^l2: must be a real number"),
+    ({"l2": -1.0}, "^l2: must be >= 0"), ({"learning_rate": -1.0}, "^learning_rate: must be > 0"),
+    ({"learning_rate": lambda t: "fast"}, "^learning_rate: schedule gave 'fast'"), ({"degree": 1e300}, "^degree: must be at most"),
+])
+def test_ode_arguments_are_checked_up_front(kwargs, message):
+    from ntk_l2 import gradient_descent_l2_ode
+
+    args = {"learning_rate": 1.0, "l2": 0.0, "degree": 2, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        gradient_descent_l2_ode(K2, Y2, **args, loss="xent")([0.0, 1.0])
+
+
+def test_ode_that_cannot_be_followed_is_refused_quietly(capfd, monkeypatch):
+    """k = 0 with λ > 0 under cross-entropy: the kernel grows as e^{2ηλt} and LSODA stalls; the
+    integration is bounded, refused with a ``t:`` line, and ODEPACK's own prints are silenced."""
+    from ntk_l2 import gradient_descent_l2_ode
+    from ntk_l2.theory import ode
+
+    monkeypatch.setattr(ode, "MAX_EVALUATIONS", 20_000)
+    with pytest.raises(ValueError, match="^t: the ODE needs more than 20000 evaluations"):
+        gradient_descent_l2_ode(K2, Y2, 10.0, 0.2, 0, loss="xent")(1000.0)
+    assert capfd.readouterr() == ("", "")

@@ -36,6 +36,7 @@ Array = NDArray[np.float64]
 SYMMETRY_RTOL = 1e-8
 NEGATIVE_EIGENVALUE_RTOL = 1e-8
 MAX_ABS = 1e150
+MAX_DEGREE = 1000
 _EXACT_INT = 2**53
 _KIND_NAMES = {"b": "bool", "c": "complex", "U": "string", "S": "bytes", "O": "object", "M": "datetime",
                "m": "timedelta", "V": "structured/void"}
@@ -167,6 +168,8 @@ def check_degree(value: Any, name: str = "degree") -> int:
         raise ValueError(f"{name}: must be an integer >= 0, got {value!r}")
     if k < 0:
         raise ValueError(f"{name}: must be an integer >= 0, got {k}")
+    if k > MAX_DEGREE:
+        raise ValueError(f"{name}: must be at most {MAX_DEGREE} (weight layers of a homogeneous network), got {k}")
     return k
 
 

@@ -81,7 +81,7 @@ def check_stability(eta: float, lam: float, k: int, mu_max: float, norm: float, 
     keep = 1.0 - eta * lam
     alpha = keep**k
     worst_step = last_step if k == 0 else 0  # β_s grows for k = 0, shrinks for k ≥ 2
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         beta = eta * mu_max / norm * np.exp((k - 1) * (1 + 2 * worst_step) * np.log(keep))
     if alpha - beta < -1.0 - 1e-12:
         limit = stability_limit(mu_max, norm, lam, k)
@@ -111,8 +111,9 @@ def _mode_sequences(mu, alpha, beta_n, log_rho, increments):
     def step(s, state):
         p, q, wz, wy = state
         bn = beta_n * jnp.exp(s * log_rho)
-        m = alpha - bn * mu
-        return m * p, m * q + bn * mu, alpha * wz - bn * p, alpha * wy - bn * (q - 1.0)
+        bmu = jnp.where(mu > 0, bn * mu, 0.0)  # a null mode stays inert even where a growing β_s overflows
+        m = alpha - bmu
+        return m * p, m * q + bmu, alpha * wz - bn * p, alpha * wy - bn * (q - 1.0)
 
     def advance(carry, inc):
         s0, state = carry

@@ -185,6 +185,11 @@ def _validate(a: Array, g: float, k: int, t: Array) -> None:
         raise ValueError("mode rates a = learning_rate * eigenvalue / N must be finite and >= 0")
     if np.any(np.isnan(t)) or np.any(t < 0):
         raise ValueError("times must be >= 0 and not NaN")
+    with np.errstate(over="ignore"):
+        x0_max = np.max(a) / (2.0 * (k - 1) * g) if g > 0 and k >= 2 and a.size else 0.0
+    if not x0_max < 1e300:
+        raise ValueError(f"l2: learning_rate * l2 = {g:.3g} is too small for the closed form (x0 = a/(2(k-1)ηλ) "
+                         f"overflows); use l2 = 0, the same prediction for t << 1/(learning_rate * l2)")
 
 
 def mode_factors(a: ArrayLike, g: float, k: int, t: ArrayLike) -> tuple[Array, Array]:

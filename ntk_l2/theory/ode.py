@@ -22,6 +22,7 @@ Jumps of `PiecewiseConstant` schedules restart the integrator.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable
 
 import numpy as np
@@ -29,6 +30,7 @@ import scipy.sparse
 from scipy.integrate import solve_ivp
 from numpy.typing import ArrayLike, NDArray
 
+from ntk_l2._quiet import silenced_fds
 from ntk_l2.theory import _checks
 from ntk_l2.theory._affine import ModeCoefficients, make_predict_fn
 from ntk_l2.theory.eigen import eigh_kernel
@@ -43,25 +45,53 @@ def _segments(t_end: float, jumps: tuple[float, ...]) -> list[tuple[float, float
     return list(zip(edges[:-1], edges[1:]))
 
 
-def integrate(rhs, y0: Array, times: Array, jumps, *, method: str, rtol: float, atol: float, jac=None) -> Array:
-    """Solve y' = rhs(t, y), y(0) = y0, restarting at ``jumps``; y at sorted ``times``."""
-    out = np.empty((times.size, y0.size))
-    out[times == 0] = y0
-    state = y0
-    for lo, hi in _segments(float(times[-1]), jumps):
+MAX_EVALUATIONS = 200_000  # right-hand sides per prediction: ~5 s for a tiny system, minutes for xent at n = 512
+
+
+class _OverBudget(Exception):
+    pass
+
+
+def integrate(rhs, y0: Array, times: Array, jumps, *, method: str, rtol: float, atol: float, jac=None,
+              max_evaluations: int | None = None) -> Array:
+    """Solve y' = rhs(t, y), y(0) = y0, restarting at ``jumps``; y at sorted ``times`` (repeats allowed).
+
+    An integration that needs more than ``max_evaluations`` right-hand sides (a problem
+    that is stiff beyond the method, or grows without bound) is refused with a ``t:`` error.
+    """
+    max_evaluations = MAX_EVALUATIONS if max_evaluations is None else max_evaluations
+    unique, inverse = np.unique(times, return_inverse=True)
+    out = np.empty((unique.size, y0.size))
+    out[unique == 0] = y0
+    state, calls = y0, [0]
+
+    def counted(t, y):
+        calls[0] += 1
+        if calls[0] > max_evaluations:
+            raise _OverBudget
+        return rhs(t, y)
+
+    for lo, hi in _segments(float(unique[-1]), jumps):
         if hi <= lo:  # every time asked for is 0: nothing to integrate
             continue
-        inside = (times > lo) & (times <= hi)
-        t_eval = times[inside]
+        inside = (unique > lo) & (unique <= hi)
+        t_eval = unique[inside]
         if not t_eval.size or t_eval[-1] != hi:
             t_eval = np.append(t_eval, hi)  # always end on the segment's edge
-        sol = solve_ivp(rhs, (lo, hi), state, method=method, t_eval=t_eval, rtol=rtol, atol=atol, jac=jac)
-        if not sol.success:
+        try:
+            quiet = silenced_fds() if method == "LSODA" else contextlib.nullcontext()  # ODEPACK prints to fd 1/2
+            with np.errstate(over="ignore", invalid="ignore"), quiet:
+                sol = solve_ivp(counted, (lo, hi), state, method=method, t_eval=t_eval, rtol=rtol, atol=atol, jac=jac)
+        except _OverBudget:
+            raise ValueError(f"t: the ODE needs more than {max_evaluations} evaluations to reach t = {hi:g} (stiff, or "
+                             f"growing without bound); try earlier times, a smaller learning rate or a rescaled "
+                             f"kernel") from None
+        if not sol.success or not np.all(np.isfinite(sol.y)):
             raise ValueError(f"t: the ODE integration failed on [{lo:g}, {hi:g}] ({sol.message}); "
                              f"try earlier times, a smaller learning rate or a rescaled kernel")
         out[inside] = sol.y.T[: np.count_nonzero(inside)]
         state = sol.y[:, -1]
-    return out
+    return out[inverse]
 
 
 def gradient_descent_l2_ode(
@@ -100,14 +130,14 @@ def gradient_descent_l2_ode(
     eig = eigh_kernel(k_train_train)
     y = _checks.check_targets(y_train, eig.size)
     k = _checks.check_degree(degree)
-    eta_fn = as_callable(learning_rate, "learning_rate")
+    eta_fn = as_callable(learning_rate, "learning_rate", positive=True)
     lam_fn = as_callable(l2, "l2")
     rtol = _checks.check_scalar(rtol, "rtol", positive=True)
     atol = _checks.check_scalar(atol, "atol", positive=True)
     jumps = jump_times(learning_rate, l2)
 
     def rates(t: float) -> tuple[float, float]:
-        eta, lam = float(eta_fn(t)), float(lam_fn(t))
+        eta, lam = _schedule_value(eta_fn, t, "learning_rate"), _schedule_value(lam_fn, t, "l2")
         if not (np.isfinite(eta) and eta > 0):
             raise ValueError(f"learning_rate: schedule gave {eta!r} at t = {t:g}; must be finite and > 0")
         if not (np.isfinite(lam) and lam >= 0):
@@ -158,6 +188,13 @@ def _mse_predict_fn(eig, y, k, rates, jumps, method, rtol, atol):
         return ModeCoefficients(p=p, q=q, wz=wz, wy=wy, e=np.exp(sol[:, 4 * n + 1]))
 
     return make_predict_fn(eig, y, coefficients, _finite_times)
+
+
+def _schedule_value(schedule: Callable[[float], Any], t: float, name: str) -> float:
+    value = schedule(t)
+    if isinstance(value, (bool, np.bool_)) or np.ndim(value) != 0 or np.asarray(value).dtype.kind not in "iuf":
+        raise ValueError(f"{name}: schedule gave {value!r} at t = {t:g}; must be a real number")
+    return float(value)
 
 
 def _finite_times(t: Any) -> tuple[Array, bool]:

@@ -11,6 +11,8 @@ from typing import Callable, Union
 
 import numpy as np
 
+from ntk_l2.theory import _checks
+
 
 @dataclass(frozen=True)
 class PiecewiseConstant:
@@ -43,16 +45,15 @@ class PiecewiseConstant:
 Schedule = Union[float, Callable[[float], float], PiecewiseConstant]
 
 
-def as_callable(schedule: Schedule, name: str) -> Callable[[float], float]:
-    """Turn a schedule into t ↦ value, validating constants."""
+def as_callable(schedule: Schedule, name: str, *, positive: bool = False) -> Callable[[float], float]:
+    """Turn a schedule into t ↦ value; a constant is checked at once (a finite real number,
+    > 0 with ``positive``, else ≥ 0), a callable's values when they are evaluated."""
     if isinstance(schedule, PiecewiseConstant) or callable(schedule):
         return schedule  # type: ignore[return-value]
     try:
-        value = float(schedule)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: must be a number, a callable of t, or a PiecewiseConstant") from None
-    if not np.isfinite(value):
-        raise ValueError(f"{name}: must be finite, got {value!r}")
+        value = _checks.check_scalar(schedule, name, positive=positive, nonnegative=not positive)
+    except ValueError as err:
+        raise ValueError(f"{err}; or pass a callable of t or a PiecewiseConstant") from None
     return lambda t: value
 
 
