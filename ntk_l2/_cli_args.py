@@ -127,7 +127,7 @@ def positive_int_list(text: str) -> tuple[int, ...]:
 
 
 def times(text: str) -> np.ndarray:
-    """Comma-separated steps ≥ 0 ('inf' allowed: the t → ∞ limit of gradient flow)."""
+    """Comma-separated finite steps ≥ 0 (an output file holds finite numbers only)."""
     values = []
     for item in _items(text):
         try:
@@ -136,6 +136,9 @@ def times(text: str) -> np.ndarray:
             raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
         if math.isnan(value) or value < 0:
             raise argparse.ArgumentTypeError(f"times must be numbers >= 0, got {item!r}")
+        if math.isinf(value):
+            raise argparse.ArgumentTypeError("inf cannot be written to the output file; a large finite time "
+                                             "such as 1e300 gives the t → ∞ limit of gradient flow")
         values.append(value)
     return np.array(values, np.float64)
 

@@ -72,7 +72,8 @@ def check_output(path: str | os.PathLike, name: str = "--out", *, directory: boo
     if not os.access(base, os.W_OK | os.X_OK):
         raise ValueError(f"{name}: cannot write in {base} (permission denied)")
     try:
-        fd, probe = tempfile.mkstemp(dir=base, prefix=".ntk_l2-write-probe.")
+        prefix = f".{path.name}." if base == path.parent and not directory else ".ntk_l2-write-probe."
+        fd, probe = tempfile.mkstemp(dir=base, prefix=prefix, suffix=path.suffix)  # the name `_atomic` will use
         os.close(fd)
         os.unlink(probe)
     except OSError as err:

@@ -16,6 +16,7 @@ declared shapes and refused when it exceeds the limit (`_memory.check_fits`).
 from __future__ import annotations
 
 import os
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -87,16 +88,34 @@ def inspect_kernel_file(path: str | os.PathLike) -> KernelFile:
         raise ValueError(f"KERNEL: {path} is not an .npz archive (np.savez / np.savez_compressed)")
     shapes, dtypes = {}, {}
     try:
-        with zipfile.ZipFile(path) as archive:
-            for member in archive.namelist():
-                key = member[: -len(".npy")] if member.endswith(".npy") else member
-                _check_key(key, path)
-                shapes[key], dtypes[key] = _read_header(archive, member, path)
+        archive = zipfile.ZipFile(path)
     except _READ_ERRORS as err:
         raise ValueError(f"KERNEL: cannot read {path} as an .npz archive ({' '.join(str(err).split())})") from None
+    with archive:
+        _check_directory(archive, path)
+        for member in archive.namelist():
+            key = member[: -len(".npy")] if member.endswith(".npy") else member
+            _check_key(key, path)
+            shapes[key], dtypes[key] = _read_header(archive, member, path)
     _check_keys(shapes, path)
     _check_shapes(shapes)
     return KernelFile(path, shapes, dtypes)
+
+
+def _check_directory(archive: zipfile.ZipFile, path: Path) -> None:
+    """The archive lists as many members as its end record declares: a corrupted central
+    directory can otherwise hide members (read as a comment) and drop arrays silently."""
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - 65557))  # the end record (22 bytes) plus the longest comment
+        tail = handle.read()
+    at = tail.rfind(b"PK\x05\x06")
+    declared = struct.unpack("<H", tail[at + 10 : at + 12])[0] if at >= 0 and len(tail) >= at + 22 else None
+    found = len(archive.infolist())
+    if declared is None or (declared != 0xFFFF and declared != found):  # 0xFFFF: counted in the ZIP64 record
+        raise ValueError(f"KERNEL: {path} is a damaged .npz archive (its directory lists {found} member(s), its end "
+                         f"record declares {declared})")
 
 
 def _check_key(key: str, path: Path) -> None:

@@ -352,12 +352,32 @@ def test_repeated_times_in_the_ode():
         assert np.all(out[0] != 0.0)
 
 
-def test_infinite_time_is_the_limit_not_an_overflow(tmp_path, capsys):
+def test_infinite_time_is_the_limit_in_the_api_and_refused_by_the_file_writer(tmp_path, capsys):
+    """t = ∞ is the limit (even where a mode's rate 1/a overflows), but an output file holds
+    finite numbers only: the command line refuses ``inf`` and points to a large finite time."""
+    predict = gradient_descent_mse_l2(np.diag([1.0, 1e-320]), np.array([[1.0], [-1.0]]), 1.0, 0.0, 2)
+    np.testing.assert_array_equal(predict(np.inf), [[1.0], [-1.0]])  # λ = 0, full rank: f → Y
     path = _save(tmp_path, k_train_train=K2, y_train=Y2)
-    assert main(["predict", str(path), "--lr", "0.5", "--l2", "0", "--degree", "2", "--times", "0,inf",
+    refused(tmp_path, capsys, ["predict", path, "--lr", "0.5", "--l2", "0", "--degree", "2", "--times", "0,inf"],
+            "--times: inf cannot be written", inputs=[path])
+    assert main(["predict", str(path), "--lr", "0.5", "--l2", "0", "--degree", "2", "--times", "0,1e300",
                  "--out", str(tmp_path / "o.npz")]) == 0
     with np.load(tmp_path / "o.npz") as res:
-        np.testing.assert_allclose(res["fx_train"][1], Y2, rtol=0, atol=1e-14)  # λ = 0, full rank: f → Y
+        np.testing.assert_allclose(res["fx_train"][1], Y2, rtol=0, atol=1e-14)
+
+
+def test_damaged_zip_directory_cannot_hide_an_array(tmp_path, capsys):
+    """A corrupted comment length in one central-directory record made zipfile read the next
+    member as a comment: k_test_train vanished and the prediction ran without it."""
+    a = _arrays(n=4, m=1, nngp=False)
+    path = _save(tmp_path, **a)
+    raw = bytearray(path.read_bytes())
+    second = raw.find(b"PK\x01\x02", raw.find(b"PK\x01\x02") + 1)
+    raw[second + 32] = 46 + len("k_test_train.npy")  # swallow the following record
+    path.write_bytes(bytes(raw))
+    with zipfile.ZipFile(path) as z:
+        assert len(z.namelist()) == 2  # the damage zipfile itself does not see
+    refused(tmp_path, capsys, ["predict", path, *ARGS], "is a damaged .npz archive", inputs=[path])
 
 
 def test_subnormal_l2_is_refused_in_one_line():

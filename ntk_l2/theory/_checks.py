@@ -169,7 +169,7 @@ def check_degree(value: Any, name: str = "degree") -> int:
     if k < 0:
         raise ValueError(f"{name}: must be an integer >= 0, got {k}")
     if k > MAX_DEGREE:
-        raise ValueError(f"{name}: must be at most {MAX_DEGREE} (weight layers of a homogeneous network), got {k}")
+        raise ValueError(f"{name}: must be at most {MAX_DEGREE} (weight layers of a homogeneous network), got {k:.6g}")
     return k
 
 

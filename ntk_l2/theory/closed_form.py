@@ -68,10 +68,19 @@ def _make_predict_fn(eig: KernelEigen, y: Array, eta: float, lam: float, k: int)
         qa = carry_factor(rates[None, :], g, k, times[:, None])
         return ModeCoefficients(
             p=decay,
-            q=np.where(rates > 0, rates * ra, 0.0),
+            q=np.where(rates > 0, _learned(rates, ra, g, times), 0.0),
             wz=-(eta / norm) * qa,
             wy=(eta / norm) * ra,
             e=output_decay(g, k, times),
         )
 
     return make_predict_fn(eig, y, coefficients)
+
+
+def _learned(rates: Array, ra: Array, g: float, times: Array) -> Array:
+    """The share a·(R/a) of its target a mode has learned (C5). With λ = 0 it is 1 − e^{−at}
+    itself, which stays exact where 1/a overflows (a subnormal rate at t = ∞)."""
+    if g != 0.0:
+        return rates * ra
+    t = times[:, None]
+    return np.where(np.isinf(t), 1.0, -np.expm1(-rates * np.where(np.isinf(t), 0.0, t)))

@@ -239,7 +239,8 @@ def mode_factors(a: ArrayLike, g: float, k: int, t: ArrayLike) -> tuple[Array, A
     if at_infinity.any():  # limits; a zero-rate mode contributes 0 (pseudo-inverse convention)
         positive = rate[at_infinity] > 0
         decay[at_infinity] = np.where(positive, 0.0, 1.0 if k < 2 or g == 0.0 else 0.0)
-        ra[at_infinity] = np.where(positive, 1.0 / np.where(positive, rate[at_infinity], 1.0), 0.0)
+        with np.errstate(over="ignore"):  # a subnormal rate: 1/a = inf, refused where it reaches an output
+            ra[at_infinity] = np.where(positive, 1.0 / np.where(positive, rate[at_infinity], 1.0), 0.0)
     shape = a_arr.shape
     return decay.reshape(shape), ra.reshape(shape)
 
@@ -280,6 +281,7 @@ def carry_factor(a: ArrayLike, g: float, k: int, t: ArrayLike) -> Array:
     out = np.exp(-d * t_arr) * body
     if at_infinity.any():  # e^{−dt} → 0 for d > 0; else (1 − e^{−U∞})/a = 1/a (0 for a = 0)
         a_inf = a_arr[at_infinity]
-        limit = np.where(a_inf > 0, 1.0 / np.where(a_inf > 0, a_inf, 1.0), 0.0)
+        with np.errstate(over="ignore"):
+            limit = np.where(a_inf > 0, 1.0 / np.where(a_inf > 0, a_inf, 1.0), 0.0)
         out[at_infinity] = 0.0 if d > 0 else limit
     return out
