@@ -181,7 +181,8 @@ def _autol2_finite_stored(ds: Dataset, directory: Path, learning_rate: float, st
 
     run_config = {**network, "lr": float(learning_rate), "steps": int(steps), "autol2": config.__dict__,
                   "data": fingerprint(ds.x_train, ds.y_train, ds.x_test, ds.labels_test)}
-    name = "autol2_" + fingerprint(np.frombuffer(json.dumps(config.__dict__, sort_keys=True).encode(), np.uint8))[:8]
+    named = {k: v for k, v in run_config.items() if k != "data"}  # every setting: no two settings share a file
+    name = "autol2_" + fingerprint(np.frombuffer(json.dumps(named, sort_keys=True).encode(), np.uint8))[:8]
     auto, _, reused = RunStore(directory).run(name, run_config, compute)  # one file per AutoL2 setting
     if log is not None:
         log(f"AutoL2: {'finished earlier' if reused else 'trained'}; λ changes (step, seed, λ): {auto['changes']}")

@@ -54,7 +54,7 @@ def stability_limit(mu_max: float, norm: float, l2: float, degree: int) -> float
     """
     if mu_max <= 0:
         return np.inf
-    if l2 == 0:
+    if l2 == 0 or not np.isfinite(1.0 / l2):  # λ = 0, or so small (subnormal) that it cannot move the limit
         return 2.0 * norm / mu_max
 
     def excess(eta: float) -> float:
@@ -62,13 +62,20 @@ def stability_limit(mu_max: float, norm: float, l2: float, degree: int) -> float
         return eta * keep ** (degree - 1) * mu_max / norm - 1.0 - keep**degree
 
     hi = 1.0 / l2
-    grid = np.linspace(0.0, hi, 4097)[1:-1]
+    start = norm / mu_max  # for k ≥ 1, excess(N/μ_max) = keep^{k−1}(1 − keep) − 1 ≤ 0: the crossing lies above
+    if start >= hi:
+        return hi
+    # geometric grid: the crossing sits near 2N/μ_max however small λ makes hi = 1/λ
+    grid = np.geomspace(start, hi, 4097)[:-1]
     values = np.array([excess(e) for e in grid])
     if not np.any(values > 0):
         return hi  # stable up to ηλ = 1, where the L2 step itself breaks down
     first = int(np.argmax(values > 0))
-    lo = grid[first - 1] if first else 0.0
-    return float(scipy.optimize.brentq(excess, lo, grid[first], xtol=1e-14 * hi, rtol=1e-15))
+    lo = grid[first - 1] if first else 0.0  # k = 0 can cross below N/μ_max; excess(0) = −1 − keep^k < 0
+    try:
+        return float(scipy.optimize.brentq(excess, lo, grid[first], xtol=1e-15 * grid[first], rtol=1e-15))
+    except (RuntimeError, ValueError):  # no convergence in extreme ranges: the grid's bracket is the answer
+        return float(grid[first])
 
 
 def check_stability(eta: float, lam: float, k: int, mu_max: float, norm: float, last_step: int) -> None:
