@@ -154,11 +154,15 @@ def _dataset(args: argparse.Namespace):
         raise ValueError(f"--data-dir: {args.dataset} files not found ({where}): {' '.join(str(err).split())}") from None
 
 
-def _check_out_dir(args: argparse.Namespace) -> None:
-    """An output directory that can be written and is not the data directory, checked before any work."""
+def _check_out(args: argparse.Namespace) -> None:
+    """Every command's ``--out``, checked before any work: writable, and not an input (predict's
+    kernel file, or the data directory)."""
     from ntk_l2 import io
 
-    io.check_output(args.out, directory=True, inputs=(getattr(args, "data_dir", None),))
+    if args.command == "predict":
+        io.check_output(args.out, inputs=(args.kernel,))
+    else:
+        io.check_output(args.out, directory=True, inputs=(getattr(args, "data_dir", None),))
 
 
 def _finite_config(args: argparse.Namespace):
@@ -175,7 +179,6 @@ def _log(message: str) -> None:
 def _sweep(args: argparse.Namespace) -> int:
     from ntk_l2.law_experiments import run_sweep
 
-    _check_out_dir(args)
     summary = run_sweep(_dataset(args), args.out, args.mode, args.l2, args.lr, args.budget, args.budget_step,
                         _finite_config(args), log=_log, init_samples=args.init_samples)
     print(f"wrote {Path(args.out) / 'summary.json'} and {summary['figure']}")
@@ -191,7 +194,6 @@ def _sweep(args: argparse.Namespace) -> int:
 def _optimal_l2(args: argparse.Namespace) -> int:
     from ntk_l2.law_experiments import run_optimal_l2
 
-    _check_out_dir(args)
     s = run_optimal_l2(_dataset(args), args.out, args.mode, args.lr, args.budget_step, args.probe_l2,
                        args.grid, _finite_config(args), log=_log, init_samples=args.init_samples)
     print(f"wrote {Path(args.out) / 'summary.json'} and {s['figure']}")
@@ -208,14 +210,13 @@ def _autol2(args: argparse.Namespace) -> int:
 
     cfg = AutoL2Config(l2_init=args.l2_init, factor=args.factor, window=args.window, check_every=args.check_every,
                        l2_min=args.l2_min, metric=args.metric, min_wait=args.min_wait)
-    _check_out_dir(args)
     s = run_autol2(_dataset(args), args.out, args.mode, args.lr, args.steps, args.constant_l2,
                    cfg, _finite_config(args), log=_log, init_samples=args.init_samples)
     print(f"wrote {Path(args.out) / 'summary.json'} and {s['figure']}")
     print(f"  best constant λ = {s['best_constant_l2']:g}: best test acc {100 * s['best_constant_acc']:.1f}% at step {s['best_constant_steps']:g}")
-    reach = s["autol2_steps_to_best_constant_acc"]
-    print(f"  AutoL2: best test acc {100 * s['autol2_max_test_acc']:.1f}%, reaches the constant run's best "
-          + (f"at step {reach:g}" + (f" ({s['speedup_ratio']:.2f}x its steps)" if s["speedup_ratio"] is not None else "") if reach is not None else "never"))
+    reach, ratio = s["autol2_steps_to_best_constant_acc"], s["speedup_ratio"]
+    when = "never" if reach is None else f"at step {reach:g}" + ("" if ratio is None else f" ({ratio:.2f}x its steps)")
+    print(f"  AutoL2: best test acc {100 * s['autol2_max_test_acc']:.1f}%, reaches the constant run's best {when}")
     return 0
 
 
@@ -223,7 +224,6 @@ def _predict(args: argparse.Namespace) -> int:
     from ntk_l2 import io
     from ntk_l2.predict_file import predict_file
 
-    io.check_output(args.out, inputs=(args.kernel,))
     out = predict_file(args.kernel, args.times, max_memory=args.max_memory, learning_rate=args.lr, l2=args.l2,
                        degree=args.degree, discrete=args.discrete, loss=args.loss, max_loop_steps=args.max_loop_steps)
     io.save_npz(args.out, **out)
@@ -234,7 +234,6 @@ def _predict(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from ntk_l2.demo import DemoConfig, run_demo
 
-    _check_out_dir(args)
     config = DemoConfig(n_train=128, n_test=256, n_times=30, widths=(64, 256), seeds=2) if args.small else DemoConfig()
     summary = run_demo(args.out, config)
     print(f"wrote {Path(args.out) / 'summary.json'}, {summary['figure']} and {summary['comparison']['figure']}")
@@ -252,7 +251,6 @@ def _compare(args: argparse.Namespace) -> int:
 
     if args.l2 == 0 and args.steps == "auto":
         raise ValueError("--steps: auto is 2/(ηλ), which has no value at --l2 0; give --steps")
-    _check_out_dir(args)
     widths = args.widths
     ds = _dataset(args)
     probe = CompareConfig(depth=args.depth, widths=widths, l2=args.l2)
@@ -280,7 +278,6 @@ def _compare(args: argparse.Namespace) -> int:
 def _deep_linear(args: argparse.Namespace) -> int:
     from ntk_l2.deep_linear.experiment import DeepLinearExperiment, run_experiment
 
-    _check_out_dir(args)
     widths = args.widths if args.widths is not None else (1,) * (args.depth + 1)
     exp = DeepLinearExperiment(widths=widths, regularizer=args.regularizer, strength=args.strength,
                                learning_rate=args.lr, steps=args.steps, method=args.method, seeds=args.seeds,
@@ -309,6 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "optimal-l2": _optimal_l2, "autol2": _autol2, "deep-linear": _deep_linear}
     try:
         with A.one_line_warnings():
+            _check_out(args)
             return commands[args.command](args)
     except (Exception, KeyboardInterrupt) as err:  # every failure: one line, exit code 2 (130 when interrupted)
         return A.report_failure(err)

@@ -123,7 +123,8 @@ def _check_key(key: str, path: Path) -> None:
         raise ValueError(f"{key}: unknown key in {path}; known keys: {', '.join(REQUIRED + OPTIONAL + NNGP)}")
 
 
-def _check_keys(shapes: dict[str, Any], path: Path) -> None:
+def _check_keys(shapes: dict[str, Any], path: Path | str) -> None:
+    """Required keys present, the NNGP blocks all or none, and what they need beside them."""
     missing = [k for k in REQUIRED if k not in shapes]
     if missing:
         raise ValueError(f"{missing[0]}: required key missing from {path}")
@@ -211,11 +212,8 @@ def predict_from_arrays(
         raise ValueError("--discrete: the covariance over initializations is computed in continuous time only")
     if loss == "xent" and "nngp_train_train" in arrays:
         raise ValueError("nngp_train_train: the covariance over initializations is available for MSE only")
+    _check_keys(arrays, "the arrays")
     with_test = "k_test_train" in arrays
-    if "fx_test_0" in arrays and not with_test:
-        raise ValueError("fx_test_0: given without k_test_train")
-    if "nngp_train_train" in arrays and not with_test:
-        raise ValueError("k_test_train: needed with the NNGP blocks for the test covariance")
     args = (arrays["k_train_train"], arrays["y_train"], learning_rate, l2, degree)
     if loss == "xent":
         predict = gradient_descent_l2_ode(*args, loss="xent")

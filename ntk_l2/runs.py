@@ -231,11 +231,9 @@ class RunStore:
             compute: Callable[[], tuple[Mapping[str, Any], Mapping[str, np.ndarray]]]) -> tuple[dict[str, Any], dict[str, np.ndarray], bool]:
         """(summary, arrays, reused): the stored run if finished and verified, else ``compute()``
         saved and read back."""
-        found = self._verified(name, config)
-        if isinstance(found, tuple):
-            return found[0], found[1], True
+        found = self.load(name, config)
         if found is not None:
-            self._reject(name, found)  # the warning points at run's caller, as it does at load's
+            return found[0], found[1], True
         summary, arrays = compute()
         self.save(name, config, summary, arrays)
         stored = self._verified(name, config)
