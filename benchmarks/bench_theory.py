@@ -10,13 +10,17 @@
    Discrete map at t = 10^12, n = 512, c = 10: k = 4 with ηλ = 1e-3 (loop to the
    tail start S, then the closed-form tail), λ = 0 and k = 1 (closed forms, no loop).
    Target: < 1 s each, eigendecomposition (and JIT compilation) included.
+   Momentum map (`ntk_l2.theory.discrete`, `derivations/momentum.md`, M7–M9) at t = 10^12,
+   n = 512, c = 10: k = 4 with ηλ = 1e-3 and β = 0.9 (heavy ball and Nesterov: loop to S,
+   then the tail by binary powering), λ = 0 and k = 1 (binary powering, no loop), and β = 0
+   (the same code, plain gradient descent). Target: < 1 s each (warm; first call with JIT).
 3. ODE with a learning-rate schedule: the eigenbasis path vs integrating the
    full n·c system directly (same method, tolerances and schedule).
    Target: ≥ 100×.
 4. `import ntk_l2` in a fresh process: under 10 s, printing nothing.
 Prints one line per comparison and writes benchmarks/results/theory.json.
-``--only discrete_large_t`` runs just that measurement and updates its entry in the
-results file, leaving the others as they were.
+``--only discrete_large_t`` (or ``--only discrete_momentum_large_t``) runs just that measurement
+and updates its entry in the results file, leaving the others as they were.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from scipy.integrate import solve_ivp
 
 from ntk_l2._nt import nt
 from ntk_l2.io import save_json
+from ntk_l2.theory import discrete as momentum_discrete
 from ntk_l2.theory import gradient_descent_l2_ode, gradient_descent_mse_l2, gradient_descent_mse_l2_discrete
 
 
@@ -102,6 +107,32 @@ def bench_discrete_large_t(n: int, c: int, t: float = 1e12) -> dict:
     return out
 
 
+MOMENTUM_CASES = {  # name: (learning_rate, l2, degree, momentum, nesterov)
+    "k4_eta_l2_1e-3_heavy_ball_0.9": (1.0, 1e-3, 4, 0.9, False),
+    "k4_eta_l2_1e-3_nesterov_0.9": (1.0, 1e-3, 4, 0.9, True),
+    "l2_0_k4_heavy_ball_0.9": (1.0, 0.0, 4, 0.9, False),
+    "k1_l2_1e-3_nesterov_0.9": (1.0, 1e-3, 1, 0.9, True),
+    "k4_eta_l2_1e-3_plain": (1.0, 1e-3, 4, 0.0, False),
+}
+
+
+def bench_discrete_momentum_large_t(n: int, c: int, t: float = 1e12) -> dict:
+    """The momentum map at t = 10^12 (M7–M9): binary powering, plus a loop to S for k ≥ 2, λ > 0."""
+    k = random_kernel(n)
+    y = np.random.default_rng(2).normal(size=(n, c))
+    out = {"n": n, "c": c, "t": t, "target": "warm_call_s < 1 (eigendecomposition included)"}
+    for name, (eta, lam, degree, beta, nesterov) in MOMENTUM_CASES.items():
+        runs = []
+        for _ in range(4):  # first call (JIT compilation for this shape), then 3 warm
+            t0 = time.perf_counter()
+            fx = momentum_discrete.gradient_descent_mse_l2_discrete(k, y, eta, lam, degree, momentum=beta,
+                                                                   nesterov=nesterov)(t)
+            runs.append(time.perf_counter() - t0)
+        out[name] = {"learning_rate": eta, "l2": lam, "degree": degree, "momentum": beta, "nesterov": nesterov,
+                     "first_call_s": runs[0], "warm_call_s": min(runs[1:]), "finite": bool(np.isfinite(fx).all())}
+    return out
+
+
 def bench_ode(n: int, c: int) -> dict:
     k = random_kernel(n)
     rng = np.random.default_rng(3)
@@ -160,16 +191,30 @@ def print_discrete_large_t(res: dict) -> None:
               f"{r['warm_call_s']:.3f} s warm (target < 1 s)")
 
 
+def print_discrete_momentum_large_t(res: dict) -> None:
+    for name in MOMENTUM_CASES:
+        r = res[name]
+        form = f"{'Nesterov' if r['nesterov'] else 'heavy ball'} β={r['momentum']:g}" if r["momentum"] else "β=0"
+        print(f"momentum map at t = {res['t']:.0e}, n={res['n']}, c={res['c']}, k={r['degree']}, "
+              f"ηλ={r['learning_rate'] * r['l2']:g}, {form}: {r['first_call_s']:.3f} s first call, "
+              f"{r['warm_call_s']:.3f} s warm (target < 1 s), finite {r['finite']}")
+
+
+ONLY = {"discrete_large_t": (bench_discrete_large_t, print_discrete_large_t),
+        "discrete_momentum_large_t": (bench_discrete_momentum_large_t, print_discrete_momentum_large_t)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_true", help="small sizes (smoke test, not the targets)")
-    parser.add_argument("--only", choices=["discrete_large_t"], help="run one measurement, update its entry")
+    parser.add_argument("--only", choices=sorted(ONLY), help="run one measurement, update its entry")
     args = parser.parse_args()
     out = Path(__file__).parent / "results" / ("theory_small.json" if args.small else "theory.json")
     if args.only:
         results = json.loads(out.read_text()) if out.exists() else {}
-        results["discrete_large_t"] = bench_discrete_large_t(128 if args.small else 512, 10)
-        print_discrete_large_t(results["discrete_large_t"])
+        run, show = ONLY[args.only]
+        results[args.only] = run(128 if args.small else 512, 10)
+        show(results[args.only])
         save_json(out, results)
         print(f"wrote {out}")
         return
@@ -180,6 +225,7 @@ def main() -> None:
         results = {"closed_form": bench_closed_form(2048, 2048, 10, 5), "discrete": bench_discrete(512, 10, 100_000),
                    "ode": bench_ode(256, 10)}
     results["discrete_large_t"] = bench_discrete_large_t(128 if args.small else 512, 10)
+    results["discrete_momentum_large_t"] = bench_discrete_momentum_large_t(128 if args.small else 512, 10)
     results["import"] = bench_import()
     cf, dm, od = results["closed_form"], results["discrete"], results["ode"]
     print(f"import ntk_l2: {results['import']['import_s']:.2f} s, printed {len(results['import']['printed'])} characters "
@@ -189,6 +235,7 @@ def main() -> None:
     print(f"discrete map, {dm['steps']} steps at 100 checkpoints, n={dm['n']}, c={dm['c']}: "
           f"{dm['first_call_s']:.3f} s first call, {dm['warm_call_s']:.3f} s warm (target < 2 s)")
     print_discrete_large_t(results["discrete_large_t"])
+    print_discrete_momentum_large_t(results["discrete_momentum_large_t"])
     print(f"ODE with a schedule, n={od['n']}, c={od['c']}: eigenbasis {od['eigenbasis_s']:.3f} s vs full system "
           f"{od['full_system_s']:.2f} s, speedup {od['speedup']:.0f}x (target >= 100x), "
           f"agreement {od['max_relative_difference']:.1e}")

@@ -60,7 +60,8 @@ LR, L2 = 10.0, 1e-2
 STEPS = int(round(2 / (LR * L2)))
 OUT = Path("../out/notebooks/01" + ("_small" if SMALL else ""))
 
-data = load_mnist_or_digits(N_TRAIN, N_TEST, os.environ.get("NTK_L2_MNIST_DIR", "../../shared/data/mnist"), seed=0)
+MNIST_DIR = os.environ.get("NTK_L2_MNIST_DIR", "../../shared/data/mnist")
+data = load_mnist_or_digits(N_TRAIN, N_TEST, MNIST_DIR, seed=0)
 net = ntk_l2.fully_connected(depth=3, out_dim=data.n_classes)
 ntk_l2.check_degree(net, input_shape=data.x_train.shape[1:])
 print(f"{data.name}: {N_TRAIN} train / {N_TEST} test points; {net.name}, degree k = {net.degree}")
@@ -239,3 +240,143 @@ axes[1].set(xscale="log", yscale="log", xlabel="step", ylabel="relative error of
 plt.show()
 print(f"λ = {L2_WEAK:g}: max-over-time error {weak['median_rel_err_test_max'][0]:.4f} (median over seeds); "
       f"best test accuracy finite {100 * max(run['acc_test_finite']):.1f}%, theory {100 * max(run['acc_test_theory']):.1f}%")
+
+# %% [markdown]
+# ## Momentum and minibatch SGD
+#
+# The same network trained with heavy-ball momentum β,
+# $v_{s+1} = \beta v_s + \nabla L(\theta_s) + \lambda\theta_s$, $\theta_{s+1} = \theta_s - \eta v_{s+1}$
+# (`ntk_l2.train`), has its own infinite-width theory: the discrete momentum map
+# (`derivations/momentum.md`, M1–M11; `gradient_descent_mse_l2_discrete(..., momentum=β)`). The
+# parameters split as $\theta_s = a_s\theta_0 + \delta_s$, where the scale $a_s$ follows the λ-only
+# momentum recursion (it stays positive while $\eta\lambda \le (1-\sqrt\beta)^2$), the kernel is
+# $a_s^{2(k-1)}\Theta_0$, and every eigenmode carries a displacement and a velocity. Over many steps
+# momentum acts like a step $\eta/(1-\beta)$, so the comparable run lasts $2(1-\beta)/(\eta\lambda)$
+# steps: the same span of L2 decay as $2/(\eta\lambda)$ plain steps.
+#
+# Minibatch SGD (B points per step, loss normalized by $B\cdot c$): in the kernel regime the mean
+# over batch draws follows the full-batch map *exactly* (`derivations/sgd.md`, S4), so the SGD runs
+# are compared with the full-batch theory; what remains is the finite-width gap plus the batch noise,
+# whose spread (S5, `ntk_l2.theory.sgd`) does not shrink with width.
+#
+# The protocol is that of `benchmarks/accuracy_momentum.py` (whose stored runs this section reads back
+# when they exist): λ = 10⁻³, plain gradient descent at η₀ = half the D5 stability limit (≈ 13) for
+# $2/(\eta_0\lambda)$ = 154 steps; momentum β = 0.9 at $\eta = (1-\beta)\eta_0/4$ — an effective step
+# $\eta_0/4$ — for 615 steps; SGD with B = 128 in the plain protocol. Why a quarter of the plain step:
+# with β = 0.9 every mode the network learns is underdamped (it rings), and the finite network's
+# slightly different kernel shifts the phase of each ringing mode, an error that builds up with every
+# oscillation. At the full effective step η₀ (which is also half the momentum stability limit here)
+# the error at width 256 was twice the plain one (0.59 against 0.30); at η₀/4 it is 0.32.
+
+# %%
+from ntk_l2.compare import stable_learning_rate  # noqa: E402
+
+BETA, BATCH = 0.9, (32 if SMALL else 128)
+L2_M = 1e-2 if SMALL else 1e-3
+WIDTH_M = WIDTHS[-1]
+OUT_M = OUT / "momentum" if SMALL else Path("../out/benchmarks/momentum")  # the benchmark's run store
+eta0 = stable_learning_rate(kernels["train"], data.y_train.size, L2_M, net.degree)
+eta_m = (1 - BETA) * eta0 / 4
+steps0, steps_m = int(round(2 / (eta0 * L2_M))), int(round(2 * (1 - BETA) / (eta_m * L2_M)))
+common = dict(depth=3, widths=(WIDTH_M,), l2=L2_M, seeds=SEEDS, n_records=40)
+protocols = {
+    "plain": CompareConfig(**common, learning_rate=eta0, steps=steps0),
+    "momentum": CompareConfig(**common, learning_rate=eta_m, steps=steps_m, momentum=BETA),
+    f"SGD, B = {BATCH}": CompareConfig(**common, learning_rate=eta0, steps=steps0, batch_size=BATCH),
+}
+store = {"plain": "plain", "momentum": "momentum", f"SGD, B = {BATCH}": "sgd"}
+mom = {name: run_comparison(data, c, out_dir=OUT_M / store[name]) for name, c in protocols.items()}
+mom_runs = {name: dict(np.load(OUT_M / store[name] / "runs" / f"width{WIDTH_M}.npz")) for name in protocols}
+print(f"width {WIDTH_M}, λ = {L2_M:g}, {SEEDS} seeds")
+for name, c in protocols.items():
+    w = mom[name]["widths"][str(WIDTH_M)]
+    print(f"{name:>14}: η = {c.learning_rate:.4g}, β = {c.momentum:g}, {c.steps} steps: max-over-time error "
+          f"{mom[name]['median_rel_err_test_max'][0]:.4f} (median over seeds); best test accuracy finite "
+          f"{100 * np.nanmax(w['acc_test_finite']):.1f}%, theory {100 * np.nanmax(w['acc_test_theory']):.1f}%")
+
+# %% [markdown]
+# Outputs over time, against the L2 time $\tau = \eta\lambda t/(1-\beta)$ so that the three runs share an
+# axis: the true-class output of one test point for one seed (solid: network; dashed: its theory,
+# full-batch for SGD), the relative error of all test outputs (mean over seeds), and the test accuracy.
+# Momentum overshoots and rings before L2 pulls everything back to zero; the network follows it.
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(16, 4), constrained_layout=True)
+point = 0
+label = data.labels_test[point]
+for i, (name, c) in enumerate(protocols.items()):
+    run, w = mom_runs[name], mom[name]["widths"][str(WIDTH_M)]
+    tau = run["steps"] * c.learning_rate * c.l2 / (1 - c.momentum)
+    axes[0].plot(tau, run["fx_test"][0, :, point, label], "-", color=f"C{i}", label=f"{name} (width {WIDTH_M})")
+    axes[0].plot(tau, run["fx_test_theory_discrete"][0, :, point, label], "--", color=f"C{i}", lw=1)
+    axes[1].plot(tau[1:], np.asarray(w["rel_err_test_mean"])[1:], "o-", ms=3, color=f"C{i}", label=name)
+    axes[2].plot(tau, 100 * np.asarray(w["acc_test_finite"]), "-", color=f"C{i}", label=f"{name}, finite")
+    axes[2].plot(tau, 100 * np.asarray(w["acc_test_theory"]), "--", color=f"C{i}", lw=1)
+axes[0].set(xlabel="L2 time ηλt/(1 − β)", ylabel="true-class output",
+            title=f"test point {point} (class {label}); dashed: theory")
+axes[0].set_xscale("symlog", linthresh=1e-2)
+axes[1].set(xscale="log", yscale="log", xlabel="L2 time ηλt/(1 − β)", ylabel="‖f* − f*_theory‖/‖f*_theory‖",
+            title="relative error of the test outputs")
+axes[2].set(xlabel="L2 time ηλt/(1 − β)", ylabel="test accuracy (%)", title="test accuracy (dashed: theory)")
+axes[2].set_xscale("symlog", linthresh=1e-2)
+for ax in axes:
+    ax.legend(fontsize=7)
+plt.show()
+
+# %% [markdown]
+# ### The spread of SGD over batch draws
+#
+# For a problem small enough for the moment equations (`ntk_l2.theory.sgd`: the covariance of all
+# train and test outputs, at most 1,024 rows), the theory also predicts how far a single SGD run
+# strays from the mean. Below: 48 training and 24 test images, width 512, the first section's η = 10
+# and λ = 10⁻² for 20 steps, B = 12, 8 seeds. For each seed, the root-mean-square over test outputs of
+# (network − full-batch theory from its f₀): for SGD this holds the batch noise and the finite-width
+# gap, for full-batch gradient descent the finite-width gap alone; the predicted batch noise is the
+# theory's standard deviation, $\sqrt{\mathrm{mean}\,\mathrm{Var}[f_*]}$, from each seed's f₀. If the
+# batch noise and the finite-width gap are independent, an SGD run's deviation is about
+# $\sqrt{\sigma^2 + \text{gap}^2}$ (dotted).
+
+# %%
+from ntk_l2.theory.sgd import gradient_descent_mse_l2_sgd  # noqa: E402
+
+tiny = load_mnist_or_digits(32 if SMALL else 48, 16 if SMALL else 24, MNIST_DIR, seed=1)
+B_TINY, SEEDS_TINY, W_TINY, STEPS_TINY = (8, 4, 128, 10) if SMALL else (12, 8, 512, 20)
+tiny_cfg = dict(depth=3, widths=(W_TINY,), learning_rate=LR, l2=L2, steps=STEPS_TINY, seeds=SEEDS_TINY,
+                n_records=STEPS_TINY + 1)
+tiny_runs = {}
+for name, batch in (("sgd", B_TINY), ("full", None)):
+    run_comparison(tiny, CompareConfig(**tiny_cfg, batch_size=batch), out_dir=OUT / f"sgd_spread_{name}")
+    tiny_runs[name] = dict(np.load(OUT / f"sgd_spread_{name}" / "runs" / f"width{W_TINY}.npz"))
+tiny_k = infinite_width_kernels(tiny, CompareConfig(depth=3))
+sgd_theory = gradient_descent_mse_l2_sgd(tiny_k["train"], tiny.y_train, LR, L2, net.degree, batch_size=B_TINY)
+t_tiny = tiny_runs["sgd"]["steps"]
+predicted = []
+for seed in range(SEEDS_TINY):
+    f0, fs0 = (tiny_runs["sgd"][key][seed, 0].astype(float) for key in ("fx_train", "fx_test"))
+    predicted.append(np.sqrt(np.mean(np.asarray(sgd_theory(t_tiny, f0, fs0, tiny_k["test"]).var_test), axis=(-2, -1))))
+rms = {name: np.sqrt(np.mean((run["fx_test"] - run["fx_test_theory_discrete"]) ** 2, axis=(-2, -1)))
+       for name, run in tiny_runs.items()}
+fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+shown = t_tiny > 0  # all deviations are 0 at step 0 (same f₀)
+ax.plot(t_tiny[shown], rms["sgd"][:, shown].T, "C1-", lw=0.8, alpha=0.6)
+ax.plot(t_tiny[shown], rms["full"][:, shown].T, "C0-", lw=0.8, alpha=0.6)
+ax.plot(t_tiny[shown], np.mean(predicted, axis=0)[shown], "k--", lw=2,
+        label="predicted batch noise (theory.sgd, mean over seeds)")
+ax.plot(t_tiny[shown], np.mean(np.sqrt(np.asarray(predicted) ** 2 + rms["full"] ** 2), axis=0)[shown], "k:", lw=2,
+        label="predicted noise ⊕ full-batch gap, √(σ² + gap²)")
+ax.plot([], [], "C1-", label=f"SGD, B = {B_TINY}: network − theory mean, each seed")
+ax.plot([], [], "C0-", label="full batch: network − theory, each seed")
+ax.set(yscale="log", xlabel="step", ylabel="RMS over test outputs", title=f"{tiny.name}: {len(tiny.x_train)} train, "
+       f"{len(tiny.x_test)} test, width {W_TINY}")
+ax.legend(fontsize=7)
+plt.show()
+for s in (1, t_tiny[len(t_tiny) // 2], t_tiny[-1]):
+    i = int(np.searchsorted(t_tiny, s))
+    print(f"step {s:>2}: SGD deviation {np.mean(rms['sgd'][:, i]):.3g} (mean over seeds); predicted batch noise "
+          f"{np.mean(predicted, axis=0)[i]:.3g}; full-batch (finite-width) gap {np.mean(rms['full'][:, i]):.3g}; "
+          f"√(σ² + gap²) {np.mean(np.sqrt(np.asarray(predicted)[:, i] ** 2 + rms['full'][:, i] ** 2)):.3g}")
+
+# %% [markdown]
+# The predicted batch noise is most of an SGD run's deviation from the theory mean; adding the
+# finite-width gap of the full-batch runs in quadrature, √(σ² + gap²), comes within about 5–7% of the
+# measured deviation at each step printed (the SGD runs stay slightly above it).

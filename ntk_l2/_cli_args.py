@@ -50,6 +50,14 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
+def momentum(text: str) -> float:
+    """A momentum coefficient β in [0, 1)."""
+    value = _number(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text!r}")
+    return value
+
+
 def _integer(text: str, low: int) -> int:
     try:
         value = int(text)

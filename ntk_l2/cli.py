@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--degree", type=A.degree, required=True, help="homogeneity degree k (integer >= 0)")
     p.add_argument("--times", type=A.times, required=True, help="comma-separated steps, e.g. 0,10,100")
     p.add_argument("--discrete", action="store_true", help="gradient descent with a finite step (default: gradient flow)")
+    p.add_argument("--momentum", type=A.momentum, default=0.0, metavar="BETA",
+                   help="heavy-ball momentum β in [0, 1) (default 0): the exact map with --discrete, else its gradient flow")
+    p.add_argument("--nesterov", action="store_true", help="with --momentum and --discrete: Nesterov's form")
+    p.add_argument("--batch-size", type=A.positive_int, default=None, metavar="B",
+                   help="with --discrete: minibatch SGD with batches of B points; adds the spread over batch draws")
     p.add_argument("--loss", default="mse", choices=("mse", "xent"), help="mse (closed form) or xent (ODE)")
     p.add_argument("--max-memory", type=A.size, default=None, metavar="SIZE",
                    help="refuse requests estimated above SIZE (e.g. 64G; default: the memory available now)")
@@ -52,9 +57,17 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--depth", type=A.positive_int, default=3, help="hidden layers (bias-free ReLU, degree depth + 1)")
     c.add_argument("--widths", type=A.positive_ints, default=(256, 1024, 2048), help="comma-separated distinct widths")
     c.add_argument("--lr", type=A.auto_or(A.positive_float), default="auto",
-                   help="learning rate η, or auto: half the stability limit, capped at ηλ = 0.1")
+                   help="learning rate η, or auto: half the stability limit (of the momentum map with --momentum), "
+                        "capped at ηλ/(1 - β) = 0.1")
     c.add_argument("--l2", type=A.nonnegative_float, default=1e-2, help="L2 strength λ (0 needs --steps)")
-    c.add_argument("--steps", type=A.auto_or(A.positive_int), default="auto", help="steps, or auto: 2/(ηλ)")
+    c.add_argument("--steps", type=A.auto_or(A.positive_int), default="auto", help="steps, or auto: 2(1 - β)/(ηλ)")
+    c.add_argument("--momentum", type=A.momentum, default=0.0, metavar="BETA",
+                   help="heavy-ball momentum β in [0, 1) of the networks and the theory (default 0: plain gradient descent)")
+    c.add_argument("--nesterov", action="store_true",
+                   help="with --momentum: Nesterov's form, θ ← θ - η(g + βv) (no continuous-time theory then)")
+    c.add_argument("--batch-size", type=A.positive_int, default=None, metavar="B",
+                   help="minibatch SGD, B training points per step (default: full batch); compared with the "
+                        "full-batch theory, which is the mean over batch draws")
     c.add_argument("--seeds", type=A.positive_int, default=3)
     c.add_argument("--seed", type=A.nonnegative_int, default=0, help="data subset seed")
     c.add_argument("--float64", action="store_true", help="train in float64 (default float32)")
@@ -225,7 +238,8 @@ def _predict(args: argparse.Namespace) -> int:
     from ntk_l2.predict_file import predict_file
 
     out = predict_file(args.kernel, args.times, max_memory=args.max_memory, learning_rate=args.lr, l2=args.l2,
-                       degree=args.degree, discrete=args.discrete, loss=args.loss, max_loop_steps=args.max_loop_steps)
+                       degree=args.degree, discrete=args.discrete, loss=args.loss, max_loop_steps=args.max_loop_steps,
+                       momentum=args.momentum, nesterov=args.nesterov, batch_size=args.batch_size)
     io.save_npz(args.out, **out)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v.shape}" for k, v in out.items()))
     return 0
@@ -250,24 +264,32 @@ def _compare(args: argparse.Namespace) -> int:
     from ntk_l2.compare import CompareConfig, infinite_width_kernels, run_comparison, stable_learning_rate
 
     if args.l2 == 0 and args.steps == "auto":
-        raise ValueError("--steps: auto is 2/(ηλ), which has no value at --l2 0; give --steps")
-    widths = args.widths
+        raise ValueError("--steps: auto is 2/(ηλ) (2(1 - β)/(ηλ) with --momentum), which has no value at --l2 0; "
+                         "give --steps")
+    if args.nesterov and args.momentum == 0:
+        raise ValueError("--nesterov: needs --momentum > 0 (Nesterov's form of plain gradient descent is itself)")
+    widths, beta = args.widths, args.momentum
     ds = _dataset(args)
+    if args.batch_size is not None and args.batch_size > ds.x_train.shape[0]:
+        raise ValueError(f"--batch-size: {args.batch_size} exceeds the {ds.x_train.shape[0]} training points (--n-train)")
     probe = CompareConfig(depth=args.depth, widths=widths, l2=args.l2)
     if args.lr == "auto":
-        lr = stable_learning_rate(infinite_width_kernels(ds, probe)["train"], ds.y_train.size, args.l2, args.depth + 1)
+        lr = stable_learning_rate(infinite_width_kernels(ds, probe)["train"], ds.y_train.size, args.l2, args.depth + 1,
+                                  momentum=beta, nesterov=args.nesterov)
     else:
         lr = float(args.lr)
-    steps = int(round(2.0 / (lr * args.l2))) if args.steps == "auto" else int(args.steps)
-    cfg = CompareConfig(depth=args.depth, widths=widths, learning_rate=lr, l2=args.l2, steps=steps,
-                        seeds=args.seeds, float64=args.float64)
+    steps = int(round(2.0 * (1.0 - beta) / (lr * args.l2))) if args.steps == "auto" else int(args.steps)
+    cfg = CompareConfig(depth=args.depth, widths=widths, learning_rate=lr, l2=args.l2, steps=steps, seeds=args.seeds,
+                        float64=args.float64, momentum=beta, nesterov=args.nesterov, batch_size=args.batch_size)
     out = Path(args.out)
     summary = run_comparison(ds, cfg, progress=True, out_dir=out)
     from ntk_l2 import plots
 
     summary["figure"] = str(plots.save_comparison(out / "comparison.png", summary))
     io.save_json(out / "summary.json", summary)
-    print(f"wrote {out / 'summary.json'} and {summary['figure']} (η = {lr:.4g}, {steps} steps)")
+    optimizer = (f", {'Nesterov' if args.nesterov else 'heavy-ball'} momentum {beta:g}" if beta else "") + \
+        (f", batches of {args.batch_size} (theory: the full-batch mean)" if args.batch_size else "")
+    print(f"wrote {out / 'summary.json'} and {summary['figure']} (η = {lr:.4g}, {steps} steps{optimizer})")
     for width, err in zip(widths, summary["median_rel_err_test_max"]):
         print(f"  width {width:>5}: median over seeds of the max-over-time test-output error {err:.4f}")
     if summary["width_exponent"] is not None:

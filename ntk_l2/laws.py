@@ -25,8 +25,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ntk_l2 import io, metrics
-from ntk_l2.theory import discrete
-from ntk_l2.theory._affine import solver_inputs
+from ntk_l2.theory.reference import discrete
+from ntk_l2.theory.reference._affine import solver_inputs
 from ntk_l2.train import log_steps
 
 Array = NDArray[np.float64]

@@ -1,10 +1,12 @@
 """Finite-width training with L2 in JAX, in the conventions of the theory.
 
-Gradient descent on L(θ) + (λ/2)‖θ‖², L = ‖f_X − Y‖²/(2N), N = Y.size
-(`derivations/discrete_time.md`, D1):
+Gradient descent on L(θ) + (λ/2)‖θ‖², L = ‖f_X − Y‖²/(2N), N = Y.size, with
+g_s = ∇L(θ_s) + λ_s θ_s and v_0 = 0 (`derivations/discrete_time.md`, D1;
+`derivations/momentum.md`, M1):
 
-    θ_{s+1} = (1 − η_s λ_s) θ_s − η_s ∇L(θ_s)                      (plain)
-    v_{s+1} = β v_s + ∇L(θ_s) + λ_s θ_s,  θ_{s+1} = θ_s − η_s v_{s+1}  (momentum β)
+    θ_{s+1} = (1 − η_s λ_s) θ_s − η_s ∇L(θ_s)                          (plain)
+    v_{s+1} = β v_s + g_s,  θ_{s+1} = θ_s − η_s v_{s+1}                 (heavy ball β)
+    v_{s+1} = β v_s + g_s,  θ_{s+1} = θ_s − η_s (g_s + β v_{s+1})       (Nesterov β, the optax/PyTorch form)
 
 Minibatch SGD uses L on a batch (N = batch size × c). L2 acts on every
 trainable parameter. An ensemble of seeds runs vmapped in one compiled
@@ -41,7 +43,9 @@ class TrainConfig:
         λ values trained together, one ensemble member per (λ, seed) pair.
       steps: number of steps S.
       batch_size: None for full-batch gradient descent, else minibatch SGD.
-      momentum: heavy-ball coefficient β (0 = plain gradient descent).
+      momentum: momentum coefficient β (0 = plain gradient descent).
+      nesterov: use the Nesterov form θ ← θ − η(g + βv) instead of heavy ball
+        θ ← θ − ηv (only meaningful with momentum > 0).
       record_steps: steps at which to record; default ``n_records`` log-spaced
         steps in [0, S] including both ends.
       n_records: number of default record steps.
@@ -59,6 +63,7 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int | None = None
     momentum: float = 0.0
+    nesterov: bool = False
     record_steps: tuple[int, ...] | None = None
     n_records: int = 40
     ntk_steps: tuple[int, ...] = ()
@@ -74,6 +79,10 @@ class TrainConfig:
             raise ValueError(f"batch_size: must be None or an integer >= 1, got {self.batch_size!r}")
         if not (0.0 <= self.momentum < 1.0):
             raise ValueError(f"momentum: must be in [0, 1), got {self.momentum!r}")
+        if not isinstance(self.nesterov, (bool, np.bool_)):
+            raise ValueError(f"nesterov: must be True or False, got {self.nesterov!r}")
+        if self.nesterov and self.momentum == 0.0:
+            raise ValueError("nesterov: only meaningful with momentum > 0")
         if isinstance(self.l2, (tuple, list)):
             if not self.l2 or not all(isinstance(v, (int, float, np.floating, np.integer)) and math.isfinite(v) and v >= 0
                                       for v in self.l2):
@@ -257,7 +266,10 @@ def _train(init_fn, apply_fn, x_train, y_train, config, x_test, labels_train, la
         g = grad_fn(p, p0, xb, yb)
         if config.momentum:
             v = jax.tree_util.tree_map(lambda vi, gi, pi: config.momentum * vi + gi + lam * pi, v, g, p)
-            p = jax.tree_util.tree_map(lambda pi, vi: pi - eta * vi, p, v)
+            if config.nesterov:  # θ ← θ − η(g_s + βv_{s+1}), v already updated
+                p = jax.tree_util.tree_map(lambda pi, gi, vi: pi - eta * (gi + lam * pi + config.momentum * vi), p, g, v)
+            else:
+                p = jax.tree_util.tree_map(lambda pi, vi: pi - eta * vi, p, v)
         else:
             p = jax.tree_util.tree_map(lambda pi, gi: (1 - eta * lam) * pi - eta * gi, p, g)
         return p, v, p0, key, lam_member

@@ -1,4 +1,4 @@
-"""High-precision mpmath reference for `ntk_l2.theory.modes.mode_factors`.
+"""High-precision mpmath reference for `ntk_l2.theory.reference.modes.mode_factors`.
 
 A mode obeys dz/dt = −a e^{−bt} (z − y) − d z with b = 2(k − 1) g, d = k g, and
 z(t) = D(t) z(0) + R(t) y, where

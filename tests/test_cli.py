@@ -195,3 +195,42 @@ def test_deep_linear_bad_input_is_one_line_exit_2_no_output(tmp_path, capsys, fl
     code, _, err = run(["deep-linear", *flags, "--out", tmp_path / "x"], capsys)
     assert code == 2 and message in err and err.count("\n") == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_compare_with_momentum_and_minibatches(tmp_path, capsys):
+    code, stdout, err = run(["compare", "--dataset", "digits", "--n-train", 64, "--n-test", 64, "--depth", 2,
+                             "--widths", "32,128", "--l2", 1e-2, "--seeds", 2, "--momentum", 0.9, "--batch-size", 16,
+                             "--out", tmp_path / "cmp"], capsys)
+    assert code == 0, err
+    assert "heavy-ball momentum 0.9" in stdout and "batches of 16" in stdout
+    summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
+    cfg = summary["config"]
+    assert cfg["momentum"] == 0.9 and cfg["batch_size"] == 16 and not cfg["nesterov"]
+    # --lr auto: half the momentum stability limit with ηλ/(1 − β) ≤ 0.1; --steps auto: 2(1 − β)/(ηλ)
+    assert cfg["learning_rate"] * 1e-2 / 0.1 <= 0.1 * (1 + 1e-12)
+    assert cfg["steps"] == round(2 * 0.1 / (cfg["learning_rate"] * 1e-2))
+    assert summary["continuous_theory"] == "momentum flow"
+    code, stdout, err = run(["compare", "--dataset", "digits", "--n-train", 64, "--n-test", 64, "--depth", 2,
+                             "--widths", "32", "--l2", 1e-2, "--steps", 10, "--seeds", 2, "--momentum", 0.5, "--nesterov",
+                             "--out", tmp_path / "nag"], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "nag" / "summary.json").read_text())
+    assert summary["config"]["nesterov"] and summary["continuous_theory"] is None and "Nesterov momentum 0.5" in stdout
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--momentum", 1], "argument --momentum: must be in [0, 1), got '1'"),
+    (["--momentum", -0.5], "argument --momentum: must be in [0, 1)"),
+    (["--momentum", "nan"], "argument --momentum: must be finite"),
+    (["--momentum", "fast"], "argument --momentum: expected a number"),
+    (["--batch-size", 0], "argument --batch-size: must be >= 1"),
+    (["--batch-size", 2.5], "argument --batch-size: expected a whole number"),
+    (["--nesterov"], "--nesterov: needs --momentum > 0"),
+    (["--batch-size", 65], "--batch-size: 65 exceeds the 64 training points (--n-train)"),
+    (["--nesterov", "--momentum", 0.9, "--lr", 100.0], "learning_rate: learning_rate * l2 = 1 must be <="),
+])
+def test_compare_bad_optimizer_flags_are_one_line_exit_2_no_output(tmp_path, capsys, flags, message):
+    code, _, err = run(["compare", "--dataset", "digits", "--n-train", 64, "--n-test", 32, "--widths", "16",
+                        "--steps", 5, *flags, "--out", tmp_path / "x"], capsys)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "x").exists()

@@ -1,4 +1,6 @@
-"""`mode_factors` against a 50-digit mpmath reference over the physical range.
+"""`mode_factors` against a 50-digit mpmath reference over the physical range: the NumPy
+reference (`ntk_l2.theory.reference.modes`) and the JAX implementation (`ntk_l2.theory.modes`),
+each held to the same bound.
 
 Per kernel eigenmode, dz/dt = −a e^{−bt} (z − y) − d z with a = ημ/N, g = ηλ,
 b = 2(k − 1) g, d = k g, and z(t) = D(t) z(0) + R(t) y. `mode_factors(a, g, k, t)`
@@ -20,7 +22,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mpmath import mp, mpf
 
-from ntk_l2.theory.modes import mode_factors
+from ntk_l2.theory import modes as jax_modes
+from ntk_l2.theory.reference import modes as reference_modes
 
 try:  # tests/ as a plain directory (pytest's default rootdir-relative import)
     from _mp_reference import mp_mode_factors, mp_regime
@@ -244,21 +247,31 @@ def physical_cases(draw: st.DrawFn) -> Case:
 _FLOAT_MAX = np.finfo(np.float64).max
 
 
-def _check_against_reference(a: float, g: float, k: int, t: float, decay, ra) -> None:
+def _both(a, g: float, k: int, t) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(D, R/a) from the NumPy reference and from the JAX implementation, as NumPy arrays."""
+    return {name: tuple(np.asarray(v) for v in impl.mode_factors(a, g, k, t))
+            for name, impl in (("numpy", reference_modes), ("jax", jax_modes))}
+
+
+def _check_against_reference(a: float, g: float, k: int, t: float, results: dict[str, tuple]) -> None:
+    """Each implementation's (D, R/a) within RTOL·|ref| + ATOL of the 50-digit reference (computed once)."""
     ref = mp_mode_factors(a, g, k, t)
-    for name, got, want in (("decay", decay, ref[0]), ("ra", ra, ref[1])):
-        got = float(got)
-        where = f"{name}: mode_factors{(a, g, k, t)} = {got!r}, reference {mpmath.nstr(want, 17)}; {mp_regime(a, g, k, t)}"
-        if want > _FLOAT_MAX:
-            # Only for a = 0 with k = 0 (ra = (e^{2gt} − 1)/(2g)), outside the physical
-            # range where ra ≤ max(t, 1/a) ≤ 1e21: saturating at the float64 maximum
-            # (or +inf) is the only representable answer.
-            assert got >= _FLOAT_MAX, where
-            continue
-        assert math.isfinite(got) and got >= 0.0, where
-        with mp.workdps(60):
-            err = abs(mpf(got) - want)
-            assert err <= RTOL * abs(want) + ATOL, f"{where}; rel err {mpmath.nstr(err / want, 3) if want else err}"
+    for impl, (decay, ra) in results.items():
+        for name, got, want in (("decay", decay, ref[0]), ("ra", ra, ref[1])):
+            got = float(got)
+            where = (f"{impl} {name}: mode_factors{(a, g, k, t)} = {got!r}, reference {mpmath.nstr(want, 17)}; "
+                     f"{mp_regime(a, g, k, t)}")
+            if want > _FLOAT_MAX:
+                # Only for a = 0 with k = 0 (ra = (e^{2gt} − 1)/(2g)), outside the physical
+                # range where ra ≤ max(t, 1/a) ≤ 1e21: saturating at the float64 maximum
+                # (or +inf) is the only representable answer.
+                assert got >= _FLOAT_MAX, where
+                continue
+            assert math.isfinite(got) and got >= 0.0, where
+            with mp.workdps(60):
+                err = abs(mpf(got) - want)
+                rel = mpmath.nstr(err / want, 3) if want else err
+                assert err <= RTOL * abs(want) + ATOL, f"{where}; rel err {rel}"
 
 
 @pytest.mark.slow
@@ -299,9 +312,9 @@ def _check_against_reference(a: float, g: float, k: int, t: float, decay, ra) ->
 @example(Case(eta=10.0, lam=1.0, mu=1e-12, n=1e5, k=1, t=1e9))
 def test_mode_factors_match_mp_reference(case: Case) -> None:
     a, g = case.a, case.g
-    decay, ra = mode_factors(np.float64(a), g, case.k, np.float64(case.t))
-    assert np.shape(decay) == () and np.shape(ra) == ()
-    _check_against_reference(a, g, case.k, case.t, decay, ra)
+    results = _both(np.float64(a), g, case.k, np.float64(case.t))
+    assert all(np.shape(v) == () for pair in results.values() for v in pair)
+    _check_against_reference(a, g, case.k, case.t, results)
 
 
 _GRID_A = np.array([0.0, 1e-21, 1e-12, 1e-6, 1e-3, 0.1, 0.9, 1.0, 3.0, 30.0, 1e3, 1e7])
@@ -318,18 +331,22 @@ def test_mode_factors_vectorized_mixed_regimes(g, k):
     5e18 (the physical bound is μ/(2(k−1)Nλ) ≤ 5e13; the module docstring of
     `modes.py` allows for 1e20).
     """
-    try:
-        decay, ra = mode_factors(_GRID_A[:, None], g, k, _GRID_T[None, :])
-    except Exception as exc:  # noqa: BLE001 - name the raising elements, with their regime
-        raising = []
-        for a in _GRID_A:
-            for t in _GRID_T:
-                try:
-                    mode_factors(a, g, k, t)
-                except Exception as one:  # noqa: BLE001
-                    raising.append(f"{(float(a), g, k, float(t))}: {one!r}; {mp_regime(float(a), g, k, float(t))}")
-        pytest.fail(f"{exc!r} from the broadcast call; raising elements:\n" + "\n".join(raising))
-    assert decay.shape == ra.shape == (_GRID_A.size, _GRID_T.size)
+    results = {}
+    for name, impl in (("numpy", reference_modes), ("jax", jax_modes)):
+        try:
+            results[name] = tuple(np.asarray(v) for v in impl.mode_factors(_GRID_A[:, None], g, k, _GRID_T[None, :]))
+        except Exception as exc:  # noqa: BLE001 - name the raising elements, with their regime
+            raising = []
+            for a in _GRID_A:
+                for t in _GRID_T:
+                    try:
+                        impl.mode_factors(a, g, k, t)
+                    except Exception as one:  # noqa: BLE001
+                        raising.append(f"{(float(a), g, k, float(t))}: {one!r}; {mp_regime(float(a), g, k, float(t))}")
+            pytest.fail(f"{name}: {exc!r} from the broadcast call; raising elements:\n" + "\n".join(raising))
+    for decay, ra in results.values():
+        assert decay.shape == ra.shape == (_GRID_A.size, _GRID_T.size)
     for i, a in enumerate(_GRID_A):
         for j, t in enumerate(_GRID_T):
-            _check_against_reference(float(a), g, k, float(t), decay[i, j], ra[i, j])
+            pairs = {name: (d[i, j], r[i, j]) for name, (d, r) in results.items()}
+            _check_against_reference(float(a), g, k, float(t), pairs)

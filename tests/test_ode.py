@@ -81,3 +81,30 @@ def test_bad_schedules_and_loss(problem):
         PiecewiseConstant((2.0, 1.0), (0.1, 0.2, 0.3))
     with pytest.raises(ValueError, match="y_train: for loss='xent'"):
         gradient_descent_l2_ode(*args, 1.0, 0.0, 2, loss="xent")
+
+
+@pytest.mark.parametrize("loss", ["mse", "xent"])
+def test_full_output_kernels(loss):
+    """J1 (derivations/engine.md): an (n, n, c, c) kernel Θ⊗I_c gives the (n, n) result, for MSE
+    and cross-entropy; with cross-output terms the MSE path equals the closed form on the same
+    full kernel. Both sides integrate at rtol 1e-10 (different systems, so the bound is 1e-8)."""
+    from ntk_l2.theory.closed_form import gradient_descent_mse_l2 as closed_form
+
+    rng = np.random.default_rng(11)
+    n, m, c = 6, 3, 3
+    feats = rng.normal(size=(n + m, 20))
+    k = feats @ feats.T / 20
+    full = np.einsum("ij,ab->ijab", k, np.eye(c))
+    y = np.eye(c)[rng.integers(0, c, n)] - 1.0 / c
+    times = np.array([0.0, 1.0, 5.0, 30.0])
+    ours = gradient_descent_l2_ode(k[:n, :n], y, 1.0, 1e-2, 2, loss=loss)(times, 0.0, 0.0, k[n:, :n])
+    flat = gradient_descent_l2_ode(full[:n, :n], y, 1.0, 1e-2, 2, loss=loss)(times, 0.0, 0.0, full[n:, :n])
+    for a, b in zip(flat, ours):
+        assert a.shape == b.shape and np.max(np.abs(a - b)) <= 1e-8 * np.max(np.abs(b))
+    if loss == "mse":
+        g = rng.normal(size=((n + m) * c, 4 * (n + m) * c))
+        cross = (g @ g.T / g.shape[1]).reshape(n + m, c, n + m, c).transpose(0, 2, 1, 3)
+        ode = gradient_descent_l2_ode(cross[:n, :n], y, 1.0, 1e-2, 2)(times, 0.0, 0.0, cross[n:, :n])
+        exact = closed_form(cross[:n, :n], y, 1.0, 1e-2, 2)(times, 0.0, 0.0, cross[n:, :n])
+        for a, b in zip(ode, exact):
+            assert np.max(np.abs(a - np.asarray(b))) <= 1e-8 * np.max(np.abs(np.asarray(b)))

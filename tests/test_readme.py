@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
@@ -21,6 +23,10 @@ def test_api_tour_runs(capsys):
     result = namespace["result"]
     assert result.fx_test.shape[:2] == (3, len(result.steps)) and not result.diverged.any()
     assert result.ntk_probe.shape[:2] == (3, 2)
+    assert namespace["fx_test_hb"].shape == (21, 512, 10)
+    assert namespace["moments"].mean_train.shape == (11, 32, 10) and namespace["moments"].loss.shape == (11,)
+    assert namespace["losses"].shape == (64,) and np.all(np.isfinite(namespace["losses"]))
+    assert np.isfinite(float(namespace["slope"]))
 
 
 def test_ci_runs_the_readme_test_command_verbatim():

@@ -1,4 +1,4 @@
-"""Per-eigenmode solution of gradient flow with L2 for a homogeneous network.
+"""Per-eigenmode solution of gradient flow with L2, in JAX (jit, vmap, grad, jacfwd).
 
 In the eigenbasis of Θ_0 every mode of the training outputs obeys
 (`derivations/continuous_time.md`, eq. C3)
@@ -6,282 +6,413 @@ In the eigenbasis of Θ_0 every mode of the training outputs obeys
     dz/dt = −a e^{−bt} (z − y) − d z,
     a = η μ / N,   g = η λ,   b = 2 (k − 1) g,   d = k g,
 
-whose solution is z(t) = D(t) z(0) + R(t) y with
+with solution z(t) = D(t) z(0) + R(t) y (C4–C5). For k ≥ 2 and g > 0, R is an incomplete
+gamma function, evaluated without overflow in the four regimes of section 4 of the
+derivation, with the boundaries of the NumPy reference `ntk_l2.theory.reference.modes`:
 
-    A(t) = a (1 − e^{−bt}) / b + d t,      D(t) = e^{−A(t)},
-    R(t) = ∫_0^t a e^{−bs} e^{−(A(t) − A(s))} ds.
-
-For k ≥ 2 and g > 0, with x0 = a/b, xt = x0 e^{−bt}, U = x0 − xt and
-p = k / (2(k − 1)) ∈ (1/2, 1],
-
-    R = ∫_0^U e^{−u} (1 + u/xt)^{−p} du = xt^p e^{xt} ∫_{xt}^{x0} w^{−p} e^{−w} dw,
-
-an incomplete gamma function whose textbook form overflows through e^{xt}
-(x0 = μ/(2(k−1)Nλ) reaches 5e13 in the physical range). `mode_factors` evaluates it in four
-regimes, each free of overflow and of cancellation (derivation, section 4):
-
-    A   x0 ≤ 1         convergent series with expm1-differences per term
+    A   x0 ≤ 1         convergent series, each difference x0^q − xt^q as x0^q (1 − e^{−qL}) by φ
     B1  xt ≥ 1, U ≤ 1  20-point Gauss–Legendre on the smooth u-integral
-    B2  xt ≥ 1, U > 1  R = G(xt) − D G(x0),  G(x) = x^p e^x Γ(1 − p, x) ∈ (0, 1]
-                       by a continued fraction (no exponential prefactor)
+    B2  xt ≥ 1, U > 1  R = G(xt) − D G(x0),  G(x) = x^p e^x Γ(1 − p, x),
+                       G by a continued fraction (a `lax.while_loop`)
     C   xt < 1 < x0    split at w = 1: series on [xt, 1] + quadrature or G on [1, x0]
 
-k = 1 or λ = 0 (b = 0) and k = 0 (b < 0, d = 0) have elementary closed forms.
-Checked against a 50-digit mpmath reference in `tests/test_modes_reference.py`.
+JAX evaluation (C9–C10): R/a is formed directly (never as (R/x0)/b, whose g-derivative
+cancels) with U = a φ(b, t); the part of A with bt ≤ ln 2 (A_Q) uses B1's quadrature in
+u = U s. Every regime is computed with ``jnp.where`` on safe inputs ("double where": an
+unselected element gets a value inside the regime, so neither its value nor its derivative
+is NaN), inside a `lax.cond` that skips it when no element falls in it. G and the series
+carry `jax.custom_jvp` derivatives (C9, C10a): ``grad``/``jacfwd`` never differentiate a
+loop. Python ``if`` branches only on the integer k and on concrete values: a concrete g
+picks its closed form (b = 0, k = 0 or homogeneous); a traced g computes the b = 0 and
+homogeneous forms and selects.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from numpy.typing import ArrayLike, NDArray
+import functools
+import math
+from functools import partial
+from typing import Any
 
-Array = NDArray[np.float64]
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ntk_l2.theory import _engine
+
+JArray = jax.Array
 
 _SERIES_TERMS = 24  # x0 ≤ 1: the n-th term is below 1/n!, 1/24! ≈ 1.6e-24
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(20)
 _CF_MAX_ITER = 1000
 _CF_EPS = 4.5e-16  # two ulps of 1: a smaller bound may never be met in float64
+_CF_TINY = 1e-300
+_X0_MAX = 1e300  # x0 = a/b beyond this is refused (concrete) or taken at its b → 0 limit (traced)
+_EXP_MAX = 709.0  # e^x overflows float64 for x > 709.78
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+_U_MAX = 1e300
+_SAFE_G_ARG = 1e10  # argument of G where its value is not used: the fraction converges at once
+_LN2 = float(np.log(2.0))
+# Regimes of section 4, with A split by how it is evaluated: A_Q (bt ≤ ln 2) by B1's quadrature (C10)
+REGIMES = (A, A_Q, B1, B2, C) = (0, 1, 2, 3, 4)
 
 
-def psi(x: ArrayLike) -> Array:
-    """ψ(x) = (1 − e^{−x}) / x, with ψ(0) = 1; accurate for all real x."""
-    x = np.asarray(x, dtype=np.float64)
-    safe = np.where(x == 0.0, 1.0, x)
-    with np.errstate(over="ignore"):
-        return np.where(x == 0.0, 1.0, -np.expm1(-safe) / safe)
+def _f64(x: Any) -> JArray:
+    return jnp.asarray(x, jnp.float64)
 
 
-def phi(q: ArrayLike, t: ArrayLike) -> Array:
-    """φ(q, t) = ∫_0^t e^{−q s} ds = (1 − e^{−qt}) / q, with φ(0, t) = t and φ(q>0, ∞) = 1/q."""
-    q = np.asarray(q, dtype=np.float64)
-    t = np.asarray(t, dtype=np.float64)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        qt = q * t
-        trivial = (q == 0.0) | (qt == 0.0)
-        return np.where(trivial, t, -np.expm1(-qt) / np.where(trivial, 1.0, q))
+# ψ(x) = Σ_j (−x)^j/(j + 1)! for |x| < 1/2 (18 terms: (1/2)^18/19! < 1e-22); outside, 1 − e^{−x} does not
+# cancel (|1 − e^{−x}| > 0.39). XLA's expm1 is ~10x slower than exp on CPU.
+_PSI_BELOW = 0.5
+_PSI_COEFFICIENTS = [(-1.0) ** j / math.factorial(j + 1) for j in range(18)]
 
 
-def scaled_upper_gamma(x: Array, p: float) -> Array:
-    """G(x) = x^p e^x Γ(1 − p, x) = ∫_0^∞ e^{−v} (1 + v/x)^{−p} dv, for x ≥ 1.
+def _horner(x: JArray, coefficients: list[float]) -> JArray:
+    acc = jnp.full_like(x, coefficients[-1])
+    for c in coefficients[-2::-1]:
+        acc = acc * x + c
+    return acc
+
+
+def _psi(x: JArray) -> JArray:
+    small = jnp.abs(x) < _PSI_BELOW
+    safe = jnp.where(small, 1.0, x)
+    return jnp.where(small, _horner(jnp.where(small, x, 0.0), _PSI_COEFFICIENTS), (1.0 - jnp.exp(-safe)) / safe)
+
+
+def _phi(q: Any, t: JArray) -> JArray:
+    q = _f64(q)
+    qt = jnp.where(jnp.isinf(t) & (q == 0.0), 0.0, q * t)
+    small = jnp.abs(qt) < _PSI_BELOW
+    q_safe, qt_safe = jnp.where(small, 1.0, q), jnp.where(small, 1.0, qt)
+    taylor = t * _horner(jnp.where(small, qt, 0.0), _PSI_COEFFICIENTS)
+    return jnp.where(small, taylor, (1.0 - jnp.exp(-qt_safe)) / q_safe)
+
+
+def psi(x: Any) -> JArray:
+    """ψ(x) = (1 − e^{−x}) / x, with ψ(0) = 1; accurate for all real x, with its derivatives at 0."""
+    with _engine.float64(x):
+        return _psi(_f64(x))
+
+
+def phi(q: Any, t: Any) -> JArray:
+    """φ(q, t) = ∫_0^t e^{−q s} ds = (1 − e^{−qt}) / q, with φ(0, t) = t and φ(q>0, ∞) = 1/q.
+
+    t·ψ(qt) near qt = 0 (a polynomial), so the derivative in q is right at q = 0 too (−t²/2).
+    """
+    with _engine.float64(q, t):
+        return _phi(_f64(q), _f64(t))
+
+
+def _lentz(x: JArray, s: float) -> JArray:
+    """x · CF(x) for Γ(s, x) = e^{−x} x^s CF(x) by the modified Lentz algorithm (NaN where not converged)."""
+
+    def body(state):
+        i, bb, c, d, h, done = state
+        an = -i * (i - s)
+        bb = bb + 2.0
+        d = an * d + bb
+        d = jnp.where(jnp.abs(d) < _CF_TINY, _CF_TINY, d)
+        c = bb + an / c
+        c = jnp.where(jnp.abs(c) < _CF_TINY, _CF_TINY, c)
+        d = 1.0 / d
+        delta = d * c
+        h = jnp.where(done, h, h * delta)  # an element stops at its own convergence, as in the reference
+        return i + 1.0, bb, c, d, h, done | (jnp.abs(delta - 1.0) < _CF_EPS)
+
+    def cond(state):
+        return (state[0] <= _CF_MAX_ITER) & ~jnp.all(state[5])
+
+    bb = x + 1.0 - s
+    d = 1.0 / bb
+    init = (jnp.float64(1.0), bb, jnp.full_like(x, 1.0 / _CF_TINY), d, d, jnp.zeros(x.shape, bool))
+    *_, h, done = lax.while_loop(cond, body, init)
+    return jnp.where(done, x * h, jnp.nan)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _scaled_upper_gamma(x: JArray, p: float) -> JArray:
+    return _lentz(x, 1.0 - p)
+
+
+@_scaled_upper_gamma.defjvp
+def _scaled_upper_gamma_jvp(p: float, primals: tuple[JArray], tangents: tuple[JArray]) -> tuple[JArray, JArray]:
+    """G'(x) = G(x)(1 + p/x) − 1 (C9a), evaluated as (p/x²)[(p+1) G_{p+2}(x) − p G_{p+1}(x)] (C9c)."""
+    (x,), (dx,) = primals, tangents
+    slope = p / x**2 * ((p + 1.0) * _scaled_upper_gamma(x, p + 2.0) - p * _scaled_upper_gamma(x, p + 1.0))
+    return _scaled_upper_gamma(x, p), slope * dx
+
+
+@functools.lru_cache(maxsize=None)
+def _g_one(p: float) -> float:
+    """G(1) for exponent p, a constant (evaluated once per p, also inside a trace)."""
+    with jax.ensure_compile_time_eval(), _engine.float64():
+        return float(_lentz(jnp.ones((), jnp.float64), 1.0 - p))
+
+
+def scaled_upper_gamma(x: Any, p: float) -> JArray:
+    """G(x) = x^p e^x Γ(1 − p, x) = ∫_0^∞ e^{−v} (1 + v/x)^{−p} dv, for x ≥ 1 (C5c).
 
     Modified Lentz evaluation of the continued fraction
     Γ(s, x) = e^{−x} x^s / (x + 1 − s − 1(1 − s)/(x + 3 − s − 2(2 − s)/…)),
     s = 1 − p, so that G(x) = x · CF(x) carries no exponential prefactor.
+    Differentiable in x through its analytic derivative (C9), not through the loop.
     """
-    x = np.asarray(x, dtype=np.float64)
-    out = np.empty_like(x)
-    s = 1.0 - p
-    tiny = 1e-300
-    idx = np.arange(x.size)
-    xv = x.ravel().copy()
-    bb = xv + 1.0 - s
-    c = np.full_like(xv, 1.0 / tiny)
-    d = 1.0 / bb
-    h = d.copy()
-    flat = out.ravel()
-    for i in range(1, _CF_MAX_ITER + 1):
-        an = -i * (i - s)
-        bb = bb + 2.0
-        d = an * d + bb
-        d = np.where(np.abs(d) < tiny, tiny, d)
-        c = bb + an / c
-        c = np.where(np.abs(c) < tiny, tiny, c)
-        d = 1.0 / d
-        delta = d * c
-        h = h * delta
-        done = np.abs(delta - 1.0) < _CF_EPS
-        if done.any():
-            flat[idx[done]] = xv[done] * h[done]
-            keep = ~done
-            idx, xv, bb, c, d, h = idx[keep], xv[keep], bb[keep], c[keep], d[keep], h[keep]
-            if idx.size == 0:
-                break
-    if idx.size:  # pragma: no cover - the fraction converges for x ≥ 1
-        raise RuntimeError("continued fraction for the incomplete gamma did not converge")
-    return flat.reshape(x.shape)
+    with _engine.float64(x):
+        return _scaled_upper_gamma(_f64(x), float(p))
 
 
-def _series_ratio(x_hi: Array, length: Array, p: float) -> Array:
-    """Σ_n (−1)^n x_hi^n φ(n + 1 − p, L) / n! = x_hi^{p−1} ∫_{x_hi e^{−L}}^{x_hi} w^{−p} e^{−w} dw / x_hi^0.
+_SERIES_COEFFICIENTS = np.array([(-1.0) ** n / math.factorial(n) for n in range(_SERIES_TERMS)])
 
-    Exactly: ∫_{x_lo}^{x_hi} w^{−p} e^{−w} dw = x_hi^{1−p} · (this sum), x_lo = x_hi e^{−L};
-    each difference x_hi^q − x_lo^q = x_hi^q (1 − e^{−qL}) is formed by expm1.
-    For x_hi ≤ 1 the alternating sum is well conditioned (condition number ≤ e²).
+
+def _dpsi(x: JArray) -> JArray:
+    """ψ'(x) = ((1 + x) e^{−x} − 1)/x², by its Taylor polynomial for |x| < 1/2."""
+    small = jnp.abs(x) < _PSI_BELOW
+    safe = jnp.where(small, 1.0, x)
+    taylor = _horner(jnp.where(small, x, 0.0), [j * c for j, c in enumerate(_PSI_COEFFICIENTS)][1:])
+    return jnp.where(small, taylor, ((1.0 + safe) * jnp.exp(-safe) - 1.0) / safe**2)
+
+
+def _series_scan(x: JArray, p: float, scale: JArray, length: JArray, derivatives: bool) -> tuple[JArray, ...]:
+    """S = Σ_n c_n x^n φ(q_n·scale, L), q_n = n + 1 − p, c_n = (−1)^n/n!, 24 terms by a `lax.scan`; with
+    ``derivatives`` also ∂S/∂x, ∂S/∂scale and ∂S/∂L, summed term by term in the same loop (C10a)."""
+    shape = jnp.broadcast_shapes(jnp.shape(x), jnp.shape(scale), jnp.shape(length))
+
+    def term(carry, n_coefficient):
+        n, c = n_coefficient
+        q = n + 1.0 - p
+        sums, power, dpower = carry  # x^n and n x^{n−1}
+        exponent = q * scale * length
+        new = [sums[0] + c * power * length * _psi(exponent)]
+        if derivatives:
+            new += [sums[1] + c * dpower * length * _psi(exponent),
+                    sums[2] + c * power * q * length**2 * _dpsi(exponent),
+                    sums[3] + c * power * jnp.exp(-exponent)]
+        return (tuple(new), power * x, dpower * x + power), None
+
+    zeros = tuple(jnp.zeros(shape) for _ in range(4 if derivatives else 1))
+    terms = (jnp.arange(_SERIES_TERMS, dtype=jnp.float64), jnp.asarray(_SERIES_COEFFICIENTS))
+    (sums, _, _), _ = lax.scan(term, (zeros, jnp.ones(shape), jnp.zeros(shape)), terms, unroll=4)
+    return sums
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _series(x: JArray, p: float, scale: JArray, length: JArray) -> JArray:
+    """Σ_n (−1)^n x^n φ((n + 1 − p)·scale, L) / n! over 24 terms (regime A's series, C5 section 4).
+
+    With scale = 1 it is x^{p−1} ∫_{x e^{−L}}^{x} w^{−p} e^{−w} dw. Differentiated by its term-wise
+    derivatives (C10), one forward scan, so reverse mode never transposes the loop.
     """
-    total = np.zeros_like(x_hi)
-    power = np.ones_like(x_hi)
-    factorial = 1.0
-    for n in range(_SERIES_TERMS):
-        if n:
-            power = power * x_hi
-            factorial *= n
-        total = total + ((-1.0) ** n / factorial) * power * phi(n + 1.0 - p, length)
-    return total
+    return _series_scan(x, p, scale, length, False)[0]
 
 
-def _gauss_legendre(f, lo: Array, hi: Array) -> Array:
-    """∫_lo^hi f(w) dw by 20-point Gauss–Legendre, vectorized over the limits."""
-    half = 0.5 * (hi - lo)
-    mid = 0.5 * (hi + lo)
+@_series.defjvp
+def _series_jvp(p: float, primals: tuple[JArray, ...], tangents: tuple[JArray, ...]) -> tuple[JArray, JArray]:
+    value, d_x, d_scale, d_length = _series_scan(*primals[:1], p, *primals[1:], True)
+    dx, dscale, dlength = tangents
+    return value, d_x * dx + d_scale * dscale + d_length * dlength
+
+
+def _gauss_legendre(log_f, lo: JArray, hi: JArray) -> JArray:
+    """∫_lo^hi exp(log_f(w)) dw by 20-point Gauss–Legendre, vectorized over the limits."""
+    half, mid = 0.5 * (hi - lo), 0.5 * (hi + lo)
     nodes = mid[..., None] + half[..., None] * _GL_NODES
-    return half * np.sum(_GL_WEIGHTS * f(nodes), axis=-1)
+    return half * jnp.sum(_GL_WEIGHTS * jnp.exp(log_f(nodes)), axis=-1)
 
 
-def _response_homogeneous(a: Array, g: float, k: int, t: Array) -> Array:
-    """R/a for k ≥ 2, g > 0 (regimes A, B1, B2, C of the module docstring)."""
+def _geometry(a: JArray, g: Any, k: int, t: JArray) -> tuple[JArray, ...]:
+    """b, x0 = a/b, xt = x0 e^{−bt}, U = a φ(b, t) (= x0 − xt; C10: well-conditioned derivatives), k ≥ 2."""
     b = 2.0 * (k - 1) * g
-    p = k / (2.0 * (k - 1))
     x0 = a / b
-    length = b * t  # L = bt
-    xt = x0 * np.exp(-length)
-    u_total = x0 * -np.expm1(-length)  # U = x0 − xt without cancellation
-    r_over_x0 = np.zeros_like(a)
-
-    m = x0 <= 1.0  # regime A
-    if m.any():
-        r_over_x0[m] = np.exp(xt[m] - p * length[m]) * _series_ratio(x0[m], length[m], p)
-
-    m = (x0 > 1.0) & (xt >= 1.0) & (u_total <= 1.0)  # regime B1
-    if m.any():
-        xm = xt[m]
-        integral = _gauss_legendre(
-            lambda u: np.exp(-u) * (1.0 + u / xm[:, None]) ** (-p), np.zeros_like(xm), u_total[m]
-        )
-        r_over_x0[m] = integral / x0[m]
-
-    m = (x0 > 1.0) & (xt >= 1.0) & (u_total > 1.0)  # regime B2
-    if m.any():
-        decay = np.exp(-(u_total[m] + p * length[m]))
-        r = scaled_upper_gamma(xt[m], p) - decay * scaled_upper_gamma(x0[m], p)
-        r_over_x0[m] = r / x0[m]
-
-    m = (x0 > 1.0) & (xt < 1.0)  # regime C
-    if m.any():
-        x0m = x0[m]
-        log_inv_xt = length[m] - np.log(x0m)  # −ln xt, exact even when xt underflows
-        lower = _series_ratio(np.ones_like(x0m), log_inv_xt, p)  # ∫_{xt}^1 w^{−p}e^{−w}dw
-        upper = np.empty_like(x0m)
-        near = x0m <= 2.0
-        if near.any():
-            upper[near] = _gauss_legendre(
-                lambda w: w ** (-p) * np.exp(-w), np.ones(near.sum()), x0m[near]
-            )
-        far = ~near
-        if far.any():
-            xf = x0m[far]
-            g_one = scaled_upper_gamma(np.ones(1), p)[0]
-            upper[far] = np.exp(-1.0) * g_one - np.exp(-xf) * xf ** (-p) * scaled_upper_gamma(xf, p)
-        xt_m = np.exp(-log_inv_xt)
-        r_over_x0[m] = np.exp(xt_m - p * log_inv_xt) * (lower + upper) / x0m
-    return r_over_x0 / b
+    return b, x0, x0 * jnp.exp(-b * t), a * _phi(b, t)
 
 
-def _validate(a: Array, g: float, k: int, t: Array) -> None:
+def _classify(b: JArray, x0: JArray, xt: JArray, u_total: JArray, t: JArray) -> JArray:
+    """The regime A, A_Q, B1, B2 or C of every element (int8)."""
+    small_x0 = jnp.where(b * t <= _LN2, A_Q, A)
+    large_x0 = jnp.where(xt >= 1.0, jnp.where(u_total <= 1.0, B1, B2), C)
+    return jnp.where(x0 <= 1.0, small_x0, large_x0).astype(jnp.int8)
+
+
+def _when(flag: JArray, compute, otherwise: JArray) -> JArray:
+    """``compute()`` if ``flag`` else ``otherwise``, by `lax.cond` (under vmap both run, selected elementwise)."""
+    return lax.cond(flag, lambda _: compute(), lambda o: o, otherwise)
+
+
+def _response_homogeneous(a: JArray, g: Any, k: int, t: JArray) -> JArray:
+    """R/a for k ≥ 2, g > 0, t finite (C5; regimes A, A_Q, B1, B2, C, each only if some element is in it).
+
+    R/a is formed directly, never as (R/x0)/b, whose derivatives in g would cancel (C10).
+    Regimes A and C share one series loop.
+    """
+    p = k / (2.0 * (k - 1))
+    b, x0, xt, u_total = _geometry(a, g, k, t)
+    regime = _classify(b, x0, xt, u_total, t)
+    in_a, in_q, in_b2, in_c = regime == A, (regime == A_Q) | (regime == B1), regime == B2, regime == C
+    a_safe = jnp.where(in_a, 1.0, a)  # a > 0 outside regime A
+    x0a = jnp.where(x0 <= 1.0, x0, 0.5)  # regime A is per mode
+    x0c = jnp.where(x0 > 1.0, x0, 3.0)  # regime C is x0 > 1
+    log_inv_xt = jnp.where(in_c, b * t - jnp.log(x0c), 1.0)  # C: ln(1/xt), exact when xt underflows
+    zeros = jnp.zeros(regime.shape)
+
+    def series():  # A: Σ (−1)^n x0^n φ((n+1−p) b, t)/n!;  C: Σ (−1)^n φ(n+1−p, ln(1/xt))/n! (∫_{xt}^1)
+        x_hi, scale, length = jnp.where(in_a, x0a, 1.0), jnp.where(in_a, b, 1.0), jnp.where(in_a, t, log_inv_xt)
+        return _series(x_hi, p, scale, length)
+
+    def quadrature():  # C10b: R/a = φ(b, t) ∫_0^1 e^{−Us} (1 + s (e^{bt} − 1))^{−p} ds
+        um, lq = jnp.where(in_q, u_total, 0.5), jnp.where(in_q, b * t, 0.5)  # safe: e^{bt} overflows elsewhere
+        grow = lq * _psi(-lq)
+        integral = _gauss_legendre(lambda s: -um[..., None] * s - p * jnp.log1p(s * grow[..., None]),
+                                   jnp.zeros_like(um), jnp.ones_like(um))
+        return _phi(b, t) * integral
+
+    x0g, xtg = jnp.where(x0 >= 1.0, x0, _SAFE_G_ARG), jnp.where(in_b2, xt, _SAFE_G_ARG)
+    g_x0 = _when(jnp.any(in_b2 | in_c), lambda: _scaled_upper_gamma(x0g, p), jnp.ones(x0.shape))
+    g_xt = _when(jnp.any(in_b2), lambda: _scaled_upper_gamma(xtg, p), zeros)
+    sums = _when(jnp.any(in_a | in_c), series, zeros)
+    out = jnp.where(in_q, _when(jnp.any(in_q), quadrature, zeros), 0.0)
+    out = jnp.where(in_a, jnp.exp(x0a * jnp.exp(-b * t) - k * g * t) * sums, out)
+    out = jnp.where(in_b2, (g_xt - jnp.exp(-(u_total + k * g * t)) * g_x0) / a_safe, out)  # (G(xt) − D G(x0))/a
+    # C: xt^p e^{xt} (∫_{xt}^1 + ∫_1^{x0}) w^{−p} e^{−w} dw / a; ∫_1^{x0} per mode, by quadrature for x0 ≤ 2
+    near = x0c <= 2.0
+    x_near, x_far = jnp.where(near, x0c, 1.5), jnp.where(near, 3.0, x0c)
+    quad = _gauss_legendre(lambda w: -w - p * jnp.log(w), jnp.ones_like(x_near), x_near)
+    far = jnp.exp(-1.0) * _g_one(p) - jnp.exp(-x_far - p * jnp.log(x_far)) * g_x0
+    upper = jnp.where(near, quad, far)
+    return jnp.where(in_c, jnp.exp(jnp.exp(-log_inv_xt) - p * log_inv_xt) * (sums + upper) / a_safe, out)
+
+
+def _span_response(a: JArray, b: Any, t: JArray) -> tuple[JArray, JArray, JArray]:
+    """φ(b, t) capped at the largest float, U = a φ(b, t) (capped at 1e300: e^{−U} = 0 either way), and
+    (1 − e^{−U})/a (ψ form for U < 1). Caps by `jnp.where`, whose derivative selects (min's multiplies: 0·inf)."""
+    negative = b < 0.0  # k = 0: e^{−bt} or φ = (e^{−bt} − 1)/(−b) overflows where either exponent passes 709
+    growth = -b * t
+    over = negative & (jnp.maximum(growth, growth - jnp.log(jnp.where(negative, -b, 1.0))) > _EXP_MAX)
+    span = jnp.where(over, _FLOAT_MAX, _phi(b, jnp.where(over, 0.0, t)))
+    u_total = jnp.where(a * span >= _U_MAX, _U_MAX, a * span)
+    small = u_total < 1.0
+    body = jnp.where(small, span * _psi(jnp.where(small, u_total, 0.0)),
+                     (1.0 - jnp.exp(-u_total)) / jnp.where(small | (a <= 0.0), 1.0, a))
+    return span, u_total, body
+
+
+def _limit(rate: JArray, vanishes: Any) -> tuple[JArray, JArray]:
+    """(D, R/a) at t = ∞: (0, 1/rate) for rate > 0; else (0 if ``vanishes`` else 1, 0) (pseudo-inverse)."""
+    positive = rate > 0.0
+    return jnp.where(positive | vanishes, 0.0, 1.0), jnp.where(positive, 1.0 / jnp.where(positive, rate, 1.0), 0.0)
+
+
+@partial(jax.jit, static_argnames=("k", "branch"))
+def _mode_factors(a: JArray, g: Any, t: JArray, *, k: int, branch: str) -> tuple[JArray, JArray]:
+    """(D, R/a) of one branch: "b0" (b = 0), "k0", "homogeneous" (k ≥ 2, g > 0), "traced" (k ≥ 2, any g)."""
+    at_infinity = jnp.isinf(t)
+    tf = jnp.where(at_infinity, 0.0, t)
+    d = k * g
+    if branch == "b0":
+        rate = a + d
+        decay, ra = jnp.exp(-rate * tf), _phi(rate, tf)
+        decay_inf, ra_inf = _limit(rate, False)
+    elif branch == "k0":
+        _, u_total, ra = _span_response(a, -2.0 * g, tf)
+        decay = jnp.exp(-u_total)
+        decay_inf, ra_inf = _limit(a, False)
+    else:
+        b = 2.0 * (k - 1) * g
+        decay = jnp.exp(-(a * _phi(b, tf) + d * tf))  # C4, valid for g = 0 too
+        if branch == "homogeneous":
+            ra = _response_homogeneous(a, g, k, tf)
+            decay_inf, ra_inf = _limit(jnp.zeros(()), True)
+        else:  # g = 0, or x0 beyond 1e300 (b → 0 limit, error O(bt·at)): the b = 0 form
+            homogeneous = (g > 0.0) & (a < b * _X0_MAX)
+            ra_h = _response_homogeneous(jnp.where(homogeneous, a, 0.0), jnp.where(g > 0.0, g, 1.0), k, tf)
+            ra = jnp.where(homogeneous, ra_h, _phi(a + d, tf))
+            decay_inf, ra_inf = _limit(jnp.where(g > 0.0, 0.0, a), g > 0.0)
+    shape = jnp.broadcast_shapes(a.shape, t.shape)
+    return (jnp.broadcast_to(jnp.where(at_infinity, decay_inf, decay), shape),
+            jnp.broadcast_to(jnp.where(at_infinity, ra_inf, ra), shape))
+
+
+def _validate(a: Any, g: Any, k: Any, t: Any) -> None:
+    """The reference's checks, on whichever of a, g, t are concrete (traced values cannot be inspected)."""
     if not (isinstance(k, (int, np.integer)) and k >= 0):
         raise ValueError(f"degree must be an integer >= 0, got {k!r}")
-    if not np.isfinite(g) or g < 0:
-        raise ValueError(f"learning_rate * l2 must be finite and >= 0, got {g!r}")
-    if np.any(~np.isfinite(a)) or np.any(a < 0):
+    g_value = _engine.concrete(g)
+    a_value, t_value = (None if _engine.is_traced(v) else np.asarray(v, np.float64) for v in (a, t))
+    if g_value is not None and not (np.isfinite(g_value) and g_value >= 0):
+        raise ValueError(f"learning_rate * l2 must be finite and >= 0, got {g_value!r}")
+    if a_value is not None and not np.all(np.isfinite(a_value) & (a_value >= 0)):
         raise ValueError("mode rates a = learning_rate * eigenvalue / N must be finite and >= 0")
-    if np.any(np.isnan(t)) or np.any(t < 0):
+    if t_value is not None and (np.any(np.isnan(t_value)) or np.any(t_value < 0)):
         raise ValueError("times must be >= 0 and not NaN")
-    with np.errstate(over="ignore"):
-        x0_max = np.max(a) / (2.0 * (k - 1) * g) if g > 0 and k >= 2 and a.size else 0.0
-    if not x0_max < 1e300:
-        raise ValueError(f"l2: learning_rate * l2 = {g:.3g} is too small for the closed form (x0 = a/(2(k-1)ηλ) "
-                         f"overflows); use l2 = 0, the same prediction for t << 1/(learning_rate * l2)")
+    if a_value is not None and a_value.size and g_value and k >= 2:
+        with np.errstate(over="ignore"):
+            too_small = not np.max(a_value) / (2.0 * (k - 1) * g_value) < _X0_MAX
+        if too_small:
+            raise ValueError(f"l2: learning_rate * l2 = {g_value:.3g} is too small for the closed form (x0 = a/(2(k-1)"
+                             f"ηλ) overflows); use l2 = 0, the same prediction for t << 1/(learning_rate * l2)")
 
 
-def mode_factors(a: ArrayLike, g: float, k: int, t: ArrayLike) -> tuple[Array, Array]:
-    """Decay D(t) = e^{−A(t)} and response per rate R(t)/a of every mode.
+def _branch(g: Any, k: int) -> str:
+    g_value = _engine.concrete(g)
+    if k == 1 or g_value == 0.0:
+        return "b0"
+    if k == 0:
+        return "k0"
+    return "traced" if g_value is None else "homogeneous"
 
-    Implements eq. C3–C5 of `derivations/continuous_time.md`:
+
+def mode_factors(a: Any, g: Any, k: int, t: Any) -> tuple[JArray, JArray]:
+    """Decay D(t) = e^{−A(t)} and response per rate R(t)/a of every mode (float64 jax arrays).
+
+    Implements eq. C3–C5 of `derivations/continuous_time.md` (JAX evaluation: C9–C10):
     z(t) = D z(0) + a (R/a) y for dz/dt = −a e^{−bt}(z − y) − d z.
 
     Args:
       a: mode rates η μ / N (≥ 0), any shape broadcastable with ``t``.
-      g: η λ ≥ 0.
+      g: η λ ≥ 0 (a Python number or a traced scalar).
       k: homogeneity degree (integer ≥ 0).
-      t: times in steps (≥ 0).
+      t: times in steps (≥ 0; ``inf`` gives the t → ∞ limit).
 
     Returns:
-      ``(decay, ra)``, both of the broadcast shape, finite and ≥ 0.
+      ``(decay, ra)``, both of the broadcast shape, finite and ≥ 0. Derivatives (C10) are finite while
+      x0/g < 1e308; at g = 0 exactly (traced, k ≥ 2) that of R/a in g is the b = 0 form's.
     """
-    a_arr, t_arr = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(t, np.float64))
-    g = float(g)
-    _validate(a_arr, g, k, t_arr)
-    a_f, t_f = a_arr.ravel().copy(), t_arr.ravel().copy()
-    at_infinity = np.isinf(t_f)
-    t_f[at_infinity] = 0.0
-    if g == 0.0 or k == 1:  # b = 0: constant kernel
-        rate = a_f + k * g
-        decay = np.exp(-rate * t_f)
-        ra = phi(rate, t_f)
-    elif k == 0:  # b = −2g < 0, d = 0: growing kernel, no output decay
-        rate = a_f
-        with np.errstate(over="ignore"):
-            # U / a = (e^{2gt} − 1) / (2g); capped at the largest float where it overflows
-            span = np.minimum(phi(-2.0 * g, t_f), np.finfo(np.float64).max)
-            u_total = a_f * span
-            decay = np.exp(-u_total)
-            small = u_total < 1.0
-            ra = np.where(
-                small,
-                span * psi(np.where(small, u_total, 0.0)),
-                -np.expm1(-u_total) / np.where(a_f > 0, a_f, 1.0),
-            )
-    else:
-        rate = np.zeros_like(a_f)  # t → ∞: everything decays to 0
-        b = 2.0 * (k - 1) * g
-        u_total = a_f * phi(b, t_f)
-        decay = np.exp(-(u_total + k * g * t_f))
-        ra = _response_homogeneous(a_f, g, k, t_f)
-    if at_infinity.any():  # limits; a zero-rate mode contributes 0 (pseudo-inverse convention)
-        positive = rate[at_infinity] > 0
-        decay[at_infinity] = np.where(positive, 0.0, 1.0 if k < 2 or g == 0.0 else 0.0)
-        with np.errstate(over="ignore"):  # a subnormal rate: 1/a = inf, refused where it reaches an output
-            ra[at_infinity] = np.where(positive, 1.0 / np.where(positive, rate[at_infinity], 1.0), 0.0)
-    shape = a_arr.shape
-    return decay.reshape(shape), ra.reshape(shape)
+    _validate(a, g, k, t)
+    with _engine.float64(a, g, t):
+        return _mode_factors(_f64(a), _f64(g), _f64(t), k=int(k), branch=_branch(g, int(k)))
 
 
-def output_decay(g: float, k: int, t: ArrayLike) -> Array:
+def output_decay(g: Any, k: int, t: Any) -> JArray:
     """e^{−kηλt}, the decay of the outputs' initial component (C6), with its t → ∞ limit.
 
     ``g`` = ηλ; at t = ∞ the factor is 0 when kg > 0 and 1 otherwise.
     """
-    t = np.asarray(t, dtype=np.float64)
-    finite = np.where(np.isinf(t), 0.0, t)
-    return np.where(np.isinf(t) & (k * g > 0), 0.0, np.exp(-k * g * finite))
+    with _engine.float64(g, t):
+        g, t = _f64(g), _f64(t)
+        at_infinity = jnp.isinf(t)
+        return jnp.where(at_infinity & (k * g > 0.0), 0.0, jnp.exp(-k * g * jnp.where(at_infinity, 0.0, t)))
 
 
-def carry_factor(a: ArrayLike, g: float, k: int, t: ArrayLike) -> Array:
+@partial(jax.jit, static_argnames=("k",))
+def _carry_factor(a: JArray, g: Any, t: JArray, *, k: int) -> JArray:
+    b = 2.0 * (k - 1) * g if k != 1 else jnp.zeros(())
+    d = k * g
+    at_infinity = jnp.isinf(t)
+    tf = jnp.where(at_infinity, 0.0, t)
+    _, _, body = _span_response(a, b, tf)
+    # t → ∞: e^{−dt} → 0 for d > 0; else (1 − e^{−U∞})/a = 1/a (0 for a = 0)
+    limit = jnp.where(d > 0.0, 0.0, _limit(a, False)[1])
+    out = jnp.where(at_infinity, limit, jnp.exp(-d * tf) * body)
+    return jnp.broadcast_to(out, jnp.broadcast_shapes(a.shape, t.shape))
+
+
+def carry_factor(a: Any, g: Any, k: int, t: Any) -> JArray:
     """qa(t) = (e^{−dt} − D(t)) / a = e^{−dt} (1 − e^{−U}) / a, U = a φ(b, t).
 
-    The coefficient of z(0) in (z(t) − e^{−dt} z(0)) / a, which carries the
-    training modes into the test outputs (`derivations/continuous_time.md`, C6).
-    Finite as a → 0, where it tends to e^{−dt} φ(b, t).
+    The coefficient of z(0) in (z(t) − e^{−dt} z(0)) / a, which carries the training modes into
+    the test outputs (`derivations/continuous_time.md`, C6). Finite as a → 0 (→ e^{−dt} φ(b, t)).
     """
-    a_arr, t_arr = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(t, np.float64))
-    _validate(a_arr, float(g), k, t_arr)
-    b = 2.0 * (k - 1) * g if k != 1 else 0.0
-    d = k * g
-    t_arr = np.array(t_arr, dtype=np.float64)
-    at_infinity = np.isinf(t_arr)
-    t_arr[at_infinity] = 0.0
-    with np.errstate(over="ignore", invalid="ignore"):
-        span = np.minimum(phi(b, t_arr), np.finfo(np.float64).max)
-        u_total = a_arr * span
-        small = u_total < 1.0
-        body = np.where(
-            small,
-            span * psi(np.where(small, u_total, 0.0)),
-            -np.expm1(-u_total) / np.where(a_arr > 0, a_arr, 1.0),
-        )
-    out = np.exp(-d * t_arr) * body
-    if at_infinity.any():  # e^{−dt} → 0 for d > 0; else (1 − e^{−U∞})/a = 1/a (0 for a = 0)
-        a_inf = a_arr[at_infinity]
-        with np.errstate(over="ignore"):
-            limit = np.where(a_inf > 0, 1.0 / np.where(a_inf > 0, a_inf, 1.0), 0.0)
-        out[at_infinity] = 0.0 if d > 0 else limit
-    return out
+    _validate(a, g, k, t)
+    with _engine.float64(a, g, t):
+        return _carry_factor(_f64(a), _f64(g), _f64(t), k=int(k))

@@ -32,7 +32,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ntk_l2._quiet import silenced_fds
 from ntk_l2.theory import _checks
-from ntk_l2.theory._affine import ModeCoefficients, make_predict_fn
+from ntk_l2.theory.reference._affine import ModeCoefficients, make_predict_fn
 from ntk_l2.theory.eigen import eigh_kernel
 from ntk_l2.theory.schedules import Schedule, as_callable, jump_times
 
@@ -109,7 +109,8 @@ def gradient_descent_l2_ode(
     """Predicts gradient flow with scheduled η(t), λ(t), for MSE or cross-entropy.
 
     Args:
-      k_train_train: (n, n) NTK Θ_0.
+      k_train_train: (n, n) NTK Θ_0, or (n, n, c, c) with cross-output terms
+        (`derivations/engine.md`, J1: solved as the flattened (n·c)-row problem).
       y_train: (n, c) targets. For ``loss="xent"`` rows must be probability
         vectors, or the toolkit's centered one-hot (one-hot − 1/c), which is
         shifted back to one-hot.
@@ -127,8 +128,15 @@ def gradient_descent_l2_ode(
     """
     if loss not in LOSSES:
         raise ValueError(f"loss: must be one of {LOSSES}, got {loss!r}")
-    eig = eigh_kernel(k_train_train)
-    y = _checks.check_targets(y_train, eig.size)
+    full = np.ndim(k_train_train) == 4
+    if full and loss == "mse":
+        return _full_kernel(k_train_train, y_train, learning_rate, l2, degree, rtol=rtol, atol=atol, method=method)
+    if full:
+        y = _checks.check_targets(y_train, np.shape(k_train_train)[0])
+        eig = eigh_kernel(_full_matrix(k_train_train, *y.shape))
+    else:
+        eig = eigh_kernel(k_train_train)
+        y = _checks.check_targets(y_train, eig.size)
     k = _checks.check_degree(degree)
     eta_fn = as_callable(learning_rate, "learning_rate", positive=True)
     lam_fn = as_callable(l2, "l2")
@@ -147,7 +155,50 @@ def gradient_descent_l2_ode(
     if loss == "mse":
         return _mse_predict_fn(eig, y, k, rates, jumps, method or "Radau", rtol, atol)
     probs = xent_targets(y, _checks.input_eps(y_train))  # checked now, at the targets' own precision
-    return _xent_predict_fn(eig, probs, k, rates, jumps, method or "LSODA", rtol, atol)
+    return _xent_predict_fn(eig, probs, k, rates, jumps, method or "LSODA", rtol, atol, full)
+
+
+def _full_matrix(k_train_train: Any, n: int, c: int) -> Array:
+    """An (n, n, c, c) kernel as the (n·c, n·c) matrix Θ̄[(i,a),(j,b)] (J1), shape checked."""
+    shape = np.shape(k_train_train)
+    if shape != (n, n, c, c):
+        raise ValueError(f"k_train_train: expected shape ({n}, {n}) or ({n}, {n}, {c}, {c}), got {shape}")
+    raw = _checks.as_float_array(k_train_train, "k_train_train", ndim=4)
+    return np.ascontiguousarray(raw.transpose(0, 2, 1, 3).reshape(n * c, n * c))
+
+
+def _full_kernel(k_train_train: Any, y_train: Any, *args: Any, **kwargs: Any) -> Callable[..., Any]:
+    """MSE with an (n, n, c, c) kernel: the same solver on Θ̄, one output column of n·c entries
+    (J1), inputs flattened and outputs reshaped. (Cross-entropy keeps (n, c) targets, since the
+    softmax acts on each point's c outputs, and applies Θ̄ to the flattened gradient.)"""
+    y = _checks.check_targets(y_train, np.shape(k_train_train)[0])
+    n, c = y.shape
+    inner = gradient_descent_l2_ode(_full_matrix(k_train_train, n, c), y.reshape(n * c, 1), *args, loss="mse",
+                                    **kwargs)
+
+    def predict_fn(t, fx_train_0=0.0, fx_test_0=None, k_test_train=None):
+        f0 = _checks.check_outputs(fx_train_0, "fx_train_0", (n, c)).reshape(n * c, 1)
+        if fx_test_0 is None and k_test_train is None:
+            fx = inner(t, f0)
+            return fx.reshape(*fx.shape[:-2], n, c)
+        k_xt, m = _full_cross(k_test_train, n, c)
+        fs0 = _checks.check_outputs(0.0 if fx_test_0 is None else fx_test_0, "fx_test_0", (m, c)).reshape(m * c, 1)
+        fx, fs = inner(t, f0, fs0, k_xt)
+        return fx.reshape(*fx.shape[:-2], n, c), fs.reshape(*fs.shape[:-2], m, c)
+
+    return predict_fn
+
+
+def _full_cross(k_test_train: Any, n: int, c: int) -> tuple[Array, int]:
+    """An (m, n, c, c) test kernel as the (m·c, n·c) matrix."""
+    if k_test_train is None:
+        raise ValueError("k_test_train: required to predict test outputs")
+    shape = np.shape(k_test_train)
+    if len(shape) != 4 or shape[1:] != (n, c, c):
+        raise ValueError(f"k_test_train: with an (n, n, c, c) training kernel expected shape (m, {n}, {c}, {c}), "
+                         f"got {shape}")
+    raw = _checks.as_float_array(k_test_train, "k_test_train", ndim=4)
+    return raw.transpose(0, 2, 1, 3).reshape(shape[0] * c, n * c), shape[0]
 
 
 def _mse_predict_fn(eig, y, k, rates, jumps, method, rtol, atol):
@@ -225,10 +276,14 @@ def _softmax(f: Array) -> Array:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _xent_predict_fn(eig, y, k, rates, jumps, method, rtol, atol):
+def _xent_predict_fn(eig, y, k, rates, jumps, method, rtol, atol, full=False):
+    """O4; with ``full`` the kernel is the (n·c)² matrix Θ̄ of an (n, n, c, c) kernel (J1)."""
     n, c = y.shape
     probs = xent_targets(y)
     theta = (eig.evecs * eig.evals) @ eig.evecs.T
+
+    def apply(kernel, grad):
+        return (kernel @ grad.ravel()).reshape(-1, c) if full else kernel @ grad
 
     def predict_fn(t, fx_train_0=0.0, fx_test_0=None, k_test_train=None):
         times, scalar = _finite_times(t)
@@ -236,8 +291,11 @@ def _xent_predict_fn(eig, y, k, rates, jumps, method, rtol, atol):
         with_test = fx_test_0 is not None or k_test_train is not None
         if with_test and k_test_train is None:
             raise ValueError("k_test_train: required to predict test outputs")
-        k_xt = _checks.check_cross_kernel(k_test_train, n) if with_test else np.zeros((0, n))
-        m = k_xt.shape[0]
+        if full:
+            k_xt, m = _full_cross(k_test_train, n, c) if with_test else (np.zeros((0, n * c)), 0)
+        else:
+            k_xt = _checks.check_cross_kernel(k_test_train, n) if with_test else np.zeros((0, n))
+            m = k_xt.shape[0]
         fs0 = _checks.check_outputs(0.0 if fx_test_0 is None else fx_test_0, "fx_test_0", (m, c))
 
         def rhs(tt, state):
@@ -246,8 +304,9 @@ def _xent_predict_fn(eig, y, k, rates, jumps, method, rtol, atol):
             fs = state[n * c : (n + m) * c].reshape(m, c)
             grad = (_softmax(f) - probs) / n
             scale = eta * np.exp(state[-1])
-            return np.concatenate([(-scale * theta @ grad - k * eta * lam * f).ravel(),
-                                   (-scale * k_xt @ grad - k * eta * lam * fs).ravel(), [-2.0 * (k - 1) * eta * lam]])
+            return np.concatenate([(-scale * apply(theta, grad) - k * eta * lam * f).ravel(),
+                                   (-scale * apply(k_xt, grad) - k * eta * lam * fs).ravel(),
+                                   [-2.0 * (k - 1) * eta * lam]])
 
         order = np.argsort(times, kind="stable")
         y0 = np.concatenate([f0.ravel(), fs0.ravel(), [0.0]])
