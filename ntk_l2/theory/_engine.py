@@ -209,6 +209,17 @@ def _targets(y_train: Any, n: int | None) -> tuple[JArray, int, int]:
     return jnp.asarray(y, jnp.float64), y.shape[0], y.shape[1]
 
 
+def _points(kernel: Any) -> int | None:
+    """n from a well-formed (n, n) or (n, n, c, c) kernel, so that targets of another length are
+    blamed on ``y_train``; None when the kernel's own shape is wrong (then it is blamed)."""
+    if isinstance(kernel, KernelEigen):
+        return None
+    shape = tuple(np.shape(kernel))
+    if (len(shape) == 2 and shape[0] == shape[1]) or (len(shape) == 4 and shape[0] == shape[1] and shape[2] == shape[3]):
+        return int(shape[0]) or None
+    return None
+
+
 def _factorize(kernel: Any, layout_n: int, c: int, name: str) -> tuple[JArray, JArray, bool, bool]:
     """(evals, evecs, full, traced) of a (n, n) or (n, n, c, c) kernel, or of a given `KernelEigen`."""
     if isinstance(kernel, KernelEigen):
@@ -248,7 +259,7 @@ def solver_inputs(k_train_train: Any, y_train: ArrayLike, learning_rate: Any, l2
     (`ntk_l2.theory.eigh_kernel`) and shared by many solvers.
     """
     with float64(k_train_train, y_train, learning_rate, l2):
-        y, n, c = _targets(y_train, None)
+        y, n, c = _targets(y_train, _points(k_train_train))
         evals, evecs, full, traced = _factorize(k_train_train, n, c, kernel_name)
         eta = scalar(learning_rate, "learning_rate", positive=True)
         lam = scalar(l2, "l2", nonnegative=True)
