@@ -48,7 +48,7 @@ from jax.experimental import enable_x64
 from numpy.typing import ArrayLike
 
 from ntk_l2.theory import _checks, _memory
-from ntk_l2.theory.eigen import KernelEigen, eigh_kernel
+from ntk_l2.theory.eigen import KernelEigen, apply_left, eigh_kernel
 
 Scalar = Any  # a Python float (concrete) or a traced float64 scalar
 JArray = jax.Array
@@ -180,22 +180,6 @@ class Problem:
     def to_eigenbasis(self, x: JArray) -> JArray:
         """Vᵀ x for x of shape (rows, ...)."""
         return jnp.tensordot(self.evecs.T, x, axes=1)
-
-    def from_eigenbasis(self, z: JArray) -> JArray:
-        """V z for z of shape (..., rows, columns)."""
-        return apply_left(self.evecs, z)
-
-
-def apply_left(matrix: Any, stack: Any) -> Any:
-    """matrix @ stack[i] for a stack (..., n, c), folded into one (m, n) x (n, T·c) product
-    (NumPy or jax.numpy, as the arrays are)."""
-    if stack.ndim == 2:
-        return matrix @ stack
-    xp = np if isinstance(stack, np.ndarray) and isinstance(matrix, np.ndarray) else jnp
-    lead, (n, c) = stack.shape[:-2], stack.shape[-2:]
-    folded = xp.moveaxis(stack.reshape(-1, n, c), 0, 1).reshape(n, -1)
-    out = (matrix @ folded).reshape(matrix.shape[0], -1, c)
-    return xp.moveaxis(out, 1, 0).reshape(*lead, matrix.shape[0], c)
 
 
 def _targets(y_train: Any, n: int | None) -> tuple[JArray, int, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 from numpy.typing import ArrayLike, NDArray
@@ -49,13 +50,15 @@ def apply_left(matrix: Array, stack: Array) -> Array:
 
     Folding the leading axes into the columns turns T thin products into a
     single (m, n) x (n, T·c) GEMM, several times faster than a batched matmul.
+    NumPy arrays stay in NumPy; anything else (JAX arrays, tracers) goes through jax.numpy.
     """
     if stack.ndim == 2:
         return matrix @ stack
+    xp = np if isinstance(stack, np.ndarray) and isinstance(matrix, np.ndarray) else jnp
     lead, (n, c) = stack.shape[:-2], stack.shape[-2:]
-    folded = np.moveaxis(stack.reshape(-1, n, c), 0, 1).reshape(n, -1)  # (n, T·c)
+    folded = xp.moveaxis(stack.reshape(-1, n, c), 0, 1).reshape(n, -1)  # (n, T·c)
     out = (matrix @ folded).reshape(matrix.shape[0], -1, c)
-    return np.moveaxis(out, 1, 0).reshape(*lead, matrix.shape[0], c)
+    return xp.moveaxis(out, 1, 0).reshape(*lead, matrix.shape[0], c)
 
 
 def eigh_kernel(k_train_train: ArrayLike, name: str = "k_train_train") -> KernelEigen:

@@ -26,8 +26,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ntk_l2.theory import _checks, _memory
-from ntk_l2.theory._engine import (Layout, apply_left, cross_kernel, float64, full_to_matrix, is_traced,
+from ntk_l2.theory._engine import (Layout, cross_kernel, float64, full_to_matrix, is_traced,
                                    refuse_non_finite, result_dtype, solver_inputs, times_array)
+from ntk_l2.theory.eigen import apply_left
 from ntk_l2.theory.modes import carry_factor, mode_factors, output_decay
 
 
