@@ -107,6 +107,33 @@ def test_every_regime_matches_reference(k):
         assert _max_relative(a, b) <= 1e-12
 
 
+# One (a, t) pair inside each regime for k = 2, g = 0.01 (b = 0.02): x0 = 50a, xt = x0 e^{−bt}, U = x0 − xt
+_ONE_REGIME = {"A": (0.01, 100.0), "A_Q": (0.01, 10.0), "B1": (0.1, 0.5), "B2": (1.0, 10.0), "C": (0.1, 100.0)}
+
+
+@pytest.mark.parametrize("names", [("A",), ("A_Q",), ("B1",), ("B2",), ("C",), ("A", "C"), ("A_Q", "B2"),
+                                   ("B1", "C")])
+def test_regimes_known_before_tracing_equal_the_selected_ones(names):
+    """Concrete inputs classify the regimes first and compute only those present (plain Python branches,
+    which XLA runs on every core); a traced g computes each behind a `lax.cond`. Same values to 1e-13
+    (the same arithmetic; the bound leaves room for XLA's fusion), and the classification found exactly
+    the regimes asked for."""
+    g, k = 0.01, 2
+    a = np.array([_ONE_REGIME[name][0] for name in names] * 3)
+    t = np.array([_ONE_REGIME[name][1] for name in names] * 3) * np.repeat([0.9, 1.0, 1.1], len(names))
+    assert _regimes_present(a, g, k, t).intersection(names) == set(names)  # diagonal of the (t, a) grid
+    with enable_x64():
+        present = modes._present(modes._regimes(jnp.asarray(a), g, jnp.asarray(t), k=k))
+    expected = ("A" in names, bool({"A_Q", "B1"} & set(names)), "B2" in names, "C" in names)
+    assert present == expected
+    known = modes.mode_factors(a, g, k, t)
+    with enable_x64():
+        selected = jax.jit(lambda gg: modes.mode_factors(a, gg, k, t))(g)
+    for x, y in zip(known, selected):
+        assert np.all(np.isfinite(np.asarray(x)))
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-13, atol=0)
+
+
 def _predict(lam, eta, t, f0, k):
     return gradient_descent_mse_l2(P.k_train_train, P.y_train, eta, lam, k)(t, f0, P.fx_test_0, P.k_test_train,
                                                                             **OFFSETS)

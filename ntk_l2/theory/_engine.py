@@ -160,10 +160,11 @@ def full_to_matrix(kernel: Any) -> Any:
 
 @dataclass(frozen=True)
 class Problem:
-    """Everything a solver needs, checked: the factorization (float64 device arrays), targets, η, λ, k."""
+    """Everything a solver needs, checked: the factorization (float64; V is a NumPy array when the kernel
+    was concrete, which every jax.numpy operation accepts), targets, η, λ, k."""
 
     evals: JArray
-    evecs: JArray
+    evecs: Any
     y: JArray  # (rows, columns), float64
     eta: Scalar
     lam: Scalar
@@ -216,7 +217,7 @@ def _factorize(kernel: Any, layout_n: int, c: int, name: str) -> tuple[JArray, J
         if np.any(evals < 0):
             raise ValueError(f"{name}: a KernelEigen needs eigenvalues >= 0 (as eigh_kernel returns), "
                              f"got {float(np.min(evals)):.6g}")
-        return jnp.asarray(evals), jnp.asarray(evecs), size != layout_n, False
+        return jnp.asarray(evals), evecs, size != layout_n, False
     shape = tuple(np.shape(kernel))
     full = len(shape) == 4
     expected = (layout_n, layout_n, c, c) if full else (layout_n, layout_n)
@@ -232,7 +233,7 @@ def _factorize(kernel: Any, layout_n: int, c: int, name: str) -> tuple[JArray, J
         eig = eigh_kernel(full_to_matrix(raw), name)
     else:
         eig = eigh_kernel(kernel, name)
-    return jnp.asarray(eig.evals), jnp.asarray(eig.evecs), full, False
+    return jnp.asarray(eig.evals), eig.evecs, full, False  # V stays in NumPy: no device copy of n² numbers
 
 
 def solver_inputs(k_train_train: Any, y_train: ArrayLike, learning_rate: Any, l2: Any, degree: Any,
@@ -277,7 +278,7 @@ def outputs(value: Any, name: str, layout: Layout, points: int) -> JArray:
 
 def cross_kernel(k_test_train: Any, layout: Layout, name: str = "k_test_train", rows: int | None = None
                  ) -> tuple[JArray, int]:
-    """Θ_*X as an (m, n) or, for an (m, n, c, c) kernel, an (m·c, n·c) float64 matrix; and m."""
+    """Θ_*X as an (m, n) or, for an (m, n, c, c) kernel, an (m·c, n·c) float64 matrix (NumPy when concrete); and m."""
     shape = tuple(np.shape(k_test_train))
     if layout.full:
         if len(shape) != 4 or shape[1:] != (layout.n, layout.c, layout.c) or (rows is not None and shape[0] != rows):
@@ -286,13 +287,13 @@ def cross_kernel(k_test_train: Any, layout: Layout, name: str = "k_test_train", 
         if is_traced(k_test_train):
             return full_to_matrix(jnp.asarray(k_test_train, jnp.float64)), shape[0]
         raw = _checks.as_float_array(k_test_train, name, ndim=4)
-        return jnp.asarray(full_to_matrix(raw)), shape[0]
+        return full_to_matrix(raw), shape[0]
     if is_traced(k_test_train):
         if len(shape) != 2 or shape[1] != layout.n or (rows is not None and shape[0] != rows):
             raise ValueError(f"{name}: expected shape ({rows if rows is not None else 'm'}, {layout.n}), got {shape}")
         return jnp.asarray(k_test_train, jnp.float64), shape[0]
     k_xt = _checks.check_cross_kernel(k_test_train, layout.n, name, rows=rows)
-    return jnp.asarray(k_xt), k_xt.shape[0]
+    return k_xt, k_xt.shape[0]
 
 
 @dataclass(frozen=True)
@@ -386,12 +387,27 @@ def _assemble(problem: Problem, co: ModeCoefficients, f0: Any, c_train: Any, tes
     z0 = evecs.T @ (f0 - c_train)
     zy = evecs.T @ (cast(problem.y) - c_train)
     with np.errstate(over="ignore", invalid="ignore"):  # refused afterwards, naming time and mode
-        fx_train = c_train + apply_left(evecs, p[..., None] * z0 + q[..., None] * zy)
+        fx_train = _plus(c_train, apply_left(evecs, _stack(p, z0, q, zy, numpy)), numpy)
         if test is None:
             return fx_train, None
         k_xt, fs0, c_test = (cast(x) for x in test)
-        moved = _test_kernel_times_modes(k_xt, evecs, wz[..., None] * z0 + wy[..., None] * zy)
+        moved = _test_kernel_times_modes(k_xt, evecs, _stack(wz, z0, wy, zy, numpy))
+        if numpy and not (np.any(fs0) or np.any(c_test)):
+            return fx_train, moved
         return fx_train, c_test + e[:, None, None] * (fs0 - c_test) + moved
+
+
+def _stack(p: Any, z0: Any, q: Any, zy: Any, numpy: bool) -> Any:
+    """P z_0 + Q z_y over (T, rows, columns). In NumPy a zero z_0 (the usual f(0) = 0) skips its term:
+    the same numbers, since the coefficients were checked finite, for less work."""
+    if numpy and not np.any(z0):
+        return q[..., None] * zy
+    return p[..., None] * z0 + q[..., None] * zy
+
+
+def _plus(offset: Any, moved: Any, numpy: bool) -> Any:
+    """offset + moved, skipping a zero offset in NumPy (the same numbers)."""
+    return moved if numpy and not np.any(offset) else offset + moved
 
 
 def _distinct(times: JArray) -> tuple[JArray, Any]:
@@ -399,7 +415,10 @@ def _distinct(times: JArray) -> tuple[JArray, Any]:
     outputs) and the index that restores the order asked for. Traced times: as they are."""
     if is_traced(times):
         return times, slice(None)
-    distinct, inverse = np.unique(np.asarray(times), return_inverse=True)
+    values = np.asarray(times)
+    if np.all(values[1:] > values[:-1]):  # already distinct and increasing: no reordering copy
+        return times, slice(None)
+    distinct, inverse = np.unique(values, return_inverse=True)
     return jnp.asarray(distinct), inverse
 
 

@@ -70,5 +70,6 @@ def eigh_kernel(k_train_train: ArrayLike, name: str = "k_train_train") -> Kernel
     n = int(np.shape(k_train_train)[0]) if np.ndim(k_train_train) == 2 else 0
     check_fits(8.0 * 4 * n * n, f"the eigendecomposition of a {n} x {n} kernel", name)
     kernel = check_kernel(k_train_train, name)
-    evals, evecs = scipy.linalg.eigh(kernel, driver="evd", check_finite=False, overwrite_a=True)
+    # kernel is symmetric, so its transpose is the same matrix in Fortran order: LAPACK works on it without a copy
+    evals, evecs = scipy.linalg.eigh(kernel.T, driver="evd", check_finite=False, overwrite_a=True)
     return KernelEigen(evals=check_eigenvalues(evals, name, input_eps(k_train_train)), evecs=evecs)

@@ -20,7 +20,8 @@ JAX evaluation (C9–C10): R/a is formed directly (never as (R/x0)/b, whose g-de
 cancels) with U = a φ(b, t); the part of A with bt ≤ ln 2 (A_Q) uses B1's quadrature in
 u = U s. Every regime is computed with ``jnp.where`` on safe inputs ("double where": an
 unselected element gets a value inside the regime, so neither its value nor its derivative
-is NaN), inside a `lax.cond` that skips it when no element falls in it. G and the series
+is NaN), inside a `lax.cond` that skips it when no element falls in it (concrete inputs: the
+regimes are classified first and the absent ones left out before tracing). G and the series
 carry `jax.custom_jvp` derivatives (C9, C10a): ``grad``/``jacfwd`` never differentiate a
 loop. Python ``if`` branches only on the integer k and on concrete values: a concrete g
 picks its closed form (b = 0, k = 0 or homogeneous); a traced g computes the b = 0 and
@@ -40,6 +41,7 @@ import numpy as np
 from jax import lax
 
 from ntk_l2.theory import _engine
+from ntk_l2.theory._elementary import _dpsi, _f64, _phi, _psi, phi, psi  # noqa: F401 (phi, psi: public here)
 
 JArray = jax.Array
 
@@ -56,53 +58,6 @@ _SAFE_G_ARG = 1e10  # argument of G where its value is not used: the fraction co
 _LN2 = float(np.log(2.0))
 # Regimes of section 4, with A split by how it is evaluated: A_Q (bt ≤ ln 2) by B1's quadrature (C10)
 REGIMES = (A, A_Q, B1, B2, C) = (0, 1, 2, 3, 4)
-
-
-def _f64(x: Any) -> JArray:
-    return jnp.asarray(x, jnp.float64)
-
-
-# ψ(x) = Σ_j (−x)^j/(j + 1)! for |x| < 1/2 (18 terms: (1/2)^18/19! < 1e-22); outside, 1 − e^{−x} does not
-# cancel (|1 − e^{−x}| > 0.39). XLA's expm1 is ~10x slower than exp on CPU.
-_PSI_BELOW = 0.5
-_PSI_COEFFICIENTS = [(-1.0) ** j / math.factorial(j + 1) for j in range(18)]
-
-
-def _horner(x: JArray, coefficients: list[float]) -> JArray:
-    acc = jnp.full_like(x, coefficients[-1])
-    for c in coefficients[-2::-1]:
-        acc = acc * x + c
-    return acc
-
-
-def _psi(x: JArray) -> JArray:
-    small = jnp.abs(x) < _PSI_BELOW
-    safe = jnp.where(small, 1.0, x)
-    return jnp.where(small, _horner(jnp.where(small, x, 0.0), _PSI_COEFFICIENTS), (1.0 - jnp.exp(-safe)) / safe)
-
-
-def _phi(q: Any, t: JArray) -> JArray:
-    q = _f64(q)
-    qt = jnp.where(jnp.isinf(t) & (q == 0.0), 0.0, q * t)
-    small = jnp.abs(qt) < _PSI_BELOW
-    q_safe, qt_safe = jnp.where(small, 1.0, q), jnp.where(small, 1.0, qt)
-    taylor = t * _horner(jnp.where(small, qt, 0.0), _PSI_COEFFICIENTS)
-    return jnp.where(small, taylor, (1.0 - jnp.exp(-qt_safe)) / q_safe)
-
-
-def psi(x: Any) -> JArray:
-    """ψ(x) = (1 − e^{−x}) / x, with ψ(0) = 1; accurate for all real x, with its derivatives at 0."""
-    with _engine.float64(x):
-        return _psi(_f64(x))
-
-
-def phi(q: Any, t: Any) -> JArray:
-    """φ(q, t) = ∫_0^t e^{−q s} ds = (1 − e^{−qt}) / q, with φ(0, t) = t and φ(q>0, ∞) = 1/q.
-
-    t·ψ(qt) near qt = 0 (a polynomial), so the derivative in q is right at q = 0 too (−t²/2).
-    """
-    with _engine.float64(q, t):
-        return _phi(_f64(q), _f64(t))
 
 
 def _lentz(x: JArray, s: float) -> JArray:
@@ -166,14 +121,6 @@ def scaled_upper_gamma(x: Any, p: float) -> JArray:
 _SERIES_COEFFICIENTS = np.array([(-1.0) ** n / math.factorial(n) for n in range(_SERIES_TERMS)])
 
 
-def _dpsi(x: JArray) -> JArray:
-    """ψ'(x) = ((1 + x) e^{−x} − 1)/x², by its Taylor polynomial for |x| < 1/2."""
-    small = jnp.abs(x) < _PSI_BELOW
-    safe = jnp.where(small, 1.0, x)
-    taylor = _horner(jnp.where(small, x, 0.0), [j * c for j, c in enumerate(_PSI_COEFFICIENTS)][1:])
-    return jnp.where(small, taylor, ((1.0 + safe) * jnp.exp(-safe) - 1.0) / safe**2)
-
-
 def _series_scan(x: JArray, p: float, scale: JArray, length: JArray, derivatives: bool) -> tuple[JArray, ...]:
     """S = Σ_n c_n x^n φ(q_n·scale, L), q_n = n + 1 − p, c_n = (−1)^n/n!, 24 terms by a `lax.scan`; with
     ``derivatives`` also ∂S/∂x, ∂S/∂scale and ∂S/∂L, summed term by term in the same loop (C10a)."""
@@ -235,20 +182,43 @@ def _classify(b: JArray, x0: JArray, xt: JArray, u_total: JArray, t: JArray) -> 
     return jnp.where(x0 <= 1.0, small_x0, large_x0).astype(jnp.int8)
 
 
-def _when(flag: JArray, compute, otherwise: JArray) -> JArray:
-    """``compute()`` if ``flag`` else ``otherwise``, by `lax.cond` (under vmap both run, selected elementwise)."""
+def _when(flag: JArray, compute, otherwise: JArray, known: bool | None) -> JArray:
+    """``compute()`` if ``flag`` else ``otherwise``: by Python when the answer is ``known`` before tracing,
+    else by `lax.cond` (under vmap both run, selected elementwise). XLA runs the body of a `lax.cond`
+    on one thread, so a known answer halves the time on two cores."""
+    if known is not None:
+        return compute() if known else otherwise
     return lax.cond(flag, lambda _: compute(), lambda o: o, otherwise)
 
 
-def _response_homogeneous(a: JArray, g: Any, k: int, t: JArray) -> JArray:
+Present = tuple[bool, bool, bool, bool]  # some element in A / in A_Q or B1 / in B2 / in C
+
+
+@partial(jax.jit, static_argnames=("k",))
+def _regimes(a: JArray, g: Any, t: JArray, *, k: int) -> JArray:
+    """The regime of every (time, mode) element of the homogeneous branch (t = ∞ classified at t = 0)."""
+    tf = jnp.where(jnp.isinf(t), 0.0, t)
+    return _classify(*_geometry(a, g, k, tf), tf)
+
+
+def _present(regime: Any) -> Present:
+    counts = np.bincount(np.asarray(regime, np.int64).ravel(), minlength=len(REGIMES))
+    return bool(counts[A]), bool(counts[A_Q] + counts[B1]), bool(counts[B2]), bool(counts[C])
+
+
+def _response_homogeneous(a: JArray, g: Any, k: int, t: JArray, regime: JArray | None = None,
+                          present: Present | None = None) -> JArray:
     """R/a for k ≥ 2, g > 0, t finite (C5; regimes A, A_Q, B1, B2, C, each only if some element is in it).
 
     R/a is formed directly, never as (R/x0)/b, whose derivatives in g would cancel (C10).
-    Regimes A and C share one series loop.
+    Regimes A and C share one series loop. A ``regime`` array classified beforehand (`_regimes`) and
+    the ``present`` flags read from it decide which regimes are computed before tracing.
     """
     p = k / (2.0 * (k - 1))
     b, x0, xt, u_total = _geometry(a, g, k, t)
-    regime = _classify(b, x0, xt, u_total, t)
+    regime = _classify(b, x0, xt, u_total, t) if regime is None else regime
+    has_a, has_q, has_b2, has_c = (None,) * 4 if present is None else present
+    either = None if present is None else (has_b2 or has_c, has_a or has_c)
     in_a, in_q, in_b2, in_c = regime == A, (regime == A_Q) | (regime == B1), regime == B2, regime == C
     a_safe = jnp.where(in_a, 1.0, a)  # a > 0 outside regime A
     x0a = jnp.where(x0 <= 1.0, x0, 0.5)  # regime A is per mode
@@ -268,10 +238,11 @@ def _response_homogeneous(a: JArray, g: Any, k: int, t: JArray) -> JArray:
         return _phi(b, t) * integral
 
     x0g, xtg = jnp.where(x0 >= 1.0, x0, _SAFE_G_ARG), jnp.where(in_b2, xt, _SAFE_G_ARG)
-    g_x0 = _when(jnp.any(in_b2 | in_c), lambda: _scaled_upper_gamma(x0g, p), jnp.ones(x0.shape))
-    g_xt = _when(jnp.any(in_b2), lambda: _scaled_upper_gamma(xtg, p), zeros)
-    sums = _when(jnp.any(in_a | in_c), series, zeros)
-    out = jnp.where(in_q, _when(jnp.any(in_q), quadrature, zeros), 0.0)
+    g_x0 = _when(jnp.any(in_b2 | in_c), lambda: _scaled_upper_gamma(x0g, p), jnp.ones(x0.shape),
+                 None if either is None else either[0])
+    g_xt = _when(jnp.any(in_b2), lambda: _scaled_upper_gamma(xtg, p), zeros, has_b2)
+    sums = _when(jnp.any(in_a | in_c), series, zeros, None if either is None else either[1])
+    out = jnp.where(in_q, _when(jnp.any(in_q), quadrature, zeros, has_q), 0.0)
     out = jnp.where(in_a, jnp.exp(x0a * jnp.exp(-b * t) - k * g * t) * sums, out)
     out = jnp.where(in_b2, (g_xt - jnp.exp(-(u_total + k * g * t)) * g_x0) / a_safe, out)  # (G(xt) − D G(x0))/a
     # C: xt^p e^{xt} (∫_{xt}^1 + ∫_1^{x0}) w^{−p} e^{−w} dw / a; ∫_1^{x0} per mode, by quadrature for x0 ≤ 2
@@ -303,9 +274,12 @@ def _limit(rate: JArray, vanishes: Any) -> tuple[JArray, JArray]:
     return jnp.where(positive | vanishes, 0.0, 1.0), jnp.where(positive, 1.0 / jnp.where(positive, rate, 1.0), 0.0)
 
 
-@partial(jax.jit, static_argnames=("k", "branch"))
-def _mode_factors(a: JArray, g: Any, t: JArray, *, k: int, branch: str) -> tuple[JArray, JArray]:
-    """(D, R/a) of one branch: "b0" (b = 0), "k0", "homogeneous" (k ≥ 2, g > 0), "traced" (k ≥ 2, any g)."""
+@partial(jax.jit, static_argnames=("k", "branch", "present"))
+def _mode_factors(a: JArray, g: Any, t: JArray, regime: JArray | None = None, *, k: int, branch: str,
+                  present: Present | None = None) -> tuple[JArray, JArray]:
+    """(D, R/a) of one branch: "b0" (b = 0), "k0", "homogeneous" (k ≥ 2, g > 0), "traced" (k ≥ 2, any g).
+
+    "homogeneous" takes the ``regime`` of every element and the ``present`` flags when known beforehand."""
     at_infinity = jnp.isinf(t)
     tf = jnp.where(at_infinity, 0.0, t)
     d = k * g
@@ -321,7 +295,7 @@ def _mode_factors(a: JArray, g: Any, t: JArray, *, k: int, branch: str) -> tuple
         b = 2.0 * (k - 1) * g
         decay = jnp.exp(-(a * _phi(b, tf) + d * tf))  # C4, valid for g = 0 too
         if branch == "homogeneous":
-            ra = _response_homogeneous(a, g, k, tf)
+            ra = _response_homogeneous(a, g, k, tf, regime, present)
             decay_inf, ra_inf = _limit(jnp.zeros(()), True)
         else:  # g = 0, or x0 beyond 1e300 (b → 0 limit, error O(bt·at)): the b = 0 form
             homogeneous = (g > 0.0) & (a < b * _X0_MAX)
@@ -379,8 +353,13 @@ def mode_factors(a: Any, g: Any, k: int, t: Any) -> tuple[JArray, JArray]:
       x0/g < 1e308; at g = 0 exactly (traced, k ≥ 2) that of R/a in g is the b = 0 form's.
     """
     _validate(a, g, k, t)
+    branch = _branch(g, int(k))
     with _engine.float64(a, g, t):
-        return _mode_factors(_f64(a), _f64(g), _f64(t), k=int(k), branch=_branch(g, int(k)))
+        a, g, t = _f64(a), _f64(g), _f64(t)
+        if branch == "homogeneous" and not _engine.is_traced(a, t):  # regimes known: skip the absent ones
+            regime = _regimes(a, g, t, k=int(k))
+            return _mode_factors(a, g, t, regime, k=int(k), branch=branch, present=_present(regime))
+        return _mode_factors(a, g, t, k=int(k), branch=branch)
 
 
 def output_decay(g: Any, k: int, t: Any) -> JArray:
