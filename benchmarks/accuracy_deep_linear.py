@@ -1,4 +1,4 @@
-"""Measured figures for the deep-linear properties the tests assert (issue 5).
+"""Measured figures for the deep-linear properties the tests assert (`derivations/deep_linear.md`).
 
     python benchmarks/accuracy_deep_linear.py
 
@@ -24,12 +24,11 @@ import numpy as np
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 sys.path.insert(0, str(TESTS))
 
+from ntk_l2 import deep_linear as dl  # noqa: E402
+from ntk_l2.data.datasets import load_digits  # noqa: E402
+from ntk_l2.experiments.deep_linear_wide import wide_deep_linear  # noqa: E402
 from test_deep_linear import NETS, _chain_at_minimum, _max_rel_drift  # noqa: E402
 from test_deep_linear_phases import DATA, NOISES, SEEDS, W0  # noqa: E402
-
-from ntk_l2 import deep_linear as dl  # noqa: E402
-from ntk_l2.data import load_digits  # noqa: E402
-from ntk_l2.deep_linear.wide import wide_deep_linear  # noqa: E402
 
 
 def main() -> None:
@@ -39,7 +38,7 @@ def main() -> None:
         out[f"conservation_drift[{name}]"] = _max_rel_drift(run, lambda t: 1.0)
         eta, lam = 0.5, 2e-3
         run = dl.gradient_flow(w0, x, y, dl.DeepLinearConfig(learning_rate=eta, steps=3000, l2=lam, n_records=40))
-        out[f"l2_decay_error[{name}]"] = _max_rel_drift(run, lambda t: np.exp(-2 * eta * lam * t))
+        out[f"l2_decay_error[{name}]"] = _max_rel_drift(run, lambda t, rate=2 * eta * lam: np.exp(-rate * t))
     errs = []
     for depth in range(1, 6):
         for seed in range(40):
@@ -52,8 +51,11 @@ def main() -> None:
         run = dl.gradient_descent(W0, x, y, cfg, seeds=SEEDS)
         t_opt = [dl.optimization_phase_end(run.steps, r) for r in run.loss]
         t_half = [dl.imbalance_half_time(run.steps, r) for r in run.imbalance_norm]
-        out[f"phases[{name}]"] = {"t_opt_max": max(t_opt), "t_half_min": min(t_half),
-                                  "final_over_initial_imbalance_mean": float(np.mean(run.imbalance_norm[:, -1] / run.imbalance_norm[:, 0]))}
+        out[f"phases[{name}]"] = {
+            "t_opt_max": max(t_opt),
+            "t_half_min": min(t_half),
+            "final_over_initial_imbalance_mean": float(np.mean(run.imbalance_norm[:, -1] / run.imbalance_norm[:, 0])),
+        }
     x, y = dl.regression_data(40, 5, 3, label_noise=0.5, seed=3, whiten=False)
     w0 = (np.random.default_rng(0).standard_normal((3, 5)),)
     gd = dl.gradient_descent(w0, x, y, dl.DeepLinearConfig(learning_rate=1.0, steps=3000, l2=0.05, n_records=5))

@@ -4,7 +4,7 @@
 
 512 MNIST training images, 1,000 test images (the test-split protocol when only the
 t10k files are at hand), fully connected, 3 bias-free ReLU hidden layers (degree
-k = 4), λ = 1e-3, 3 seeds, each seed's theory from its own f_0 (`ntk_l2.compare`):
+k = 4), λ = 1e-3, 3 seeds, each seed's theory from its own f_0 (`ntk_l2.experiments.compare`):
 
   plain       gradient descent, η = η_0 = `stable_learning_rate` (half the D5 limit), 2/(ηλ) steps;
   momentum    heavy ball β = 0.9 with the effective step η/(1 − β) = η_0/4, 2(1 − β)/(ηλ) steps
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ntk_l2.compare import CompareConfig, infinite_width_kernels, run_comparison, stable_learning_rate
-from ntk_l2.data import load_mnist
-from ntk_l2.io import save_json
+from ntk_l2.common.io import save_json
+from ntk_l2.data.datasets import load_mnist
+from ntk_l2.experiments.compare import CompareConfig, infinite_width_kernels, run_comparison, stable_learning_rate
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "out" / "benchmarks" / "momentum"
@@ -54,8 +54,9 @@ def protocols(eta_plain: float) -> dict[str, CompareConfig]:
         "momentum": CompareConfig(widths=WIDTHS, **common, **mom),
         "sgd": CompareConfig(widths=WIDTHS[-1:], batch_size=BATCH, **common, **plain),
         "sgd_momentum": CompareConfig(widths=WIDTHS[-1:], batch_size=BATCH, **common, **mom),
-        "momentum_full_step": CompareConfig(widths=WIDTHS[:1], **common, momentum=BETA,
-                                            learning_rate=(1.0 - BETA) * eta_plain, steps=steps_plain),
+        "momentum_full_step": CompareConfig(
+            widths=WIDTHS[:1], **common, momentum=BETA, learning_rate=(1.0 - BETA) * eta_plain, steps=steps_plain
+        ),
     }
 
 
@@ -66,7 +67,7 @@ def figures(summary: dict) -> dict:
     fin, th = np.asarray(top["acc_test_finite"]), np.asarray(top["acc_test_theory"])
     out = {
         "config": summary["config"],
-        "median_rel_err_test_max": dict(zip(map(str, widths), summary["median_rel_err_test_max"])),
+        "median_rel_err_test_max": dict(zip(map(str, widths), summary["median_rel_err_test_max"], strict=False)),
         "rel_err_test_max_per_seed": {str(w): summary["widths"][str(w)]["rel_err_test_max"] for w in widths},
         "width_exponent": summary["width_exponent"],
         "best_test_acc_finite": float(np.nanmax(fin)),
@@ -88,29 +89,47 @@ def checks(momentum: dict) -> dict:
     best = min(momentum["best_test_acc_finite"], momentum["best_test_acc_theory"])
     return {
         "error_at_2048": {"value": err, "bound": BOUND_ERROR, "passed": err <= BOUND_ERROR},
-        "width_exponent": {"value": p, "range": list(EXPONENT_RANGE), "passed": EXPONENT_RANGE[0] <= p <= EXPONENT_RANGE[1]},
+        "width_exponent": {
+            "value": p,
+            "range": list(EXPONENT_RANGE),
+            "passed": EXPONENT_RANGE[0] <= p <= EXPONENT_RANGE[1],
+        },
         "learning_regime": {"value": best, "bound": MIN_BEST_ACC, "passed": best >= MIN_BEST_ACC},
-        "best_test_acc_gap": {"value": momentum["best_test_acc_gap"], "bound": BOUND_ACC_GAP,
-                              "passed": momentum["best_test_acc_gap"] <= BOUND_ACC_GAP},
-        "max_test_acc_gap_over_time": {"value": momentum["max_test_acc_gap_over_time"], "bound": BOUND_ACC_GAP,
-                                       "passed": momentum["max_test_acc_gap_over_time"] <= BOUND_ACC_GAP},
+        "best_test_acc_gap": {
+            "value": momentum["best_test_acc_gap"],
+            "bound": BOUND_ACC_GAP,
+            "passed": momentum["best_test_acc_gap"] <= BOUND_ACC_GAP,
+        },
+        "max_test_acc_gap_over_time": {
+            "value": momentum["max_test_acc_gap_over_time"],
+            "bound": BOUND_ACC_GAP,
+            "passed": momentum["max_test_acc_gap_over_time"] <= BOUND_ACC_GAP,
+        },
     }
 
 
 def show(name: str, fig: dict) -> None:
     cfg = fig["config"]
-    print(f"{name}: η = {cfg['learning_rate']:.6g}, β = {cfg['momentum']:g}, batch = {cfg['batch_size'] or 'full'}, "
-          f"{cfg['steps']} steps")
+    print(
+        f"{name}: η = {cfg['learning_rate']:.6g}, β = {cfg['momentum']:g}, batch = {cfg['batch_size'] or 'full'}, "
+        f"{cfg['steps']} steps"
+    )
     for w, err in fig["median_rel_err_test_max"].items():
-        print(f"  width {w:>5}: median max-over-time rel. error of fx_test {err:.4f} "
-              f"(per seed {', '.join(f'{e:.4f}' for e in fig['rel_err_test_max_per_seed'][w])})")
+        print(
+            f"  width {w:>5}: median max-over-time rel. error of fx_test {err:.4f} "
+            f"(per seed {', '.join(f'{e:.4f}' for e in fig['rel_err_test_max_per_seed'][w])})"
+        )
     if fig["width_exponent"] is not None:
         print(f"  width exponent {fig['width_exponent']:.3f}")
     if "median_rel_err_test_max_continuous" in fig:
-        print(f"  vs the continuous theory ({fig['continuous_theory']}): {fig['median_rel_err_test_max_continuous']:.4f}")
-    print(f"  best test accuracy finite {100 * fig['best_test_acc_finite']:.2f}%, theory "
-          f"{100 * fig['best_test_acc_theory']:.2f}% (gap {100 * fig['best_test_acc_gap']:.2f} points; "
-          f"max gap over time {100 * fig['max_test_acc_gap_over_time']:.2f} points)")
+        print(
+            f"  vs the continuous theory ({fig['continuous_theory']}): {fig['median_rel_err_test_max_continuous']:.4f}"
+        )
+    print(
+        f"  best test accuracy finite {100 * fig['best_test_acc_finite']:.2f}%, theory "
+        f"{100 * fig['best_test_acc_theory']:.2f}% (gap {100 * fig['best_test_acc_gap']:.2f} points; "
+        f"max gap over time {100 * fig['max_test_acc_gap_over_time']:.2f} points)"
+    )
 
 
 def main() -> None:
@@ -118,8 +137,16 @@ def main() -> None:
     ds = load_mnist(n_train=N_TRAIN, n_test=N_TEST, data_dir=os.environ.get("NTK_L2_MNIST_DIR"), seed=0)
     probe = CompareConfig(depth=DEPTH, l2=L2)
     eta_plain = stable_learning_rate(infinite_width_kernels(ds, probe)["train"], ds.y_train.size, L2, DEPTH + 1)
-    results: dict = {"dataset": ds.name, "n_train": N_TRAIN, "n_test": N_TEST, "depth": DEPTH, "l2": L2,
-                     "seeds": SEEDS, "eta_plain": eta_plain, "protocols": {}}
+    results: dict = {
+        "dataset": ds.name,
+        "n_train": N_TRAIN,
+        "n_test": N_TEST,
+        "depth": DEPTH,
+        "l2": L2,
+        "seeds": SEEDS,
+        "eta_plain": eta_plain,
+        "protocols": {},
+    }
     for name, cfg in protocols(eta_plain).items():
         summary = run_comparison(ds, cfg, progress=sys.stderr.isatty(), out_dir=RUNS / name)
         results["protocols"][name] = fig = figures(summary)

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ntk_l2.cli import main
-from ntk_l2.io import save_json
-from ntk_l2.theory._memory import available_bytes
+from ntk_l2.cli.commands import main
+from ntk_l2.common.io import save_json
+from ntk_l2.common.memory import available_bytes
 
 
 def declared_kernel(path: Path, n: int, c: int = 10) -> None:
@@ -68,23 +68,53 @@ def main_bench() -> dict:
                 codes.add(code)
             rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "ntk_l2.cli", *(
-                ["predict", str(path), "--lr", "1", "--l2", "1e-3", "--degree", "2", "--times", "0,10",
-                 "--out", str(tmp / "o.npz")])], capture_output=True, text=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "ntk_l2.cli.commands",
+                    *(
+                        [
+                            "predict",
+                            str(path),
+                            "--lr",
+                            "1",
+                            "--l2",
+                            "1e-3",
+                            "--degree",
+                            "2",
+                            "--times",
+                            "0,10",
+                            "--out",
+                            str(tmp / "o.npz"),
+                        ]
+                    ),
+                ],
+                capture_output=True,
+                text=True,
+            )
             process_s = time.perf_counter() - t0
             results[label] = {
-                "n": n, "file_bytes": path.stat().st_size, "refusal_median_s": float(np.median(timings)),
-                "refusal_max_s": float(np.max(timings)), "exit_codes": sorted(codes),
-                "one_line": lines.count("\n") == 1, "message": lines.strip(),
-                "peak_rss_growth_kib": int(rss_after - rss_before), "output_written": (tmp / "o.npz").exists(),
-                "fresh_process_s": process_s, "fresh_process_exit": proc.returncode,
+                "n": n,
+                "file_bytes": path.stat().st_size,
+                "refusal_median_s": float(np.median(timings)),
+                "refusal_max_s": float(np.max(timings)),
+                "exit_codes": sorted(codes),
+                "one_line": lines.count("\n") == 1,
+                "message": lines.strip(),
+                "peak_rss_growth_kib": int(rss_after - rss_before),
+                "output_written": (tmp / "o.npz").exists(),
+                "fresh_process_s": process_s,
+                "fresh_process_exit": proc.returncode,
                 "target": "refusal_median_s < 1, exit 2, one line, no output",
             }
             r = results[label]
-            print(f"{label}: n = {n:,}, refused in {1e3 * r['refusal_median_s']:.2f} ms (median of 5, max "
-                  f"{1e3 * r['refusal_max_s']:.2f} ms), exit {r['exit_codes']}, one line {r['one_line']}, "
-                  f"peak RSS growth {r['peak_rss_growth_kib']} KiB; fresh process {process_s:.2f} s "
-                  f"(exit {proc.returncode}, mostly imports)")
+            print(
+                f"{label}: n = {n:,}, refused in {1e3 * r['refusal_median_s']:.2f} ms (median of 5, max "
+                f"{1e3 * r['refusal_max_s']:.2f} ms), exit {r['exit_codes']}, one line {r['one_line']}, "
+                f"peak RSS growth {r['peak_rss_growth_kib']} KiB; fresh process {process_s:.2f} s "
+                f"(exit {proc.returncode}, mostly imports)"
+            )
     return results
 
 

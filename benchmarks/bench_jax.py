@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import enable_x64
 
-from ntk_l2.io import save_json
+from ntk_l2.common.io import save_json
 from ntk_l2.theory import eigh_kernel, gradient_descent_mse_l2, gradient_descent_mse_l2_discrete
 
 
@@ -54,6 +54,7 @@ def bench_grid(solver, n: int, c: int, n_l2: int, times: np.ndarray, repeats: in
     lams = np.geomspace(1e-6, 1e-1, n_l2) / eta  # ηλ from 1e-6 to 0.1
 
     with enable_x64():
+
         def grid():
             eig = eigh_kernel(k_tt)
             return jax.vmap(lambda lam: solver(eig, y, eta, lam, 2)(times))(jnp.asarray(lams))
@@ -68,12 +69,24 @@ def bench_grid(solver, n: int, c: int, n_l2: int, times: np.ndarray, repeats: in
         separate()  # warm-up: compile the per-λ path once
         t_sep = timed(separate, max(1, repeats // 2))
         ref = separate()
-    err = max(float(np.max(np.abs(np.asarray(first[i]) - np.asarray(r))) / np.max(np.abs(np.asarray(r))))
-              for i, r in enumerate(ref))
+    err = max(
+        float(np.max(np.abs(np.asarray(first[i]) - np.asarray(r))) / np.max(np.abs(np.asarray(r))))
+        for i, r in enumerate(ref)
+    )
     ceiling = speedup_ceiling(k_tt, times.size * c, n_l2, repeats)
-    return {"n": n, "c": c, "n_l2": n_l2, "n_times": int(times.size), "vmapped_s": t_grid,
-            "vmapped_first_call_s": t_first, "separate_s": t_sep, "speedup": t_sep / t_grid,
-            "max_rel_diff": err, "target_speedup": 20.0, **ceiling}
+    return {
+        "n": n,
+        "c": c,
+        "n_l2": n_l2,
+        "n_times": int(times.size),
+        "vmapped_s": t_grid,
+        "vmapped_first_call_s": t_first,
+        "separate_s": t_sep,
+        "speedup": t_sep / t_grid,
+        "max_rel_diff": err,
+        "target_speedup": 20.0,
+        **ceiling,
+    }
 
 
 def speedup_ceiling(k_tt: np.ndarray, columns: int, n_l2: int, repeats: int) -> dict:
@@ -89,8 +102,12 @@ def speedup_ceiling(k_tt: np.ndarray, columns: int, n_l2: int, repeats: int) -> 
     e = timed(lambda: eigh_kernel(k_tt), repeats)
     evecs = eigh_kernel(k_tt).evecs
     g = timed(lambda: evecs @ coefficients, repeats)
-    return {"factorization_s": e, "output_gemm_s": g, "gemm_gflops": 2.0 * n * n * columns / g / 1e9,
-            "speedup_ceiling": (e + g) / (e / n_l2 + g)}
+    return {
+        "factorization_s": e,
+        "output_gemm_s": g,
+        "gemm_gflops": 2.0 * n * n * columns / g / 1e9,
+        "speedup_ceiling": (e + g) / (e / n_l2 + g),
+    }
 
 
 def bench_grad(n: int, c: int, repeats: int) -> dict:
@@ -123,13 +140,18 @@ def main() -> None:
     }
     for key in ("closed_form_grid", "discrete_grid"):
         r = res[key]
-        print(f"{key}: {r['n_l2']} λ vmapped {r['vmapped_s']:.2f} s (first call {r['vmapped_first_call_s']:.2f} s) vs "
-              f"separate calls {r['separate_s']:.2f} s: {r['speedup']:.1f}x (target >= 20x); "
-              f"max relative difference {r['max_rel_diff']:.1e}; ceiling on this machine {r['speedup_ceiling']:.1f}x "
-              f"(factorization {r['factorization_s'] * 1e3:.0f} ms, one λ's output GEMM {r['output_gemm_s'] * 1e3:.0f} ms "
-              f"at {r['gemm_gflops']:.0f} GFLOP/s)")
+        print(
+            f"{key}: {r['n_l2']} λ vmapped {r['vmapped_s']:.2f} s (first call {r['vmapped_first_call_s']:.2f} s) vs "
+            f"separate calls {r['separate_s']:.2f} s: {r['speedup']:.1f}x (target >= 20x); "
+            f"max relative difference {r['max_rel_diff']:.1e}; ceiling on this machine {r['speedup_ceiling']:.1f}x "
+            f"(factorization {r['factorization_s'] * 1e3:.0f} ms, "
+            f"one λ's output GEMM {r['output_gemm_s'] * 1e3:.0f} ms "
+            f"at {r['gemm_gflops']:.0f} GFLOP/s)"
+        )
     g = res["grad"]
-    print(f"grad w.r.t. λ: {g['grad_s'] * 1e3:.1f} ms vs one prediction {g['value_s'] * 1e3:.1f} ms ({g['ratio']:.1f}x)")
+    print(
+        f"grad w.r.t. λ: {g['grad_s'] * 1e3:.1f} ms vs one prediction {g['value_s'] * 1e3:.1f} ms ({g['ratio']:.1f}x)"
+    )
     if not args.small:
         save_json(Path(__file__).parent / "results" / "jax.json", res)
 

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_laws.py [--data-dir DIR]
 
-Target (issue 4): 30 (λ, η) pairs over up to 10^5 steps in under 30 s for n = 512.
+Target: 30 (λ, η) pairs over up to 10^5 steps in under 30 s for n = 512.
 Pairs: 10 values of λ log-spaced over [2e-5, 1e-1] × η ∈ {0.25, 0.5, 1}; each run lasts
 2/(ηλ) steps (the paper's budget), from 20 up to 4·10^5 steps (more than the target's
 10^5) for the smallest ηλ. 200 records per run,
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ntk_l2 import data
-from ntk_l2.io import save_json
-from ntk_l2.law_experiments import law_problem
+from ntk_l2.common.io import save_json
+from ntk_l2.data import datasets as data
+from ntk_l2.experiments.laws import law_problem
 from ntk_l2.laws import theory_sweep
 
 
@@ -43,14 +43,24 @@ def main() -> None:
     runs = theory_sweep(problem, l2s, lrs, budget=2.0, budget_step=None, max_steps=10**6)
     elapsed = time.perf_counter() - t0
     steps = [r["steps"][-1] for r in runs]
-    result = {"dataset": ds.name, "n_train": 512, "n_test": 1000, "pairs": len(runs), "seconds": elapsed,
-              "max_steps": max(steps), "total_steps": int(sum(steps)), "target": "30 pairs, up to 1e5 steps, < 30 s",
-              "passed": elapsed < 30 and len(runs) == 30 and max(steps) >= 10**5,
-              "t_star_eta_l2": [r["t_star_eta_l2"] for r in runs]}
+    result = {
+        "dataset": ds.name,
+        "n_train": 512,
+        "n_test": 1000,
+        "pairs": len(runs),
+        "seconds": elapsed,
+        "max_steps": max(steps),
+        "total_steps": int(sum(steps)),
+        "target": "30 pairs, up to 1e5 steps, < 30 s",
+        "passed": elapsed < 30 and len(runs) == 30 and max(steps) >= 10**5,
+        "t_star_eta_l2": [r["t_star_eta_l2"] for r in runs],
+    }
     out = Path(__file__).parent / "results" / "laws.json"
     save_json(out, result)
-    print(f"theory sweep on {ds.name}, n = 512: {len(runs)} (λ, η) pairs, up to {max(steps)} steps "
-          f"({sum(steps)} in all) in {elapsed:.1f} s (target < 30 s); wrote {out}")
+    print(
+        f"theory sweep on {ds.name}, n = 512: {len(runs)} (λ, η) pairs, up to {max(steps)} steps "
+        f"({sum(steps)} in all) in {elapsed:.1f} s (target < 30 s); wrote {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ import numpy as np
 from jax.experimental import enable_x64
 from scipy.integrate import solve_ivp
 
-from ntk_l2._nt import nt
-from ntk_l2.io import save_json
+from ntk_l2.common.io import save_json
+from ntk_l2.networks.nt import nt
 from ntk_l2.theory import discrete as momentum_discrete
 from ntk_l2.theory import gradient_descent_l2_ode, gradient_descent_mse_l2, gradient_descent_mse_l2_discrete
 
@@ -73,9 +73,18 @@ def bench_closed_form(n: int, m: int, c: int, repeats: int) -> dict:
     ours(), theirs()  # warm up (JIT for neural-tangents)
     runs = [(best_of(ours, 1), best_of(theirs, 1)) for _ in range(repeats)]  # interleaved
     t_ours, t_nt = min(r[0] for r in runs), min(r[1] for r in runs)
-    return {"n": n, "m": m, "c": c, "time_points": 100, "ntk_l2_s": t_ours, "neural_tangents_s": t_nt,
-            "ratio": t_ours / t_nt, "median_pair_ratio": float(np.median([r[0] / r[1] for r in runs])),
-            "pairs": repeats, "target": "ratio <= 1.0"}
+    return {
+        "n": n,
+        "m": m,
+        "c": c,
+        "time_points": 100,
+        "ntk_l2_s": t_ours,
+        "neural_tangents_s": t_nt,
+        "ratio": t_ours / t_nt,
+        "median_pair_ratio": float(np.median([r[0] / r[1] for r in runs])),
+        "pairs": repeats,
+        "target": "ratio <= 1.0",
+    }
 
 
 def bench_discrete(n: int, c: int, steps: int) -> dict:
@@ -87,8 +96,15 @@ def bench_discrete(n: int, c: int, steps: int) -> dict:
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
     gradient_descent_mse_l2_discrete(k, y, 1.0, 1e-4, 3)(checkpoints)
-    return {"n": n, "c": c, "steps": steps, "checkpoints": 100, "first_call_s": first,
-            "warm_call_s": time.perf_counter() - t0, "target": "first_call_s < 2"}
+    return {
+        "n": n,
+        "c": c,
+        "steps": steps,
+        "checkpoints": 100,
+        "first_call_s": first,
+        "warm_call_s": time.perf_counter() - t0,
+        "target": "first_call_s < 2",
+    }
 
 
 def bench_discrete_large_t(n: int, c: int, t: float = 1e12) -> dict:
@@ -103,8 +119,14 @@ def bench_discrete_large_t(n: int, c: int, t: float = 1e12) -> dict:
             t0 = time.perf_counter()
             fx = gradient_descent_mse_l2_discrete(k, y, eta, lam, degree)(t)
             runs.append(time.perf_counter() - t0)
-        out[name] = {"learning_rate": eta, "l2": lam, "degree": degree, "first_call_s": runs[0],
-                     "warm_call_s": min(runs[1:]), "finite": bool(np.isfinite(fx).all())}
+        out[name] = {
+            "learning_rate": eta,
+            "l2": lam,
+            "degree": degree,
+            "first_call_s": runs[0],
+            "warm_call_s": min(runs[1:]),
+            "finite": bool(np.isfinite(fx).all()),
+        }
     return out
 
 
@@ -126,11 +148,20 @@ def bench_discrete_momentum_large_t(n: int, c: int, t: float = 1e12) -> dict:
         runs = []
         for _ in range(4):  # first call (JIT compilation for this shape), then 3 warm
             t0 = time.perf_counter()
-            fx = momentum_discrete.gradient_descent_mse_l2_discrete(k, y, eta, lam, degree, momentum=beta,
-                                                                   nesterov=nesterov)(t)
+            fx = momentum_discrete.gradient_descent_mse_l2_discrete(
+                k, y, eta, lam, degree, momentum=beta, nesterov=nesterov
+            )(t)
             runs.append(time.perf_counter() - t0)
-        out[name] = {"learning_rate": eta, "l2": lam, "degree": degree, "momentum": beta, "nesterov": nesterov,
-                     "first_call_s": runs[0], "warm_call_s": min(runs[1:]), "finite": bool(np.isfinite(fx).all())}
+        out[name] = {
+            "learning_rate": eta,
+            "l2": lam,
+            "degree": degree,
+            "momentum": beta,
+            "nesterov": nesterov,
+            "first_call_s": runs[0],
+            "warm_call_s": min(runs[1:]),
+            "finite": bool(np.isfinite(fx).all()),
+        }
     return out
 
 
@@ -167,8 +198,17 @@ def bench_ode(n: int, c: int) -> dict:
     t_full = time.perf_counter() - t0
     full = sol.y[:-1].T.reshape(-1, n, c)
     agreement = float(np.max(np.abs(full - eig)) / np.max(np.abs(full)))
-    return {"n": n, "c": c, "method": "Radau", **tol, "eigenbasis_s": t_eig, "full_system_s": t_full,
-            "speedup": t_full / t_eig, "max_relative_difference": agreement, "target": "speedup >= 100"}
+    return {
+        "n": n,
+        "c": c,
+        "method": "Radau",
+        **tol,
+        "eigenbasis_s": t_eig,
+        "full_system_s": t_full,
+        "speedup": t_full / t_eig,
+        "max_relative_difference": agreement,
+        "target": "speedup >= 100",
+    }
 
 
 def bench_import() -> dict:
@@ -187,22 +227,28 @@ def bench_import() -> dict:
 def print_discrete_large_t(res: dict) -> None:
     for name in ("k4_eta_l2_1e-3", "l2_0_k4", "k1_l2_1e-3"):
         r = res[name]
-        print(f"discrete map at t = {res['t']:.0e}, n={res['n']}, c={res['c']}, k={r['degree']}, "
-              f"ηλ={r['learning_rate'] * r['l2']:g}: {r['first_call_s']:.3f} s first call, "
-              f"{r['warm_call_s']:.3f} s warm (target < 1 s)")
+        print(
+            f"discrete map at t = {res['t']:.0e}, n={res['n']}, c={res['c']}, k={r['degree']}, "
+            f"ηλ={r['learning_rate'] * r['l2']:g}: {r['first_call_s']:.3f} s first call, "
+            f"{r['warm_call_s']:.3f} s warm (target < 1 s)"
+        )
 
 
 def print_discrete_momentum_large_t(res: dict) -> None:
     for name in MOMENTUM_CASES:
         r = res[name]
         form = f"{'Nesterov' if r['nesterov'] else 'heavy ball'} β={r['momentum']:g}" if r["momentum"] else "β=0"
-        print(f"momentum map at t = {res['t']:.0e}, n={res['n']}, c={res['c']}, k={r['degree']}, "
-              f"ηλ={r['learning_rate'] * r['l2']:g}, {form}: {r['first_call_s']:.3f} s first call, "
-              f"{r['warm_call_s']:.3f} s warm (target < 1 s), finite {r['finite']}")
+        print(
+            f"momentum map at t = {res['t']:.0e}, n={res['n']}, c={res['c']}, k={r['degree']}, "
+            f"ηλ={r['learning_rate'] * r['l2']:g}, {form}: {r['first_call_s']:.3f} s first call, "
+            f"{r['warm_call_s']:.3f} s warm (target < 1 s), finite {r['finite']}"
+        )
 
 
-ONLY = {"discrete_large_t": (bench_discrete_large_t, print_discrete_large_t),
-        "discrete_momentum_large_t": (bench_discrete_momentum_large_t, print_discrete_momentum_large_t)}
+ONLY = {
+    "discrete_large_t": (bench_discrete_large_t, print_discrete_large_t),
+    "discrete_momentum_large_t": (bench_discrete_momentum_large_t, print_discrete_momentum_large_t),
+}
 
 
 def main() -> None:
@@ -220,27 +266,41 @@ def main() -> None:
         print(f"wrote {out}")
         return
     if args.small:
-        results = {"closed_form": bench_closed_form(256, 256, 10, 1), "discrete": bench_discrete(128, 10, 10_000),
-                   "ode": bench_ode(32, 4)}
+        results = {
+            "closed_form": bench_closed_form(256, 256, 10, 1),
+            "discrete": bench_discrete(128, 10, 10_000),
+            "ode": bench_ode(32, 4),
+        }
     else:
-        results = {"closed_form": bench_closed_form(2048, 2048, 10, 9), "discrete": bench_discrete(512, 10, 100_000),
-                   "ode": bench_ode(256, 10)}
+        results = {
+            "closed_form": bench_closed_form(2048, 2048, 10, 9),
+            "discrete": bench_discrete(512, 10, 100_000),
+            "ode": bench_ode(256, 10),
+        }
     results["discrete_large_t"] = bench_discrete_large_t(128 if args.small else 512, 10)
     results["discrete_momentum_large_t"] = bench_discrete_momentum_large_t(128 if args.small else 512, 10)
     results["import"] = bench_import()
     cf, dm, od = results["closed_form"], results["discrete"], results["ode"]
-    print(f"import ntk_l2: {results['import']['import_s']:.2f} s, printed {len(results['import']['printed'])} characters "
-          "(target < 10 s, nothing printed)")
-    print(f"closed form (λ>0) vs nt.predict.gradient_descent_mse (λ=0), n=m={cf['n']}, c={cf['c']}, 100 times: "
-          f"{cf['ntk_l2_s']:.3f} s vs {cf['neural_tangents_s']:.3f} s (best of {cf['pairs']} interleaved pairs), "
-          f"ratio {cf['ratio']:.3f}, median of the pair ratios {cf['median_pair_ratio']:.3f} (target <= 1.0)")
-    print(f"discrete map, {dm['steps']} steps at 100 checkpoints, n={dm['n']}, c={dm['c']}: "
-          f"{dm['first_call_s']:.3f} s first call, {dm['warm_call_s']:.3f} s warm (target < 2 s)")
+    print(
+        f"import ntk_l2: {results['import']['import_s']:.2f} s, printed {len(results['import']['printed'])} characters "
+        "(target < 10 s, nothing printed)"
+    )
+    print(
+        f"closed form (λ>0) vs nt.predict.gradient_descent_mse (λ=0), n=m={cf['n']}, c={cf['c']}, 100 times: "
+        f"{cf['ntk_l2_s']:.3f} s vs {cf['neural_tangents_s']:.3f} s (best of {cf['pairs']} interleaved pairs), "
+        f"ratio {cf['ratio']:.3f}, median of the pair ratios {cf['median_pair_ratio']:.3f} (target <= 1.0)"
+    )
+    print(
+        f"discrete map, {dm['steps']} steps at 100 checkpoints, n={dm['n']}, c={dm['c']}: "
+        f"{dm['first_call_s']:.3f} s first call, {dm['warm_call_s']:.3f} s warm (target < 2 s)"
+    )
     print_discrete_large_t(results["discrete_large_t"])
     print_discrete_momentum_large_t(results["discrete_momentum_large_t"])
-    print(f"ODE with a schedule, n={od['n']}, c={od['c']}: eigenbasis {od['eigenbasis_s']:.3f} s vs full system "
-          f"{od['full_system_s']:.2f} s, speedup {od['speedup']:.0f}x (target >= 100x), "
-          f"agreement {od['max_relative_difference']:.1e}")
+    print(
+        f"ODE with a schedule, n={od['n']}, c={od['c']}: eigenbasis {od['eigenbasis_s']:.3f} s vs full system "
+        f"{od['full_system_s']:.2f} s, speedup {od['speedup']:.0f}x (target >= 100x), "
+        f"agreement {od['max_relative_difference']:.1e}"
+    )
     save_json(out, results)
     print(f"wrote {out}")
 

@@ -1,4 +1,4 @@
-"""Speed of finite-width training (`ntk_l2.train.train`), each target measured in one run.
+"""Speed of finite-width training (`ntk_l2.finite.train.train`), each target measured in one run.
 
     python benchmarks/bench_train.py [--small]
 
@@ -56,9 +56,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_l2.arch import fully_connected
-from ntk_l2.io import save_json
-from ntk_l2.train import TrainConfig, train
+from ntk_l2.common.io import save_json
+from ntk_l2.finite.train import TrainConfig, train
+from ntk_l2.networks.arch import fully_connected
 
 INPUT_DIM, OUT_DIM, DEPTH = 784, 10, 3
 LEARNING_RATE, L2 = 0.5, 1e-2
@@ -84,9 +84,14 @@ def step_flops(width: int, n: int) -> dict:
     forward = 2 * n * macs
     weight_grads = 2 * n * macs
     act_grads = 2 * n * (macs - sizes[0][0] * sizes[0][1])
-    return {"forward": forward, "weight_gradients": weight_grads, "activation_gradients": act_grads,
-            "total": forward + weight_grads + act_grads, "n_params": macs,
-            "count": "2n(3*sum_l a_l b_l - a_1 b_1): forward + weight grads + activation grads except the input's"}
+    return {
+        "forward": forward,
+        "weight_gradients": weight_grads,
+        "activation_gradients": act_grads,
+        "total": forward + weight_grads + act_grads,
+        "n_params": macs,
+        "count": "2n(3*sum_l a_l b_l - a_1 b_1): forward + weight grads + activation grads except the input's",
+    }
 
 
 def timed(fn) -> float:
@@ -96,6 +101,7 @@ def timed(fn) -> float:
 
 
 # --------------------------------------------------------------------------- matmul rate
+
 
 def matmul_rates(m: int, repeats: int) -> dict:
     rng = np.random.default_rng(1)
@@ -111,11 +117,17 @@ def matmul_rates(m: int, repeats: int) -> dict:
         t_jax.append(timed(lambda: dot(a, b).block_until_ready()))
         t_np.append(timed(lambda: a_np @ b_np))
     flops = 2.0 * m**3
-    return {"m": m, "jax_s": min(t_jax), "numpy_s": min(t_np), "jax_flops": flops / min(t_jax),
-            "numpy_flops": flops / min(t_np)}
+    return {
+        "m": m,
+        "jax_s": min(t_jax),
+        "numpy_s": min(t_np),
+        "jax_flops": flops / min(t_jax),
+        "numpy_flops": flops / min(t_np),
+    }
 
 
 # --------------------------------------------------------------------------- library step
+
 
 def train_call(arch, x, y, steps: int, seeds: tuple[int, ...]) -> float:
     cfg = TrainConfig(learning_rate=LEARNING_RATE, l2=L2, steps=steps, record_steps=(0, steps), float64=False)
@@ -143,15 +155,22 @@ def handwritten(arch, x, y, steps: int, n_seeds: int | None):
         g = grad_fn(p)
         return jax.tree_util.tree_map(lambda pi, gi: (1 - LEARNING_RATE * L2) * pi - LEARNING_RATE * gi, p, g)
 
-    init = lambda k: arch.init_fn(k, (-1, x.shape[1]))[1]
+    def init(k):
+        return arch.init_fn(k, (-1, x.shape[1]))[1]
+
     if n_seeds is None:
         params = init(jax.random.PRNGKey(0))
         run = jax.jit(partial(jax.lax.fori_loop, 0, steps, step))
-        call = lambda: jax.block_until_ready(run(params))
+
+        def call():
+            return jax.block_until_ready(run(params))
     else:
         params = jax.vmap(init)(jnp.stack([jax.random.PRNGKey(s) for s in range(n_seeds)]))
         run = jax.jit(lambda p, start, stop: jax.vmap(lambda q: jax.lax.fori_loop(start, stop, step, q))(p))
-        call = lambda: jax.block_until_ready(run(params, 0, steps))
+
+        def call():
+            return jax.block_until_ready(run(params, 0, steps))
+
     call()  # compile
     return call
 
@@ -178,16 +197,31 @@ def bench_step(width: int, n: int, s_pair: tuple[int, int], repeats: int, matmul
     per_step = (min(t["s2"]) - min(t["s1"])) / (s2 - s1)
     hand_step, hand_v_step = min(t["hand"]) / s1, min(t["hand_vmap"]) / s1
     out = {
-        "width": width, "n": n, "depth": DEPTH, "input_dim": INPUT_DIM, "out_dim": OUT_DIM, "dtype": "float32",
-        "steps_pair": [s1, s2], "repeats": repeats, "flops_per_step": flops,
-        "matmul": {"m": matmul_m, "jax_float32_flops": jax_rate, "numpy_float32_flops": np_rate,
-                   "jax_float32_flops_per_round": [r["jax_flops"] for r in mm]},
+        "width": width,
+        "n": n,
+        "depth": DEPTH,
+        "input_dim": INPUT_DIM,
+        "out_dim": OUT_DIM,
+        "dtype": "float32",
+        "steps_pair": [s1, s2],
+        "repeats": repeats,
+        "flops_per_step": flops,
+        "matmul": {
+            "m": matmul_m,
+            "jax_float32_flops": jax_rate,
+            "numpy_float32_flops": np_rate,
+            "jax_float32_flops_per_round": [r["jax_flops"] for r in mm],
+        },
         "train_s": {str(s1): min(t["s1"]), str(s2): min(t["s2"])},
         "train_s_all": {str(s1): t["s1"], str(s2): t["s2"]},
-        "step_s": per_step, "per_call_overhead_s": min(t["s1"]) - s1 * per_step,
-        "achieved_flops": flops["total"] / per_step, "fraction_of_matmul": flops["total"] / per_step / jax_rate,
-        "handwritten_step_s": hand_step, "handwritten_fraction": flops["total"] / hand_step / jax_rate,
-        "handwritten_vmap1_step_s": hand_v_step, "handwritten_vmap1_fraction": flops["total"] / hand_v_step / jax_rate,
+        "step_s": per_step,
+        "per_call_overhead_s": min(t["s1"]) - s1 * per_step,
+        "achieved_flops": flops["total"] / per_step,
+        "fraction_of_matmul": flops["total"] / per_step / jax_rate,
+        "handwritten_step_s": hand_step,
+        "handwritten_fraction": flops["total"] / hand_step / jax_rate,
+        "handwritten_vmap1_step_s": hand_v_step,
+        "handwritten_vmap1_fraction": flops["total"] / hand_v_step / jax_rate,
         "target": "fraction_of_matmul >= 0.5",
     }
     out["passed"] = out["fraction_of_matmul"] >= 0.5
@@ -195,6 +229,7 @@ def bench_step(width: int, n: int, s_pair: tuple[int, int], repeats: int, matmul
 
 
 # --------------------------------------------------------------------------- ensemble
+
 
 def bench_ensemble(width: int, n: int, n_seeds: int, s_pair: tuple[int, int], repeats: int) -> dict:
     arch = fully_connected(DEPTH, width, OUT_DIM)
@@ -222,14 +257,25 @@ def bench_ensemble(width: int, n: int, n_seeds: int, s_pair: tuple[int, int], re
     o1, o2 = min(one[s1]), min(one[s2])
     seq_step = n_seeds * (o2 - o1) / (s2 - s1)  # from the best single calls: less noisy than sums
     out = {
-        "width": width, "n": n, "n_seeds": n_seeds, "steps": s1, "repeats": repeats,
-        "ensemble_s": e1, "sequential_s": q1, "speedup": q1 / e1,
-        "steps_long": s2, "ensemble_long_s": e2, "sequential_long_s": q2, "speedup_long": q2 / e2,
+        "width": width,
+        "n": n,
+        "n_seeds": n_seeds,
+        "steps": s1,
+        "repeats": repeats,
+        "ensemble_s": e1,
+        "sequential_s": q1,
+        "speedup": q1 / e1,
+        "steps_long": s2,
+        "ensemble_long_s": e2,
+        "sequential_long_s": q2,
+        "speedup_long": q2 / e2,
         "single_call_s": {str(s1): o1, str(s2): o2},
-        "ensemble_step_s": (e2 - e1) / (s2 - s1), "sequential_step_s": seq_step,
+        "ensemble_step_s": (e2 - e1) / (s2 - s1),
+        "sequential_step_s": seq_step,
         "ensemble_overhead_s": e1 - s1 * (e2 - e1) / (s2 - s1),
         "sequential_overhead_per_call_s": o1 - s1 * seq_step / n_seeds,
-        "handwritten_vmapped_step_s": hand_ens_s, "handwritten_sequential_unbatched_step_s": hand_one_s,
+        "handwritten_vmapped_step_s": hand_ens_s,
+        "handwritten_sequential_unbatched_step_s": hand_one_s,
         "handwritten_step_speedup": hand_one_s / hand_ens_s,
         "target": "speedup >= 2",
     }
@@ -240,6 +286,7 @@ def bench_ensemble(width: int, n: int, n_seeds: int, s_pair: tuple[int, int], re
 
 
 # --------------------------------------------------------------------------- PyTorch
+
 
 def bench_torch(width: int, n: int, steps: int, repeats: int, jax_step_s: float) -> dict:
     try:
@@ -252,11 +299,11 @@ def bench_torch(width: int, n: int, steps: int, repeats: int, jax_step_s: float)
     sizes = layer_sizes(width)
     stds = [math.sqrt(2.0)] * DEPTH + [1.0]
     weights = [torch.randn(a, b, dtype=torch.float32, requires_grad=True) for a, b in sizes]
-    scales = [s / math.sqrt(a) for s, (a, _) in zip(stds, sizes)]
+    scales = [s / math.sqrt(a) for s, (a, _) in zip(stds, sizes, strict=False)]
     opt = torch.optim.SGD(weights, lr=LEARNING_RATE, weight_decay=L2)
 
     def forward(h):
-        for i, (w, c) in enumerate(zip(weights, scales)):
+        for i, (w, c) in enumerate(zip(weights, scales, strict=False)):
             h = (h @ w) * c
             if i < len(weights) - 1:
                 h = torch.relu(h)
@@ -274,12 +321,21 @@ def bench_torch(width: int, n: int, steps: int, repeats: int, jax_step_s: float)
 
     step(), step()  # warm up
     best = min(timed(run) for _ in range(repeats)) / steps
-    return {"installed": True, "version": torch.__version__, "threads": torch.get_num_threads(),
-            "width": width, "n": n, "steps": steps, "torch_step_s": best, "jax_step_s": jax_step_s,
-            "ratio_jax_over_torch": jax_step_s / best}
+    return {
+        "installed": True,
+        "version": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "width": width,
+        "n": n,
+        "steps": steps,
+        "torch_step_s": best,
+        "jax_step_s": jax_step_s,
+        "ratio_jax_over_torch": jax_step_s / best,
+    }
 
 
 # --------------------------------------------------------------------------- main
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -294,34 +350,56 @@ def main() -> None:
         step = bench_step(2048, 512, (20, 60), 3, 2048)
         ens = bench_ensemble(512, 512, 8, (20, 60), 2)
         torch_res = bench_torch(2048, 512, 10, 3, step["step_s"])
-    results = {"step": step, "ensemble": ens, "torch": torch_res,
-               "machine": {"cpu_count": os.cpu_count(), "jax": jax.__version__, "numpy": np.__version__,
-                           "backend": jax.default_backend(), "loadavg_start": load_start,
-                           "loadavg_end": os.getloadavg(), "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}}
+    results = {
+        "step": step,
+        "ensemble": ens,
+        "torch": torch_res,
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "jax": jax.__version__,
+            "numpy": np.__version__,
+            "backend": jax.default_backend(),
+            "loadavg_start": load_start,
+            "loadavg_end": os.getloadavg(),
+            "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+        },
+    }
     g = 1e9
-    print(f"training step (width {step['width']}, {step['n']} samples, float32): {step['achieved_flops'] / g:.1f} "
-          f"GFLOP/s = {100 * step['fraction_of_matmul']:.0f}% of the measured JAX float32 matmul rate "
-          f"{step['matmul']['jax_float32_flops'] / g:.1f} GFLOP/s (target >= 50%); "
-          f"{step['step_s'] * 1e3:.1f} ms/step, {step['flops_per_step']['total'] / g:.2f} GFLOP/step, "
-          f"numpy matmul {step['matmul']['numpy_float32_flops'] / g:.1f} GFLOP/s")
-    print(f"  same step hand-written (jit + fori_loop, no vmap): {step['handwritten_step_s'] * 1e3:.1f} ms/step = "
-          f"{100 * step['handwritten_fraction']:.0f}%; vmapped over 1 seed with traced bounds: "
-          f"{step['handwritten_vmap1_step_s'] * 1e3:.1f} ms/step = {100 * step['handwritten_vmap1_fraction']:.0f}%; "
-          f"train() per-call overhead {step['per_call_overhead_s']:.2f} s")
-    print(f"{ens['n_seeds']}-seed vmapped ensemble vs {ens['n_seeds']} sequential runs (width {ens['width']}, "
-          f"{ens['n']} samples, {ens['steps']} steps): {ens['ensemble_s']:.2f} s vs {ens['sequential_s']:.2f} s, "
-          f"speedup {ens['speedup']:.2f}x (target >= 2x); at {ens['steps_long']} steps {ens['speedup_long']:.2f}x; "
-          f"per step {ens['steady_state_speedup']:.2f}x; per-call overhead {ens['sequential_overhead_per_call_s']:.2f} s")
-    print(f"  hand-written steps (no per-call overhead): vmapped {ens['n_seeds']} seeds "
-          f"{ens['handwritten_vmapped_step_s'] * 1e3:.1f} ms/step vs {ens['n_seeds']} x one unbatched seed "
-          f"{ens['handwritten_sequential_unbatched_step_s'] * 1e3:.1f} ms/step, speedup "
-          f"{ens['handwritten_step_speedup']:.2f}x")
-    print("  (the end-to-end gain is the per-call cost — compilation, initialization — paid once instead of "
-          f"{ens['n_seeds']} times; per step the ensemble is {'' if ens['passed_per_step'] else 'not '}2x faster)")
+    print(
+        f"training step (width {step['width']}, {step['n']} samples, float32): {step['achieved_flops'] / g:.1f} "
+        f"GFLOP/s = {100 * step['fraction_of_matmul']:.0f}% of the measured JAX float32 matmul rate "
+        f"{step['matmul']['jax_float32_flops'] / g:.1f} GFLOP/s (target >= 50%); "
+        f"{step['step_s'] * 1e3:.1f} ms/step, {step['flops_per_step']['total'] / g:.2f} GFLOP/step, "
+        f"numpy matmul {step['matmul']['numpy_float32_flops'] / g:.1f} GFLOP/s"
+    )
+    print(
+        f"  same step hand-written (jit + fori_loop, no vmap): {step['handwritten_step_s'] * 1e3:.1f} ms/step = "
+        f"{100 * step['handwritten_fraction']:.0f}%; vmapped over 1 seed with traced bounds: "
+        f"{step['handwritten_vmap1_step_s'] * 1e3:.1f} ms/step = {100 * step['handwritten_vmap1_fraction']:.0f}%; "
+        f"train() per-call overhead {step['per_call_overhead_s']:.2f} s"
+    )
+    print(
+        f"{ens['n_seeds']}-seed vmapped ensemble vs {ens['n_seeds']} sequential runs (width {ens['width']}, "
+        f"{ens['n']} samples, {ens['steps']} steps): {ens['ensemble_s']:.2f} s vs {ens['sequential_s']:.2f} s, "
+        f"speedup {ens['speedup']:.2f}x (target >= 2x); at {ens['steps_long']} steps {ens['speedup_long']:.2f}x; "
+        f"per step {ens['steady_state_speedup']:.2f}x; per-call overhead {ens['sequential_overhead_per_call_s']:.2f} s"
+    )
+    print(
+        f"  hand-written steps (no per-call overhead): vmapped {ens['n_seeds']} seeds "
+        f"{ens['handwritten_vmapped_step_s'] * 1e3:.1f} ms/step vs {ens['n_seeds']} x one unbatched seed "
+        f"{ens['handwritten_sequential_unbatched_step_s'] * 1e3:.1f} ms/step, speedup "
+        f"{ens['handwritten_step_speedup']:.2f}x"
+    )
+    print(
+        "  (the end-to-end gain is the per-call cost — compilation, initialization — paid once instead of "
+        f"{ens['n_seeds']} times; per step the ensemble is {'' if ens['passed_per_step'] else 'not '}2x faster)"
+    )
     if torch_res["installed"]:
-        print(f"PyTorch {torch_res['version']} CPU step (width {torch_res['width']}, {torch_res['n']} samples): "
-              f"{torch_res['torch_step_s'] * 1e3:.1f} ms vs JAX {torch_res['jax_step_s'] * 1e3:.1f} ms, "
-              f"ratio JAX/PyTorch {torch_res['ratio_jax_over_torch']:.2f}")
+        print(
+            f"PyTorch {torch_res['version']} CPU step (width {torch_res['width']}, {torch_res['n']} samples): "
+            f"{torch_res['torch_step_s'] * 1e3:.1f} ms vs JAX {torch_res['jax_step_s'] * 1e3:.1f} ms, "
+            f"ratio JAX/PyTorch {torch_res['ratio_jax_over_torch']:.2f}"
+        )
     else:
         print("PyTorch not installed: skipped")
     out = Path(__file__).parent / "results" / ("train_small.json" if args.small else "train.json")

@@ -75,10 +75,12 @@ plt.show()
 # then lost as the outputs decay: the time scale of the L2 laws.
 
 # %%
-for lam, (loss, acc) in curves.items():
+for lam, (_loss, acc) in curves.items():
     best = int(np.argmax(acc))
-    print(f"λ = {lam:>6g}: best test accuracy {100 * acc[best]:.1f}% at t = {times[best]:.3g}"
-          + (f"  (t·η·λ = {times[best] * eta * lam:.2f})" if lam else ""))
+    print(
+        f"λ = {lam:>6g}: best test accuracy {100 * acc[best]:.1f}% at t = {times[best]:.3g}"
+        + (f"  (t·η·λ = {times[best] * eta * lam:.2f})" if lam else "")
+    )
 
 # %% [markdown]
 # ## Finite learning rate: the discrete map
@@ -86,10 +88,17 @@ for lam, (loss, acc) in curves.items():
 # has decayed; the exact map needs no loop over steps in Python.
 
 # %%
-lam, eta_gd = 1e-3, 0.5 * ntk_l2.stability_limit(float(np.linalg.eigvalsh(ntk_train)[-1]), data.y_train.size, 1e-3, net.degree)
+lam, eta_gd = (
+    1e-3,
+    0.5 * ntk_l2.stability_limit(float(np.linalg.eigvalsh(ntk_train)[-1]), data.y_train.size, 1e-3, net.degree),
+)
 steps = np.unique(np.logspace(0, 4.5, 60).astype(int))
-disc = ntk_l2.gradient_descent_mse_l2_discrete(ntk_train, data.y_train, eta_gd, lam, net.degree)(steps, 0.0, None, ntk_test)[1]
-flow = ntk_l2.gradient_descent_mse_l2(ntk_train, data.y_train, eta_gd, lam, net.degree)(steps.astype(float), 0.0, None, ntk_test)[1]
+disc = ntk_l2.gradient_descent_mse_l2_discrete(ntk_train, data.y_train, eta_gd, lam, net.degree)(
+    steps, 0.0, None, ntk_test
+)[1]
+flow = ntk_l2.gradient_descent_mse_l2(ntk_train, data.y_train, eta_gd, lam, net.degree)(
+    steps.astype(float), 0.0, None, ntk_test
+)[1]
 plt.figure(figsize=(5.5, 3.5))
 plt.semilogx(steps, 100 * ntk_l2.accuracy(disc, data.labels_test), label=f"discrete map, η = {eta_gd:.3g}")
 plt.semilogx(steps, 100 * ntk_l2.accuracy(flow, data.labels_test), "--", label="gradient flow")
@@ -105,7 +114,9 @@ plt.show()
 # decays with the outputs themselves.
 
 # %%
-ens = ntk_l2.gradient_descent_mse_l2_ensemble(ntk_train, np.asarray(k_train.nngp, np.float64), data.y_train, 1.0, 1e-3, net.degree)
+ens = ntk_l2.gradient_descent_mse_l2_ensemble(
+    ntk_train, np.asarray(k_train.nngp, np.float64), data.y_train, 1.0, 1e-3, net.degree
+)
 gauss = ens(times, ntk_test, np.asarray(k_test.nngp, np.float64), np.asarray(nngp_test_test, np.float64))
 mean_var = np.mean(np.diagonal(gauss.covariance, axis1=1, axis2=2), axis=1)
 plt.figure(figsize=(5.5, 3.5))

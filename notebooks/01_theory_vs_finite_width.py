@@ -22,7 +22,7 @@
 # own initial outputs $f_0$, so that what remains is the finite-width
 # correction.
 #
-# Conventions (`../shared/DESIGN.md`): loss $\|f_X - Y\|^2/(2N)$ with
+# Conventions (`derivations/conventions.md`): loss $\|f_X - Y\|^2/(2N)$ with
 # $N = n\cdot c$, objective $L + \tfrac{\lambda}{2}\|\theta\|^2$, gradient descent
 # $\theta_{s+1} = (1-\eta\lambda)\theta_s - \eta\nabla L$. The discrete-time theory is
 # (`derivations/discrete_time.md`, D1–D2)
@@ -30,11 +30,11 @@
 # $$f_{s+1} = (1-\eta\lambda)^k f_s - \eta(1-\eta\lambda)^{k-1}\,\Theta_s (f_s - Y)/N,
 #   \qquad \Theta_s = (1-\eta\lambda)^{2(k-1)s}\,\Theta_0 .$$
 #
-# The protocol of the issue: $\lambda = 10^{-2}$, $\eta = 10$ (stable; $\eta\lambda = 0.1$),
+# The protocol: $\lambda = 10^{-2}$, $\eta = 10$ (stable; $\eta\lambda = 0.1$),
 # trained to $t = 2/(\eta\lambda) = 20$ steps, 3 seeds per width.
 #
-# Data: `$NTK_L2_MNIST_DIR` (default `../../shared/data/mnist`). With only the
-# MNIST test files at hand the *test-split protocol* applies: the training points
+# Data: the MNIST files in `$NTK_L2_MNIST_DIR` (the committed outputs are a run on MNIST).
+# With only the MNIST test files at hand the *test-split protocol* applies: the training points
 # are drawn from the first 5,000 test images and evaluated on the last 5,000.
 # Without MNIST the notebook falls back to the embedded digits and says so.
 # Set `NTK_L2_SMALL=1` for a quick run (CI does). Runs are cached in
@@ -48,9 +48,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import ntk_l2
-from ntk_l2.data import load_mnist_or_digits
-from ntk_l2.compare import CompareConfig, run_comparison, theory_predictors, infinite_width_kernels
-from ntk_l2.train import TrainConfig, train
+from ntk_l2.data.datasets import load_mnist_or_digits
+from ntk_l2.experiments.compare import CompareConfig, infinite_width_kernels, run_comparison, theory_predictors
+from ntk_l2.finite.train import TrainConfig, train
 
 SMALL = os.environ.get("NTK_L2_SMALL") == "1"
 N_TRAIN, N_TEST = (128, 200) if SMALL else (512, 1000)
@@ -60,7 +60,7 @@ LR, L2 = 10.0, 1e-2
 STEPS = int(round(2 / (LR * L2)))
 OUT = Path("../out/notebooks/01" + ("_small" if SMALL else ""))
 
-MNIST_DIR = os.environ.get("NTK_L2_MNIST_DIR", "../../shared/data/mnist")
+MNIST_DIR = os.environ.get("NTK_L2_MNIST_DIR")
 data = load_mnist_or_digits(N_TRAIN, N_TEST, MNIST_DIR, seed=0)
 net = ntk_l2.fully_connected(depth=3, out_dim=data.n_classes)
 ntk_l2.check_degree(net, input_shape=data.x_train.shape[1:])
@@ -80,7 +80,7 @@ cfg = CompareConfig(depth=3, widths=WIDTHS, learning_rate=LR, l2=L2, steps=STEPS
 summary = run_comparison(data, cfg, out_dir=OUT)
 runs = {w: dict(np.load(OUT / "runs" / f"width{w}.npz")) for w in WIDTHS}
 steps = runs[WIDTHS[0]]["steps"]
-for w, med in zip(WIDTHS, summary["median_rel_err_test_max"]):
+for w, med in zip(WIDTHS, summary["median_rel_err_test_max"], strict=False):
     print(f"width {w:>5}: median over seeds of the max-over-time relative error of f_test: {med:.4f}")
 print(f"fitted exponent of the error against width: {summary['width_exponent']:.3f}")
 
@@ -94,12 +94,17 @@ print(f"fitted exponent of the error against width: {summary['width_exponent']:.
 
 # %%
 fig, axes = plt.subplots(1, 4, figsize=(16, 3.5), constrained_layout=True, sharey=True)
-for ax, point in zip(axes, range(4)):
+for ax, point in zip(axes, range(4), strict=False):
     label = data.labels_test[point]
     for i, w in enumerate(WIDTHS):
         ax.plot(steps, runs[w]["fx_test"][0, :, point, label], "o-", ms=3, color=f"C{i}", label=f"width {w}")
-        ax.plot(steps, runs[w]["fx_test_theory_discrete"][0, :, point, label], "k--", lw=1,
-                label="theory (discrete)" if i == len(WIDTHS) - 1 else None)
+        ax.plot(
+            steps,
+            runs[w]["fx_test_theory_discrete"][0, :, point, label],
+            "k--",
+            lw=1,
+            label="theory (discrete)" if i == len(WIDTHS) - 1 else None,
+        )
     ax.axhline(1 - 1 / data.n_classes, color="grey", lw=0.5)
     ax.set(title=f"test point {point} (class {label})", xlabel="step")
 axes[0].set_ylabel("true-class output")
@@ -113,9 +118,16 @@ plt.show()
 # from $f_0$, for the narrowest and widest network.
 
 # %%
-peak = int(np.argmax(np.linalg.norm(runs[WIDTHS[-1]]["fx_test_theory_discrete"][0] - runs[WIDTHS[-1]]["fx_test_theory_discrete"][0, :1], axis=(-2, -1))))
+peak = int(
+    np.argmax(
+        np.linalg.norm(
+            runs[WIDTHS[-1]]["fx_test_theory_discrete"][0] - runs[WIDTHS[-1]]["fx_test_theory_discrete"][0, :1],
+            axis=(-2, -1),
+        )
+    )
+)
 fig, axes = plt.subplots(1, 2, figsize=(9, 4), constrained_layout=True)
-for ax, w in zip(axes, (WIDTHS[0], WIDTHS[-1])):
+for ax, w in zip(axes, (WIDTHS[0], WIDTHS[-1]), strict=False):
     theory, finite = runs[w]["fx_test_theory_discrete"][0, peak].ravel(), runs[w]["fx_test"][0, peak].ravel()
     ax.plot(theory, finite, ".", ms=2, alpha=0.5)
     lim = np.max(np.abs(theory))
@@ -126,7 +138,7 @@ plt.show()
 # %% [markdown]
 # ## Error, accuracy, kernel decay, layer norms
 #
-# The standard comparison figure (`ntk_l2.plots.save_comparison`, also written by
+# The standard comparison figure (`ntk_l2.experiments.plots.save_comparison`, also written by
 # `ntk-l2 compare`): relative error of the test outputs over time, test accuracy of
 # network and theory, the measured kernel ratio $\|\Theta_t\|/\|\Theta_0\|$ on the
 # probe set against $(1-\eta\lambda)^{2(k-1)t}$, the layer norms against the
@@ -135,7 +147,7 @@ plt.show()
 # %%
 from IPython.display import Image, display  # noqa: E402
 
-from ntk_l2 import plots  # noqa: E402
+from ntk_l2.experiments import plots  # noqa: E402
 
 display(Image(str(plots.save_comparison(OUT / "comparison.png", summary))))
 
@@ -186,9 +198,17 @@ plt.show()
 # %%
 w_lin = WIDTHS[-1]
 lin_net = ntk_l2.fully_connected(depth=3, width=w_lin, out_dim=data.n_classes)
-lin = train(lin_net.init_fn, lin_net.apply_fn, data.x_train, data.y_train,
-            TrainConfig(learning_rate=LR, l2=L2, steps=STEPS, record_steps=tuple(int(s) for s in steps)),
-            x_test=data.x_test, labels_test=data.labels_test, seeds=tuple(range(SEEDS)), linearized=True)
+lin = train(
+    lin_net.init_fn,
+    lin_net.apply_fn,
+    data.x_train,
+    data.y_train,
+    TrainConfig(learning_rate=LR, l2=L2, steps=STEPS, record_steps=tuple(int(s) for s in steps)),
+    x_test=data.x_test,
+    labels_test=data.labels_test,
+    seeds=tuple(range(SEEDS)),
+    linearized=True,
+)
 kernels = infinite_width_kernels(data, cfg)
 predict = theory_predictors(kernels, data, cfg)["discrete"]
 err_lin = []
@@ -197,17 +217,23 @@ for seed in range(SEEDS):
     err_lin.append(np.linalg.norm(lin.fx_test[seed] - theory, axis=(-2, -1)) / np.linalg.norm(theory, axis=(-2, -1)))
 err_full = np.mean(summary["widths"][str(w_lin)]["rel_err_test"]["discrete"], axis=0)
 offset_ratio = np.linalg.norm(lin.fx_test[:, -1]) / np.linalg.norm(lin.fx_test[:, 0])
-print(f"linearized network: ‖f_test(t = {steps[-1]})‖/‖f_test(0)‖ = {offset_ratio:.2f} "
-      f"(→ |1 − k| = {net.degree - 1} as t → ∞ without data); full network: "
-      f"{np.linalg.norm(runs[w_lin]['fx_test'][:, -1]) / np.linalg.norm(runs[w_lin]['fx_test'][:, 0]):.2g}")
+print(
+    f"linearized network: ‖f_test(t = {steps[-1]})‖/‖f_test(0)‖ = {offset_ratio:.2f} "
+    f"(→ |1 − k| = {net.degree - 1} as t → ∞ without data); full network: "
+    f"{np.linalg.norm(runs[w_lin]['fx_test'][:, -1]) / np.linalg.norm(runs[w_lin]['fx_test'][:, 0]):.2g}"
+)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
 axes[0].plot(steps, np.mean(err_lin, axis=0), "C3o-", ms=3, label="linearized network")
 axes[0].plot(steps, err_full, "C0o-", ms=3, label="full network")
 axes[0].set(yscale="log", xlabel="step", ylabel="relative error vs degree-4 theory", title=f"width {w_lin}")
 axes[0].legend(fontsize=8)
 axes[1].plot(steps, 100 * np.nanmean(lin.acc_test, axis=0), "C3o-", ms=3, label="linearized network")
-axes[1].plot(steps, 100 * np.asarray(summary["widths"][str(w_lin)]["acc_test_finite"]), "C0o-", ms=3, label="full network")
-axes[1].plot(steps, 100 * np.asarray(summary["widths"][str(w_lin)]["acc_test_theory"]), "k--", label="theory (discrete, k = 4)")
+axes[1].plot(
+    steps, 100 * np.asarray(summary["widths"][str(w_lin)]["acc_test_finite"]), "C0o-", ms=3, label="full network"
+)
+axes[1].plot(
+    steps, 100 * np.asarray(summary["widths"][str(w_lin)]["acc_test_theory"]), "k--", label="theory (discrete, k = 4)"
+)
 axes[1].set(xlabel="step", ylabel="test accuracy (%)")
 axes[1].legend(fontsize=8)
 plt.show()
@@ -226,8 +252,15 @@ plt.show()
 
 # %%
 L2_WEAK = 1e-3
-cfg_weak = CompareConfig(depth=3, widths=WIDTHS[-1:], learning_rate=LR, l2=L2_WEAK, steps=int(round(2 / (LR * L2_WEAK))),
-                         seeds=SEEDS, n_records=30)
+cfg_weak = CompareConfig(
+    depth=3,
+    widths=WIDTHS[-1:],
+    learning_rate=LR,
+    l2=L2_WEAK,
+    steps=int(round(2 / (LR * L2_WEAK))),
+    seeds=SEEDS,
+    n_records=30,
+)
 weak = run_comparison(data, cfg_weak, out_dir=OUT / "weak_l2")
 run = weak["widths"][str(WIDTHS[-1])]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
@@ -238,15 +271,18 @@ axes[0].legend(fontsize=8)
 axes[1].plot(run["steps"][1:], run["rel_err_test_mean"][1:], "C0o-", ms=3)
 axes[1].set(xscale="log", yscale="log", xlabel="step", ylabel="relative error of f_test (mean over seeds)")
 plt.show()
-print(f"λ = {L2_WEAK:g}: max-over-time error {weak['median_rel_err_test_max'][0]:.4f} (median over seeds); "
-      f"best test accuracy finite {100 * max(run['acc_test_finite']):.1f}%, theory {100 * max(run['acc_test_theory']):.1f}%")
+print(
+    f"λ = {L2_WEAK:g}: max-over-time error {weak['median_rel_err_test_max'][0]:.4f} (median over seeds); "
+    f"best test accuracy finite {100 * max(run['acc_test_finite']):.1f}%, "
+    f"theory {100 * max(run['acc_test_theory']):.1f}%"
+)
 
 # %% [markdown]
 # ## Momentum and minibatch SGD
 #
 # The same network trained with heavy-ball momentum β,
 # $v_{s+1} = \beta v_s + \nabla L(\theta_s) + \lambda\theta_s$, $\theta_{s+1} = \theta_s - \eta v_{s+1}$
-# (`ntk_l2.train`), has its own infinite-width theory: the discrete momentum map
+# (`ntk_l2.finite.train`), has its own infinite-width theory: the discrete momentum map
 # (`derivations/momentum.md`, M1–M11; `gradient_descent_mse_l2_discrete(..., momentum=β)`). The
 # parameters split as $\theta_s = a_s\theta_0 + \delta_s$, where the scale $a_s$ follows the λ-only
 # momentum recursion (it stays positive while $\eta\lambda \le (1-\sqrt\beta)^2$), the kernel is
@@ -269,7 +305,7 @@ print(f"λ = {L2_WEAK:g}: max-over-time error {weak['median_rel_err_test_max'][0
 # the error at width 256 was twice the plain one (0.59 against 0.30); at η₀/4 it is 0.32.
 
 # %%
-from ntk_l2.compare import stable_learning_rate  # noqa: E402
+from ntk_l2.experiments.compare import stable_learning_rate  # noqa: E402
 
 BETA, BATCH = 0.9, (32 if SMALL else 128)
 L2_M = 1e-2 if SMALL else 1e-3
@@ -290,9 +326,11 @@ mom_runs = {name: dict(np.load(OUT_M / store[name] / "runs" / f"width{WIDTH_M}.n
 print(f"width {WIDTH_M}, λ = {L2_M:g}, {SEEDS} seeds")
 for name, c in protocols.items():
     w = mom[name]["widths"][str(WIDTH_M)]
-    print(f"{name:>14}: η = {c.learning_rate:.4g}, β = {c.momentum:g}, {c.steps} steps: max-over-time error "
-          f"{mom[name]['median_rel_err_test_max'][0]:.4f} (median over seeds); best test accuracy finite "
-          f"{100 * np.nanmax(w['acc_test_finite']):.1f}%, theory {100 * np.nanmax(w['acc_test_theory']):.1f}%")
+    print(
+        f"{name:>14}: η = {c.learning_rate:.4g}, β = {c.momentum:g}, {c.steps} steps: max-over-time error "
+        f"{mom[name]['median_rel_err_test_max'][0]:.4f} (median over seeds); best test accuracy finite "
+        f"{100 * np.nanmax(w['acc_test_finite']):.1f}%, theory {100 * np.nanmax(w['acc_test_theory']):.1f}%"
+    )
 
 # %% [markdown]
 # Outputs over time, against the L2 time $\tau = \eta\lambda t/(1-\beta)$ so that the three runs share an
@@ -312,11 +350,19 @@ for i, (name, c) in enumerate(protocols.items()):
     axes[1].plot(tau[1:], np.asarray(w["rel_err_test_mean"])[1:], "o-", ms=3, color=f"C{i}", label=name)
     axes[2].plot(tau, 100 * np.asarray(w["acc_test_finite"]), "-", color=f"C{i}", label=f"{name}, finite")
     axes[2].plot(tau, 100 * np.asarray(w["acc_test_theory"]), "--", color=f"C{i}", lw=1)
-axes[0].set(xlabel="L2 time ηλt/(1 − β)", ylabel="true-class output",
-            title=f"test point {point} (class {label}); dashed: theory")
+axes[0].set(
+    xlabel="L2 time ηλt/(1 − β)",
+    ylabel="true-class output",
+    title=f"test point {point} (class {label}); dashed: theory",
+)
 axes[0].set_xscale("symlog", linthresh=1e-2)
-axes[1].set(xscale="log", yscale="log", xlabel="L2 time ηλt/(1 − β)", ylabel="‖f* − f*_theory‖/‖f*_theory‖",
-            title="relative error of the test outputs")
+axes[1].set(
+    xscale="log",
+    yscale="log",
+    xlabel="L2 time ηλt/(1 − β)",
+    ylabel="‖f* − f*_theory‖/‖f*_theory‖",
+    title="relative error of the test outputs",
+)
 axes[2].set(xlabel="L2 time ηλt/(1 − β)", ylabel="test accuracy (%)", title="test accuracy (dashed: theory)")
 axes[2].set_xscale("symlog", linthresh=1e-2)
 for ax in axes:
@@ -341,8 +387,9 @@ from ntk_l2.theory.sgd import gradient_descent_mse_l2_sgd  # noqa: E402
 
 tiny = load_mnist_or_digits(32 if SMALL else 48, 16 if SMALL else 24, MNIST_DIR, seed=1)
 B_TINY, SEEDS_TINY, W_TINY, STEPS_TINY = (8, 4, 128, 10) if SMALL else (12, 8, 512, 20)
-tiny_cfg = dict(depth=3, widths=(W_TINY,), learning_rate=LR, l2=L2, steps=STEPS_TINY, seeds=SEEDS_TINY,
-                n_records=STEPS_TINY + 1)
+tiny_cfg = dict(
+    depth=3, widths=(W_TINY,), learning_rate=LR, l2=L2, steps=STEPS_TINY, seeds=SEEDS_TINY, n_records=STEPS_TINY + 1
+)
 tiny_runs = {}
 for name, batch in (("sgd", B_TINY), ("full", None)):
     run_comparison(tiny, CompareConfig(**tiny_cfg, batch_size=batch), out_dir=OUT / f"sgd_spread_{name}")
@@ -354,27 +401,45 @@ predicted = []
 for seed in range(SEEDS_TINY):
     f0, fs0 = (tiny_runs["sgd"][key][seed, 0].astype(float) for key in ("fx_train", "fx_test"))
     predicted.append(np.sqrt(np.mean(np.asarray(sgd_theory(t_tiny, f0, fs0, tiny_k["test"]).var_test), axis=(-2, -1))))
-rms = {name: np.sqrt(np.mean((run["fx_test"] - run["fx_test_theory_discrete"]) ** 2, axis=(-2, -1)))
-       for name, run in tiny_runs.items()}
+rms = {
+    name: np.sqrt(np.mean((run["fx_test"] - run["fx_test_theory_discrete"]) ** 2, axis=(-2, -1)))
+    for name, run in tiny_runs.items()
+}
 fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
 shown = t_tiny > 0  # all deviations are 0 at step 0 (same f₀)
 ax.plot(t_tiny[shown], rms["sgd"][:, shown].T, "C1-", lw=0.8, alpha=0.6)
 ax.plot(t_tiny[shown], rms["full"][:, shown].T, "C0-", lw=0.8, alpha=0.6)
-ax.plot(t_tiny[shown], np.mean(predicted, axis=0)[shown], "k--", lw=2,
-        label="predicted batch noise (theory.sgd, mean over seeds)")
-ax.plot(t_tiny[shown], np.mean(np.sqrt(np.asarray(predicted) ** 2 + rms["full"] ** 2), axis=0)[shown], "k:", lw=2,
-        label="predicted noise ⊕ full-batch gap, √(σ² + gap²)")
+ax.plot(
+    t_tiny[shown],
+    np.mean(predicted, axis=0)[shown],
+    "k--",
+    lw=2,
+    label="predicted batch noise (theory.sgd, mean over seeds)",
+)
+ax.plot(
+    t_tiny[shown],
+    np.mean(np.sqrt(np.asarray(predicted) ** 2 + rms["full"] ** 2), axis=0)[shown],
+    "k:",
+    lw=2,
+    label="predicted noise ⊕ full-batch gap, √(σ² + gap²)",
+)
 ax.plot([], [], "C1-", label=f"SGD, B = {B_TINY}: network − theory mean, each seed")
 ax.plot([], [], "C0-", label="full batch: network − theory, each seed")
-ax.set(yscale="log", xlabel="step", ylabel="RMS over test outputs", title=f"{tiny.name}: {len(tiny.x_train)} train, "
-       f"{len(tiny.x_test)} test, width {W_TINY}")
+ax.set(
+    yscale="log",
+    xlabel="step",
+    ylabel="RMS over test outputs",
+    title=f"{tiny.name}: {len(tiny.x_train)} train, {len(tiny.x_test)} test, width {W_TINY}",
+)
 ax.legend(fontsize=7)
 plt.show()
 for s in (1, t_tiny[len(t_tiny) // 2], t_tiny[-1]):
     i = int(np.searchsorted(t_tiny, s))
-    print(f"step {s:>2}: SGD deviation {np.mean(rms['sgd'][:, i]):.3g} (mean over seeds); predicted batch noise "
-          f"{np.mean(predicted, axis=0)[i]:.3g}; full-batch (finite-width) gap {np.mean(rms['full'][:, i]):.3g}; "
-          f"√(σ² + gap²) {np.mean(np.sqrt(np.asarray(predicted)[:, i] ** 2 + rms['full'][:, i] ** 2)):.3g}")
+    print(
+        f"step {s:>2}: SGD deviation {np.mean(rms['sgd'][:, i]):.3g} (mean over seeds); predicted batch noise "
+        f"{np.mean(predicted, axis=0)[i]:.3g}; full-batch (finite-width) gap {np.mean(rms['full'][:, i]):.3g}; "
+        f"√(σ² + gap²) {np.mean(np.sqrt(np.asarray(predicted)[:, i] ** 2 + rms['full'][:, i] ** 2)):.3g}"
+    )
 
 # %% [markdown]
 # The predicted batch noise is most of an SGD run's deviation from the theory mean; adding the

@@ -29,8 +29,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ntk_l2 import deep_linear as dl
-from ntk_l2.data import load_digits
-from ntk_l2.deep_linear.wide import wide_deep_linear
+from ntk_l2.data.datasets import load_digits
+from ntk_l2.experiments.deep_linear_wide import wide_deep_linear
 
 SMALL = os.environ.get("NTK_L2_SMALL") == "1"
 STEPS = 2_000 if SMALL else 20_000
@@ -82,8 +82,13 @@ for i, (name, run) in enumerate(runs.items()):
     ends = [dl.optimization_phase_end(run.steps, r) for r in run.loss]
     axes[1].axvline(max(np.nanmedian(ends), 1), color=f"C{i}", ls=":", lw=1)
 lam = configs["L2, λ = 1e-3"].l2
-axes[1].semilogx(s, runs["none (GD)"].imbalance_norm[0, 0] * np.exp(-2 * ETA * lam * run.steps), "k--", lw=1,
-                 label="exp(−2ηλt) (gradient flow, DL2)")
+axes[1].semilogx(
+    s,
+    runs["none (GD)"].imbalance_norm[0, 0] * np.exp(-2 * ETA * lam * run.steps),
+    "k--",
+    lw=1,
+    label="exp(−2ηλt) (gradient flow, DL2)",
+)
 axes[0].set(xlabel="step", ylabel="L − min L", title="loss above its minimum (mean over seeds)")
 axes[1].set(xlabel="step", ylabel="‖D‖", title="layer imbalance (dotted: end of the optimization phase)")
 axes[0].legend(fontsize=8)
@@ -91,8 +96,10 @@ axes[1].legend(fontsize=7)
 # flatness along the way
 for i, (name, run) in enumerate(runs.items()):
     picks = np.unique(np.round(np.linspace(0, len(run.steps) - 1, 15)).astype(int))
-    top = [np.mean([dl.hessian_top_eigenvalue(tuple(w[k, r] for w in run.weights), x, y) for k in range(len(SEEDS))])
-           for r in picks]
+    top = [
+        np.mean([dl.hessian_top_eigenvalue(tuple(w[k, r] for w in run.weights), x, y) for k in range(len(SEEDS))])
+        for r in picks
+    ]
     axes[2].semilogx(np.maximum(run.steps[picks], 1), top, "o-", color=f"C{i}", ms=3, label=name)
 axes[2].set(xlabel="step", ylabel="top Hessian eigenvalue", title="sharpness (mean over seeds)")
 plt.show()
@@ -102,8 +109,10 @@ for name, run in runs.items():
     halves = [dl.imbalance_half_time(run.steps, r) for r in run.imbalance_norm]
     half = f"{np.median(halves):6.0f}" if np.all(np.isfinite(halves)) else " never"
     ratio = np.mean(run.imbalance_norm[:, -1] / run.imbalance_norm[:, 0])
-    print(f"{name:22s} optimization phase ends at step {t_opt:4.0f}; imbalance halved at step {half} (median); "
-          f"final/initial imbalance {ratio:.3f}")
+    print(
+        f"{name:22s} optimization phase ends at step {t_opt:4.0f}; imbalance halved at step {half} (median); "
+        f"final/initial imbalance {ratio:.3f}"
+    )
 
 # %% [markdown]
 # Input noise and SGD noise shrink the imbalance only *after* the loss has reached its
@@ -134,7 +143,9 @@ run = runs["minibatch SGD, B = 16"]
 late = run.steps >= 100
 vals = dl.chain_values(run.weights)[:, late]  # (seed, record, L)
 top_law = dl.chain_top_eigenvalue_at_minimum(vals, m)
-axes[1].scatter(run.imbalance_norm[:, late].ravel(), top_law.ravel(), s=4, alpha=0.4, label="SGD, after the optimization phase")
+axes[1].scatter(
+    run.imbalance_norm[:, late].ravel(), top_law.ravel(), s=4, alpha=0.4, label="SGD, after the optimization phase"
+)
 bal = m * 3 * abs(p) ** (4 / 3)
 axes[1].axhline(bal, color="k", ls="--", lw=1, label="balanced minimum")
 axes[1].set(xlabel="‖D‖", ylabel="m Σ_i Π_{j≠i} w_j²", title="depth 3, SGD: flatter as the imbalance shrinks")
@@ -151,12 +162,15 @@ plt.show()
 # %%
 net = dl.DeepLinear((4, 8, 8, 3))
 xm, ym = dl.regression_data(64, 4, 3, label_noise=0.5, seed=1)
-wm = tuple(w * 2.0 ** (l - 2) for l, w in enumerate(net.init(0), start=1))
-mat = dl.gradient_descent(wm, xm, ym, dl.DeepLinearConfig(learning_rate=0.05, steps=STEPS, batch_size=4, n_records=60),
-                          seeds=SEEDS[:4])
+wm = tuple(w * 2.0 ** (i - 2) for i, w in enumerate(net.init(0), start=1))
+mat = dl.gradient_descent(
+    wm, xm, ym, dl.DeepLinearConfig(learning_rate=0.05, steps=STEPS, batch_size=4, n_records=60), seeds=SEEDS[:4]
+)
 picks = np.unique(np.round(np.linspace(0, len(mat.steps) - 1, 12)).astype(int))
-top = [np.mean([dl.hessian_top_eigenvalue(tuple(w[k, r] for w in mat.weights), xm, ym) for k in range(mat.loss.shape[0])])
-       for r in picks]
+top = [
+    np.mean([dl.hessian_top_eigenvalue(tuple(w[k, r] for w in mat.weights), xm, ym) for k in range(mat.loss.shape[0])])
+    for r in picks
+]
 fig, axes = plt.subplots(1, 3, figsize=(15, 3.6), constrained_layout=True)
 s = np.maximum(mat.steps, 1)
 axes[0].loglog(s, mat.loss.mean(0) - dl.min_loss(xm, ym) + 1e-12)
@@ -180,12 +194,16 @@ fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
 for i, width in enumerate((128, 512) if SMALL else (256, 1024, 2048)):
     summary, arrays = wide_deep_linear(ds, depth=3, width=width, learning_rate=1.0, l2=1e-2, steps=100, seeds=2)
     axes[0].plot(summary["steps"], summary["rel_err_test_mean"], "o-", color=f"C{i}", label=f"width {width}")
-    print(f"width {width:5d}: max-over-time relative error of the test outputs (median over seeds) "
-          f"{np.median(summary['rel_err_test_max']):.3f}")
+    print(
+        f"width {width:5d}: max-over-time relative error of the test outputs (median over seeds) "
+        f"{np.median(summary['rel_err_test_max']):.3f}"
+    )
 axes[0].set(xlabel="step", ylabel="‖f − f_theory‖ / ‖f_theory‖ (test)", title="finite width vs theory at k = L = 3")
 axes[0].legend(fontsize=8)
 fin, th = arrays["fx_test"][0, -1].ravel(), arrays["fx_test_theory_discrete"][0, -1].ravel()
 axes[1].plot(th, fin, ".", ms=2)
 axes[1].plot([th.min(), th.max()], [th.min(), th.max()], "k--", lw=1)
-axes[1].set(xlabel="theory (k = 3)", ylabel=f"finite width {width}", title=f"test outputs at step {summary['steps'][-1]}")
+axes[1].set(
+    xlabel="theory (k = 3)", ylabel=f"finite width {width}", title=f"test outputs at step {summary['steps'][-1]}"
+)
 plt.show()

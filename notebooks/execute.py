@@ -26,8 +26,9 @@ def execute(source: Path, small: bool, timeout: int = 1800) -> nbformat.Notebook
     env_before = os.environ.get("NTK_L2_SMALL")
     os.environ["NTK_L2_SMALL"] = "1" if small else "0"
     try:
-        NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(source.parent)}}).execute()
+        NotebookClient(
+            notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(source.parent)}}
+        ).execute()
     finally:
         if env_before is None:
             os.environ.pop("NTK_L2_SMALL", None)

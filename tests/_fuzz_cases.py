@@ -63,16 +63,21 @@ class Case:
         return "xent" if self.solver == "xent" else "mse"
 
     def describe(self) -> str:
-        lines = [f"{self.kind} {self.solver} n={self.n} m={self.m} c={self.c} expect={EXPECT_NAMES[self.expect]} "
-                 f"blame={sorted(self.blame)} tags={self.tags}"]
+        lines = [
+            f"{self.kind} {self.solver} n={self.n} m={self.m} c={self.c} expect={EXPECT_NAMES[self.expect]} "
+            f"blame={sorted(self.blame)} tags={self.tags}"
+        ]
         for key, value in self.arrays.items():
             lines.append(f"  {key}: {_summary(value)}")
         if self.kind == "cli":
-            lines.append(f"  file={self.file_form}{'' if self.huge is None else ' ' + repr(self.huge)} out={self.out_form}")
+            lines.append(
+                f"  file={self.file_form}{'' if self.huge is None else ' ' + repr(self.huge)} out={self.out_form}"
+            )
             lines.append("  argv: " + " ".join(cli_argv(self, "KERNEL", "OUT")))
         else:
-            lines.append(f"  lr={self.lr!r} l2={self.l2!r} degree={self.degree!r} t={self.times!r} "
-                         f"extra={self.api_extra!r}")
+            lines.append(
+                f"  lr={self.lr!r} l2={self.l2!r} degree={self.degree!r} t={self.times!r} extra={self.api_extra!r}"
+            )
         return "\n".join(lines)
 
     __repr__ = describe
@@ -139,18 +144,55 @@ def api_name(case: Case, slot: str) -> str:
     return slot
 
 
-FILE_FORMS = ["npz"] * 14 + ["npz_compressed"] * 3 + [
-    "npy", "npy_named_npz", "text", "empty", "truncated", "corrupt", "corrupt_compressed", "huge", "huge",
-    "short_data", "raw_member", "missing", "directory"]
-OUT_FORMS = ["fresh"] * 12 + ["existing_out", "missing_dir", "same", "same_dotdot", "same_via_dirlink", "hardlink",
-                              "symlink", "dangling_symlink", "readonly_dir", "parent_is_file", "is_dir", "long_name"]
+FILE_FORMS = (
+    ["npz"] * 14
+    + ["npz_compressed"] * 3
+    + [
+        "npy",
+        "npy_named_npz",
+        "text",
+        "empty",
+        "truncated",
+        "corrupt",
+        "corrupt_compressed",
+        "huge",
+        "huge",
+        "short_data",
+        "raw_member",
+        "missing",
+        "directory",
+    ]
+)
+OUT_FORMS = ["fresh"] * 12 + [
+    "existing_out",
+    "missing_dir",
+    "same",
+    "same_dotdot",
+    "same_via_dirlink",
+    "hardlink",
+    "symlink",
+    "dangling_symlink",
+    "readonly_dir",
+    "parent_is_file",
+    "is_dir",
+    "long_name",
+]
 
 
 def file_expectations(case: Case, draw, rng) -> None:
     """What the CLI's kernel file form makes of the case (and the details of a damaged or huge file)."""
     form = case.file_form
-    if form in ("npy", "npy_named_npz", "text", "empty", "truncated", "short_data", "raw_member", "missing",
-                "directory"):
+    if form in (
+        "npy",
+        "npy_named_npz",
+        "text",
+        "empty",
+        "truncated",
+        "short_data",
+        "raw_member",
+        "missing",
+        "directory",
+    ):
         case.mark(INVALID, f"file {form}", "KERNEL")
     elif form in ("corrupt", "corrupt_compressed"):
         # a flipped byte may land in a field nobody reads (a time stamp): then the arrays are intact
@@ -159,8 +201,19 @@ def file_expectations(case: Case, draw, rng) -> None:
     elif form == "huge":
         keys = [k for k in present_slots(case) if case.arrays[k].dtype.kind == "f"] or ["k_train_train"]
         key = draw(st.sampled_from(keys))
-        shape = draw(st.sampled_from([(10**5, 10**5), (30_000, 30_000), (10**7, 10**7), (2**31, 2**31),
-                                      (1, 10**10), (10**4, 10**4, 10**4), (2**62, 4)]))
+        shape = draw(
+            st.sampled_from(
+                [
+                    (10**5, 10**5),
+                    (30_000, 30_000),
+                    (10**7, 10**7),
+                    (2**31, 2**31),
+                    (1, 10**10),
+                    (10**4, 10**4, 10**4),
+                    (2**62, 4),
+                ]
+            )
+        )
         descr = draw(st.sampled_from(["<f8", "<f4", "<c16", "|b1"]))
         case.huge = (key, shape, descr, draw(st.booleans()))
         case.mark(INVALID, f"huge declared {key} {shape} {descr}", "KERNEL", key)
@@ -195,8 +248,9 @@ def finalize(case: Case) -> None:
         if "fx_test_0" in names and "k_test_train" not in names:
             case.mark(INVALID, "fx_test_0 without k_test_train", "fx_test_0", "k_test_train")
     else:
-        for req in ("k_train_train", "y_train") + (("k_test_train", "nngp_train_train", "nngp_test_train")
-                                                   if case.solver == "ensemble" else ()):
+        for req in ("k_train_train", "y_train") + (
+            ("k_test_train", "nngp_train_train", "nngp_test_train") if case.solver == "ensemble" else ()
+        ):
             if req not in names:
                 case.mark(INVALID, f"missing {req}", api_name(case, req))
         if case.solver != "ensemble" and "fx_test_0" in names and "k_test_train" not in names:
@@ -212,8 +266,22 @@ def finalize(case: Case) -> None:
             if int(case.num["degree"]) == 0 and growth > 10:
                 # degree 0: Θ_t = e^{2ηλt} Θ_0 grows past e^20: stiff or beyond float range; a refusal
                 # naming what to change is fair (a hang is not)
-                case.mark(EITHER, "degree 0 kernel grows past e^20", "t", "--times", "learning_rate", "--lr", "l2",
-                          "--l2", "times", "fx_train", "fx_test", "mean", "cov_test", "covariance")
+                case.mark(
+                    EITHER,
+                    "degree 0 kernel grows past e^20",
+                    "t",
+                    "--times",
+                    "learning_rate",
+                    "--lr",
+                    "l2",
+                    "--l2",
+                    "times",
+                    "fx_train",
+                    "fx_test",
+                    "mean",
+                    "cov_test",
+                    "covariance",
+                )
     if case.solver in ("ode_mse", "xent") and case.expect != INVALID:
         times = case.num["times"]
         if case.kind == "api" and np.any(np.isinf(times)):
@@ -254,4 +322,3 @@ def _discrete_expectations(case: Case) -> None:
         case.mark(EITHER, "discrete map unstable", *blame)
     if steps > 1e7:
         case.no_ref = True
-

@@ -170,4 +170,3 @@ def snapshot(root: Path) -> dict[str, tuple]:
                 with open(p, "rb") as f:
                     snap[p] = ("file", st_.st_size, st_.st_mtime_ns, hashlib.sha256(f.read()).hexdigest())
     return snap
-

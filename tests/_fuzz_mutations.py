@@ -14,11 +14,35 @@ import numpy as np
 from hypothesis import strategies as st
 
 try:  # tests/ as a plain directory (pytest's default rootdir-relative import)
-    from _fuzz_cases import (EITHER, INVALID, KERNEL_SLOTS, NNGP, VALID, api_name, draw_free, free, present_slots,
-                             psd_from_features, touch, uses_fx)
+    from _fuzz_cases import (
+        EITHER,
+        INVALID,
+        KERNEL_SLOTS,
+        NNGP,
+        VALID,
+        api_name,
+        draw_free,
+        free,
+        present_slots,
+        psd_from_features,
+        touch,
+        uses_fx,
+    )
 except ImportError:  # pragma: no cover - tests/ made into a package
-    from ._fuzz_cases import (EITHER, INVALID, KERNEL_SLOTS, NNGP, VALID, api_name, draw_free, free, present_slots,
-                              psd_from_features, touch, uses_fx)
+    from ._fuzz_cases import (
+        EITHER,
+        INVALID,
+        KERNEL_SLOTS,
+        NNGP,
+        VALID,
+        api_name,
+        draw_free,
+        free,
+        present_slots,
+        psd_from_features,
+        touch,
+        uses_fx,
+    )
 
 
 def _m_drop(case, draw, rng):
@@ -74,13 +98,29 @@ def _m_broadcast(case, draw, rng):
         if "fx_test_0" in case.arrays:
             options.append("fxs_m1")
     if n > 1:
-        options += ["k_11", "kxt_m1"] + (["fx_1c"] if fx else []) + (["nngp_xx_11"] if "nngp_train_train" in case.arrays else [])
+        options += (
+            ["k_11", "kxt_m1"]
+            + (["fx_1c"] if fx else [])
+            + (["nngp_xx_11"] if "nngp_train_train" in case.arrays else [])
+        )
     if m > 1:
-        options += (["fxs_1c"] if fx else []) + (["nngp_sx_1n", "nngp_ss_11", "nngp_ss_m1"] if "nngp_test_test" in case.arrays else [])
-    slots = {"y_n1": ("y_train", "fx_train_0"), "fx_n1": ("fx_train_0",), "fx_1c": ("fx_train_0",),
-             "fxs_m1": ("fx_test_0",), "fxs_1c": ("fx_test_0", "k_test_train"), "k_11": ("k_train_train",),
-             "kxt_m1": ("k_test_train",), "kxt_n1": ("k_test_train",), "nngp_xx_11": ("nngp_train_train",),
-             "nngp_sx_1n": ("nngp_test_train",), "nngp_ss_11": ("nngp_test_test",), "nngp_ss_m1": ("nngp_test_test",)}
+        options += (["fxs_1c"] if fx else []) + (
+            ["nngp_sx_1n", "nngp_ss_11", "nngp_ss_m1"] if "nngp_test_test" in case.arrays else []
+        )
+    slots = {
+        "y_n1": ("y_train", "fx_train_0"),
+        "fx_n1": ("fx_train_0",),
+        "fx_1c": ("fx_train_0",),
+        "fxs_m1": ("fx_test_0",),
+        "fxs_1c": ("fx_test_0", "k_test_train"),
+        "k_11": ("k_train_train",),
+        "kxt_m1": ("k_test_train",),
+        "kxt_n1": ("k_test_train",),
+        "nngp_xx_11": ("nngp_train_train",),
+        "nngp_sx_1n": ("nngp_test_train",),
+        "nngp_ss_11": ("nngp_test_test",),
+        "nngp_ss_m1": ("nngp_test_test",),
+    }
     how = draw_free(case, draw, {o: slots[o] for o in options})
     if how is None:
         return
@@ -134,7 +174,9 @@ def _as_kernel(case, slot) -> np.ndarray | None:
 
 
 def _m_asym(case, draw, rng):
-    options = [s for s in present_slots(case, KERNEL_SLOTS) if _as_kernel(case, s) is not None and case.arrays[s].shape[0] > 1]
+    options = [
+        s for s in present_slots(case, KERNEL_SLOTS) if _as_kernel(case, s) is not None and case.arrays[s].shape[0] > 1
+    ]
     if not options:
         return
     slot = draw(st.sampled_from(options))
@@ -195,8 +237,25 @@ def _m_dtype(case, draw, rng):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         arr = np.asarray(case.arrays[slot], np.float64)
-    kind = draw(st.sampled_from(["bool", "complex", "complex_real", "int", "float16", "float32", "object",
-                                 "str", "bytes", "datetime64", "timedelta64", ">f4", "longdouble"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "bool",
+                "complex",
+                "complex_real",
+                "int",
+                "float16",
+                "float32",
+                "object",
+                "str",
+                "bytes",
+                "datetime64",
+                "timedelta64",
+                ">f4",
+                "longdouble",
+            ]
+        )
+    )
     api = api_name(case, slot)
     if kind == "bool":
         new, level = arr != 0, INVALID
@@ -254,16 +313,25 @@ def _m_extreme(case, draw, rng):
 
 def _m_empty(case, draw, rng):
     n, m, c = case.n, case.m, case.c
-    slots = {"n0": ("k_train_train", "y_train", "fx_train_0", "k_test_train", "nngp_train_train", "nngp_test_train"),
-             "c0": ("y_train", "fx_train_0", "fx_test_0"),
-             "m0": ("k_test_train", "fx_test_0", "nngp_test_train", "nngp_test_test"), "kxt_cols0": ("k_test_train",)}
+    slots = {
+        "n0": ("k_train_train", "y_train", "fx_train_0", "k_test_train", "nngp_train_train", "nngp_test_train"),
+        "c0": ("y_train", "fx_train_0", "fx_test_0"),
+        "m0": ("k_test_train", "fx_test_0", "nngp_test_train", "nngp_test_test"),
+        "kxt_cols0": ("k_test_train",),
+    }
     how = draw_free(case, draw, slots)
     if how is None:
         return
     a = case.arrays
     if how == "n0":
-        for key, shape in (("k_train_train", (0, 0)), ("y_train", (0, c)), ("fx_train_0", (0, c)),
-                           ("k_test_train", (m, 0)), ("nngp_train_train", (0, 0)), ("nngp_test_train", (m, 0))):
+        for key, shape in (
+            ("k_train_train", (0, 0)),
+            ("y_train", (0, c)),
+            ("fx_train_0", (0, c)),
+            ("k_test_train", (m, 0)),
+            ("nngp_train_train", (0, 0)),
+            ("nngp_test_train", (m, 0)),
+        ):
             if key in a or key in ("k_train_train", "y_train"):
                 a[key] = np.zeros(shape)
         case.mark(INVALID, "n = 0", api_name(case, "k_train_train"), "y_train", *NNGP)
@@ -288,8 +356,13 @@ def _m_size(case, draw, rng):
     options = ["y_rows"] + (["fx_cols", "kxt_rows_vs_fxs"] if uses_fx(case) else [])
     options += ["nngp_xx_big"] if "nngp_train_train" in case.arrays else []
     options += ["nngp_ss_big"] if "nngp_test_test" in case.arrays else []
-    slots = {"y_rows": ("y_train",), "fx_cols": ("fx_train_0",), "nngp_xx_big": ("nngp_train_train",),
-             "nngp_ss_big": ("nngp_test_test",), "kxt_rows_vs_fxs": ("fx_test_0", "k_test_train")}
+    slots = {
+        "y_rows": ("y_train",),
+        "fx_cols": ("fx_train_0",),
+        "nngp_xx_big": ("nngp_train_train",),
+        "nngp_ss_big": ("nngp_test_test",),
+        "kxt_rows_vs_fxs": ("fx_test_0", "k_test_train"),
+    }
     how = draw_free(case, draw, {o: slots[o] for o in options})
     if how is None:
         return

@@ -24,8 +24,8 @@ except ImportError:  # pragma: no cover - tests/ made into a package
 REF_TIME_MAX = 1e4  # references beyond this are ill-posed (null modes drift ∝ t · round-off)
 
 
-
 REFERENCE_EVALUATIONS = 20_000  # LSODA on these tiny systems needs hundreds; more means a stiff reference
+
 
 def _phi(rate: np.ndarray, t: float) -> np.ndarray:
     """(1 − e^{−rate t}) / rate, t where rate = 0."""
@@ -54,7 +54,9 @@ def ref_flow_linear(k, y, f0, kxt, fs0, eta, lam, deg, t):
         return fx, None
     a_over_r = np.where(r > 0, a / np.where(r > 0, r, 1.0), 1.0)
     d_over_r = np.where(r > 0, d / np.where(r > 0, r, 1.0), 0.0)
-    integral = (np.exp(-d * t) * _phi(a, t))[:, None] * (z0 - a_over_r[:, None] * zy) - (d_over_r * _phi(d, t))[:, None] * zy
+    integral = (np.exp(-d * t) * _phi(a, t))[:, None] * (z0 - a_over_r[:, None] * zy) - (d_over_r * _phi(d, t))[
+        :, None
+    ] * zy
     fs = np.exp(-d * t) * fs0 - (eta / norm) * kxt @ (v @ integral)
     return fx, fs
 
@@ -74,28 +76,39 @@ def ref_ode(k, y, f0, kxt, fs0, eta, lam, deg, times, loss, probs=None):
         if calls[0] > REFERENCE_EVALUATIONS:  # the reference itself is too stiff to follow: no reference
             raise ReferenceTooCostly
         f = state[: n * c].reshape(n, c)
-        fs = state[n * c:].reshape(m, c)
+        fs = state[n * c :].reshape(m, c)
         s = np.exp(-2.0 * (deg - 1) * eta * lam * t)
         if loss == "mse":
             grad = (f - y) / norm
         else:
             e = np.exp(f - f.max(axis=1, keepdims=True))
             grad = (e / e.sum(axis=1, keepdims=True) - probs) / norm
-        return np.concatenate([(-eta * s * kp @ grad - deg * eta * lam * f).ravel(),
-                               (-eta * s * kx @ grad - deg * eta * lam * fs).ravel()])
+        return np.concatenate(
+            [
+                (-eta * s * kp @ grad - deg * eta * lam * f).ravel(),
+                (-eta * s * kx @ grad - deg * eta * lam * fs).ravel(),
+            ]
+        )
 
     y0 = np.concatenate([f0.ravel(), fs0.ravel()])
     unique, back = np.unique(np.asarray(times, np.float64), return_inverse=True)
     if unique[-1] == 0:
         at_unique = np.tile(y0, (unique.size, 1))
     else:
-        sol = scipy.integrate.solve_ivp(rhs, (0.0, unique[-1]), y0, method="LSODA", t_eval=unique,
-                                        rtol=1e-11, atol=1e-13 * max(1.0, np.abs(y0).max(initial=0.0), np.abs(y).max()))
+        sol = scipy.integrate.solve_ivp(
+            rhs,
+            (0.0, unique[-1]),
+            y0,
+            method="LSODA",
+            t_eval=unique,
+            rtol=1e-11,
+            atol=1e-13 * max(1.0, np.abs(y0).max(initial=0.0), np.abs(y).max()),
+        )
         assert sol.success, sol.message
         at_unique = sol.y.T
     out = at_unique[back.ravel()]
     fx = out[:, : n * c].reshape(len(times), n, c)
-    fs = out[:, n * c:].reshape(len(times), m, c)
+    fs = out[:, n * c :].reshape(len(times), m, c)
     return fx, (fs if kxt is not None else None)
 
 
@@ -178,9 +191,11 @@ def reference(case: Case) -> dict[str, np.ndarray] | None:
     if f0.shape != (n, c):
         return None
     m = 0 if kxt is None else kxt.shape[0]
-    out = {"fx_train": np.full((times.size, n, c), np.nan),
-           "fx_test": np.full((times.size, m, c), np.nan) if kxt is not None else None,
-           "cov_test": None}
+    out = {
+        "fx_train": np.full((times.size, n, c), np.nan),
+        "fx_test": np.full((times.size, m, c), np.nan) if kxt is not None else None,
+        "cov_test": None,
+    }
     ok = np.isfinite(times) & (times <= REF_TIME_MAX)
     if not ok.any():
         return out
@@ -212,10 +227,15 @@ def reference(case: Case) -> dict[str, np.ndarray] | None:
     if kxt is not None:
         out["fx_test"][ok] = fs
     if "nngp_train_train" in a and case.solver in ("closed", "ensemble") and (lam == 0 or deg == 1) and kxt is not None:
-        if "nngp_test_test" in a and a["nngp_test_test"].shape == (m, m) and a["nngp_train_train"].shape == (n, n) \
-                and a["nngp_test_train"].shape == (m, n):
-            joint = np.block([[a["nngp_train_train"], a["nngp_test_train"].T],
-                              [a["nngp_test_train"], a["nngp_test_test"]]])
+        if (
+            "nngp_test_test" in a
+            and a["nngp_test_test"].shape == (m, m)
+            and a["nngp_train_train"].shape == (n, n)
+            and a["nngp_test_train"].shape == (m, n)
+        ):
+            joint = np.block(
+                [[a["nngp_train_train"], a["nngp_test_train"].T], [a["nngp_test_train"], a["nngp_test_test"]]]
+            )
             cov = np.full((times.size, m, m), np.nan)
             with np.errstate(all="ignore"):
                 cov[ok] = np.stack([ref_covariance(k, kxt, joint, eta, lam, deg, t, y.size) for t in tt])
@@ -271,15 +291,21 @@ def check_results(stats, case: Case, res: dict[str, np.ndarray]) -> None:
         mask = np.isfinite(want)
         if not mask.any():
             continue
-        if case.solver in ("xent", "ode_mse") or (case.solver != "discrete" and case.num["l2"] and case.num["degree"] != 1):
+        if case.solver in ("xent", "ode_mse") or (
+            case.solver != "discrete" and case.num["l2"] and case.num["degree"] != 1
+        ):
             tol = 2e-6  # ODE against ODE
         got = res[key][mask]
         scale = 1.0 + float(np.max(np.abs(want[mask])))
         error = float(np.max(np.abs(got - want[mask]))) / scale
         checked = True
         if not error <= tol:
-            stats.violate(case, "wrong values", f"{key}: max error {error:.3g} (relative to 1 + max|ref| = {scale:.3g})",
-                          (case.solver, key))
+            stats.violate(
+                case,
+                "wrong values",
+                f"{key}: max error {error:.3g} (relative to 1 + max|ref| = {scale:.3g})",
+                (case.solver, key),
+            )
     if checked:
         stats.counts["reference checked"] += 1
 
@@ -321,4 +347,3 @@ def check_api_result(stats, case: Case, result: Any) -> None:
     if case.scalar_t:  # compare as a single time
         res = {k: v[None] for k, v in res.items()}
     check_results(stats, case, res)
-

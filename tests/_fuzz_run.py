@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 import ntk_l2
-from ntk_l2.cli import main
+from ntk_l2.cli.commands import main
 
 try:  # tests/ as a plain directory (pytest's default rootdir-relative import)
     from _fuzz_cases import EXPECT_NAMES, INVALID, VALID, Case, api_name, cli_argv
@@ -76,20 +76,26 @@ class Stats:
             self.violations[sig] = (size, category, text)
 
     def report(self) -> str:
-        lines = [f"fuzz: {self.counts['cases']} cases in {self.seconds:.1f} s "
-                 f"({1000 * self.seconds / max(self.counts['cases'], 1):.1f} ms/case): "
-                 f"accepted {self.counts['accepted']} (valid {self.counts['accepted valid']}, "
-                 f"either {self.counts['accepted either']}, invalid {self.counts['accepted invalid']}), "
-                 f"refused {self.counts['refused']} (valid {self.counts['refused valid']}, "
-                 f"either {self.counts['refused either']}, invalid {self.counts['refused invalid']}); "
-                 f"references checked {self.counts['reference checked']}; "
-                 f"cli {self.counts['cli']}, api {self.counts['api']}",
-                 f"tracebacks {self.violation_counts['traceback']}, non-finite outputs written "
-                 f"{self.violation_counts['non-finite output written']}, inputs modified "
-                 f"{self.violation_counts['input modified']}"]
-        lines.append("ms/case by kind: " + ", ".join(
-            f"{key} {1000 * self.timing[key] / self.counts['n ' + key]:.0f} (x{self.counts['n ' + key]})"
-            for key in sorted(self.timing)))
+        lines = [
+            f"fuzz: {self.counts['cases']} cases in {self.seconds:.1f} s "
+            f"({1000 * self.seconds / max(self.counts['cases'], 1):.1f} ms/case): "
+            f"accepted {self.counts['accepted']} (valid {self.counts['accepted valid']}, "
+            f"either {self.counts['accepted either']}, invalid {self.counts['accepted invalid']}), "
+            f"refused {self.counts['refused']} (valid {self.counts['refused valid']}, "
+            f"either {self.counts['refused either']}, invalid {self.counts['refused invalid']}); "
+            f"references checked {self.counts['reference checked']}; "
+            f"cli {self.counts['cli']}, api {self.counts['api']}",
+            f"tracebacks {self.violation_counts['traceback']}, non-finite outputs written "
+            f"{self.violation_counts['non-finite output written']}, inputs modified "
+            f"{self.violation_counts['input modified']}",
+        ]
+        lines.append(
+            "ms/case by kind: "
+            + ", ".join(
+                f"{key} {1000 * self.timing[key] / self.counts['n ' + key]:.0f} (x{self.counts['n ' + key]})"
+                for key in sorted(self.timing)
+            )
+        )
         if self.violation_counts:
             lines.append("violations: " + ", ".join(f"{k} {v}" for k, v in sorted(self.violation_counts.items())))
             lines.append(f"{len(self.violations)} distinct (smallest example each):")
@@ -213,8 +219,12 @@ def run_case(case: Case, root: Path, index: int) -> None:
         STATS.timing[key] += time.perf_counter() - t0
         STATS.counts["n " + key] += 1
         if WATCHDOG and WATCHDOG.fired:  # whatever the case reported after the interruption does not count
-            STATS.violate(case, "hang", f"no answer after {CASE_TIMEOUT:g} s; main thread was at\n{WATCHDOG.stack}",
-                          (case.solver,))
+            STATS.violate(
+                case,
+                "hang",
+                f"no answer after {CASE_TIMEOUT:g} s; main thread was at\n{WATCHDOG.stack}",
+                (case.solver,),
+            )
             WATCHDOG.fired = False
     if sum(STATS.violation_counts.values()) == before_violations:
         shutil.rmtree(casedir, ignore_errors=True)
@@ -227,11 +237,19 @@ def _judge_acceptance(case: Case, accepted: bool, detail: str) -> None:
     STATS.counts["accepted" if accepted else "refused"] += 1
     STATS.counts[("accepted " if accepted else "refused ") + level] += 1
     if accepted and case.expect == INVALID:
-        STATS.violate(case, "invalid input accepted", detail, tuple(sorted(t.split(" ")[0] for t in case.tags
-                                                                          if not t.startswith("kernel"))))
+        STATS.violate(
+            case,
+            "invalid input accepted",
+            detail,
+            tuple(sorted(t.split(" ")[0] for t in case.tags if not t.startswith("kernel"))),
+        )
     if not accepted and case.expect == VALID:
-        STATS.violate(case, "valid input refused", detail, (detail.split(":")[0], detail.split(":")[1][:25]
-                                                             if ":" in detail else ""))
+        STATS.violate(
+            case,
+            "valid input refused",
+            detail,
+            (detail.split(":")[0], detail.split(":")[1][:25] if ":" in detail else ""),
+        )
 
 
 @contextlib.contextmanager
@@ -266,8 +284,12 @@ def _run_cli(case: Case, casedir: Path) -> None:
     t0 = time.perf_counter()
     code: Any = None
     err: BaseException | None = None
-    with _capture_fd2() as fd2, warnings.catch_warnings(record=True) as records, \
-            contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+    with (
+        _capture_fd2() as fd2,
+        warnings.catch_warnings(record=True) as records,
+        contextlib.redirect_stdout(stdout),
+        contextlib.redirect_stderr(stderr),
+    ):
         warnings.simplefilter("always")
         try:
             code = main(argv)
@@ -288,8 +310,12 @@ def _run_cli(case: Case, casedir: Path) -> None:
     # the input file is never modified (bytes and mtime), whatever happened
     kernel_key = str(kernel)
     if kernel_key in before and before[kernel_key] != after.get(kernel_key):
-        STATS.violate(case, "input modified", f"{kernel} changed: {before[kernel_key][:3]} -> "
-                      f"{after.get(kernel_key, ('gone',))[:3]}", (case.out_form,))
+        STATS.violate(
+            case,
+            "input modified",
+            f"{kernel} changed: {before[kernel_key][:3]} -> {after.get(kernel_key, ('gone',))[:3]}",
+            (case.out_form,),
+        )
     if err is not None:
         STATS.violate(case, "traceback", _tb_text(err), _frame_signature(err))
         STATS.counts["refused"] += 1
@@ -306,43 +332,60 @@ def _run_cli(case: Case, casedir: Path) -> None:
         if not os.path.isfile(out):
             STATS.violate(case, "exit 0 without output", f"{out} missing", ())
             return
-        extra = [p for p in list(new_files) + list(changed) + removed
-                 if os.path.realpath(p) != os.path.realpath(out_key) and p != out_key]
+        extra = [
+            p
+            for p in list(new_files) + list(changed) + removed
+            if os.path.realpath(p) != os.path.realpath(out_key) and p != out_key
+        ]
         if extra:
             STATS.violate(case, "stray files", f"created/changed/removed besides the output: {extra}", ())
         if shown:
-            STATS.soft[("warning on success",) + tuple(shown[:1])] = f"warning on a successful run: {shown[:2]} ({case.tags})"
+            STATS.soft[("warning on success",) + tuple(shown[:1])] = (
+                f"warning on a successful run: {shown[:2]} ({case.tags})"
+            )
         _check_output_file(case, out)
         return
     # refusal
     internal = [line for line in err_lines if line.startswith(PREFIX + "internal error")]
     if internal:  # the general handler caught a crash: a traceback in one line is still a traceback
-        STATS.violate(case, "traceback", internal[0][len(PREFIX):400], (internal[0][len(PREFIX):].split(" — ")[0][:80],))
+        STATS.violate(
+            case, "traceback", internal[0][len(PREFIX) : 400], (internal[0][len(PREFIX) :].split(" — ")[0][:80],)
+        )
         STATS.counts["refused"] += 1
         return
     _judge_acceptance(case, False, err_lines[0] if err_lines else f"exit {exit_code!r}")
     problems = []
     if exit_code != 2:
         problems.append(f"exit code {exit_code!r}")
-    if len(err_lines) != 1 or not err_lines[0].startswith(PREFIX) or not err_lines[0][len(PREFIX):].strip():
+    if len(err_lines) != 1 or not err_lines[0].startswith(PREFIX) or not err_lines[0][len(PREFIX) :].strip():
         problems.append(f"stderr {chr(10).join(err_lines)[:400]!r}")
     if shown:
         problems.append(f"warnings printed too: {shown[:3]}")
     if new_files or changed or removed:
         problems.append(f"files left/changed: new {sorted(new_files)} changed {sorted(changed)} removed {removed}")
     elif err_lines and case.expect == INVALID:
-        text = err_lines[0][len(PREFIX):]
+        text = err_lines[0][len(PREFIX) :]
         argparse_text = text.startswith(("argument ", "the following arguments", "unrecognized arguments"))
         if not argparse_text and not any(text.startswith(b) for b in case.blame | {"KERNEL"}):
             STATS.soft[("cli message", text.split(":")[0][:30])] = (
-                f"CLI refusal not starting with a blamed name {sorted(case.blame)}: {err_lines[0][:200]!r}")
+                f"CLI refusal not starting with a blamed name {sorted(case.blame)}: {err_lines[0][:200]!r}"
+            )
     if problems:
-        category = "refusal not one line" if exit_code == 2 and not (new_files or changed or removed) \
-            else "refusal left files" if (new_files or changed or removed) else "refusal with wrong exit code"
+        category = (
+            "refusal not one line"
+            if exit_code == 2 and not (new_files or changed or removed)
+            else "refusal left files"
+            if (new_files or changed or removed)
+            else "refusal with wrong exit code"
+        )
         STATS.violate(case, category, "; ".join(problems), (problems[0][:40],))
     if huge and (elapsed > HUGE_REFUSAL_SECONDS or peak > HUGE_REFUSAL_BYTES):
-        STATS.violate(case, "huge declared size not refused quickly", f"{elapsed:.2f} s, peak traced {peak / 2**20:.0f} MiB",
-                      (case.huge[2],))
+        STATS.violate(
+            case,
+            "huge declared size not refused quickly",
+            f"{elapsed:.2f} s, peak traced {peak / 2**20:.0f} MiB",
+            (case.huge[2],),
+        )
 
 
 def _check_output_file(case: Case, out: Path) -> None:
@@ -355,8 +398,12 @@ def _check_output_file(case: Case, out: Path) -> None:
         return
     bad = [key for key, v in res.items() if v.dtype.kind not in "fiub" or not np.all(np.isfinite(v))]
     if bad:
-        STATS.violate(case, "non-finite output written", f"non-finite values in {bad}",
-                      tuple(sorted(t.split(" ")[0] for t in case.tags if not t.startswith("kernel"))))
+        STATS.violate(
+            case,
+            "non-finite output written",
+            f"non-finite values in {bad}",
+            tuple(sorted(t.split(" ")[0] for t in case.tags if not t.startswith("kernel"))),
+        )
     check_results(STATS, case, res)
 
 
@@ -382,12 +429,17 @@ def _run_api(case: Case) -> None:
         warnings.simplefilter("always")
         try:
             if solver == "ensemble":
-                fn = ntk_l2.gradient_descent_mse_l2_ensemble(a.get("k_train_train"), a.get("nngp_train_train"),
-                                                             a.get("y_train"), case.lr, case.l2, case.degree)
+                fn = ntk_l2.gradient_descent_mse_l2_ensemble(
+                    a.get("k_train_train"), a.get("nngp_train_train"), a.get("y_train"), case.lr, case.l2, case.degree
+                )
                 result = fn(case.times, a.get("k_test_train"), a.get("nngp_test_train"), a.get("nngp_test_test"))
             else:
-                make = {"closed": ntk_l2.gradient_descent_mse_l2, "discrete": ntk_l2.gradient_descent_mse_l2_discrete,
-                        "ode_mse": ntk_l2.gradient_descent_l2_ode, "xent": ntk_l2.gradient_descent_l2_ode}[solver]
+                make = {
+                    "closed": ntk_l2.gradient_descent_mse_l2,
+                    "discrete": ntk_l2.gradient_descent_mse_l2_discrete,
+                    "ode_mse": ntk_l2.gradient_descent_l2_ode,
+                    "xent": ntk_l2.gradient_descent_l2_ode,
+                }[solver]
                 kwargs = dict(case.api_extra)
                 if solver in ("ode_mse", "xent"):
                     kwargs.setdefault("loss", "mse" if solver == "ode_mse" else "xent")
@@ -409,15 +461,20 @@ def _run_api(case: Case) -> None:
         msg = str(err)
         _judge_acceptance(case, False, msg[:200])
         names = case.blame | {api_name(case, b) for b in case.blame}
-        if "\n" in msg or not any(msg.startswith(name) and msg[len(name): len(name) + 1] in (":", " ")
-                                  for name in names if name):
+        if "\n" in msg or not any(
+            msg.startswith(name) and msg[len(name) : len(name) + 1] in (":", " ") for name in names if name
+        ):
             if case.expect != VALID:
-                STATS.violate(case, "ValueError not naming the argument",
-                              f"{msg[:300]!r} (expected one of {sorted(names)})", (msg.split(":")[0][:40],))
+                STATS.violate(
+                    case,
+                    "ValueError not naming the argument",
+                    f"{msg[:300]!r} (expected one of {sorted(names)})",
+                    (msg.split(":")[0][:40],),
+                )
         return
     _judge_acceptance(case, True, "returned")
     if shown:
-        STATS.soft[("warning on success",) + tuple(shown[:1])] = f"warning on a successful call: {shown[:2]} ({case.tags})"
+        STATS.soft[("warning on success",) + tuple(shown[:1])] = (
+            f"warning on a successful call: {shown[:2]} ({case.tags})"
+        )
     check_api_result(STATS, case, result)
-
-

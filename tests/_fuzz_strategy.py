@@ -17,12 +17,42 @@ from hypothesis import strategies as st
 import ntk_l2
 
 try:  # tests/ as a plain directory (pytest's default rootdir-relative import)
-    from _fuzz_cases import (EITHER, FILE_FORMS, INVALID, OUT_FORMS, SHAPES, VALID, Case, draw_free, file_expectations,
-                             finalize, free, out_expectations, psd_from_features, touch, uses_fx)
+    from _fuzz_cases import (
+        EITHER,
+        FILE_FORMS,
+        INVALID,
+        OUT_FORMS,
+        SHAPES,
+        VALID,
+        Case,
+        draw_free,
+        file_expectations,
+        finalize,
+        free,
+        out_expectations,
+        psd_from_features,
+        touch,
+        uses_fx,
+    )
     from _fuzz_mutations import ARRAY_MUTATIONS
 except ImportError:  # pragma: no cover - tests/ made into a package
-    from ._fuzz_cases import (EITHER, FILE_FORMS, INVALID, OUT_FORMS, SHAPES, VALID, Case, draw_free,
-                              file_expectations, finalize, free, out_expectations, psd_from_features, touch, uses_fx)
+    from ._fuzz_cases import (
+        EITHER,
+        FILE_FORMS,
+        INVALID,
+        OUT_FORMS,
+        SHAPES,
+        VALID,
+        Case,
+        draw_free,
+        file_expectations,
+        finalize,
+        free,
+        out_expectations,
+        psd_from_features,
+        touch,
+        uses_fx,
+    )
     from ._fuzz_mutations import ARRAY_MUTATIONS
 
 
@@ -89,8 +119,9 @@ def _build_valid(case: Case, draw, rng) -> None:
     if dtype != "float64":
         case.tags.append(f"kernel dtype {dtype}")  # float32 of deficient rank must still be accepted
     with_test = case.solver == "ensemble" or draw(st.booleans())
-    with_nngp = case.solver == "ensemble" or (case.kind == "cli" and case.solver == "closed" and with_test
-                                              and draw(st.booleans()))
+    with_nngp = case.solver == "ensemble" or (
+        case.kind == "cli" and case.solver == "closed" and with_test and draw(st.booleans())
+    )
     arrays: dict[str, Any] = {"k_train_train": k.astype(dtype)}
     if case.solver == "xent":
         form = draw(st.sampled_from(["centered", "onehot", "probs"]))
@@ -146,10 +177,17 @@ def _build_valid(case: Case, draw, rng) -> None:
         case.degree = draw(st.sampled_from([degree, degree, float(degree), np.int64(degree)]))
     if case.kind == "cli":
         fmt = draw(st.sampled_from(["repr", "repr", "spaces", "g17"]))
-        text = {"repr": lambda v: repr(float(v)), "spaces": lambda v: f" {float(v)!r} ",
-                "g17": lambda v: format(float(v), ".17g")}[fmt]
-        case.flags = {"--lr": text(lr), "--l2": text(l2), "--degree": str(degree),
-                      "--times": ",".join(text(t) for t in times)}
+        text = {
+            "repr": lambda v: repr(float(v)),
+            "spaces": lambda v: f" {float(v)!r} ",
+            "g17": lambda v: format(float(v), ".17g"),
+        }[fmt]
+        case.flags = {
+            "--lr": text(lr),
+            "--l2": text(l2),
+            "--degree": str(degree),
+            "--times": ",".join(text(t) for t in times),
+        }
         if case.solver == "discrete":
             case.flags["--discrete"] = ""
         if case.solver == "xent" or draw(st.booleans()):
@@ -174,14 +212,26 @@ CLI_BAD_FLAGS = {
 CLI_ODD_FLAGS = {  # (text, level for continuous MSE, level for discrete, level for xent)
     # a subnormal λ: the answer is that of λ = 0 up to t ~ 1e300; refusing it (naming --l2/l2) is fair too
     "--l2": [("-0.0", VALID, VALID, VALID), ("1e-320", EITHER, EITHER, EITHER)],
-    "--degree": [("2.0", VALID, VALID, VALID), ("-0", VALID, VALID, VALID), ("1e19", EITHER, EITHER, EITHER),
-                 ("1e300", EITHER, EITHER, EITHER), ("4e0", VALID, VALID, VALID)],
+    "--degree": [
+        ("2.0", VALID, VALID, VALID),
+        ("-0", VALID, VALID, VALID),
+        ("1e19", EITHER, EITHER, EITHER),
+        ("1e300", EITHER, EITHER, EITHER),
+        ("4e0", VALID, VALID, VALID),
+    ],
     # t = inf is the documented limit, but a written file must hold only finite values (times included):
     # the CLI may refuse it
-    "--times": [("inf", EITHER, INVALID, INVALID), ("0,inf", EITHER, INVALID, INVALID),
-                ("1e19", VALID, EITHER, EITHER), ("1,,2", EITHER, EITHER, EITHER), ("2.5", VALID, INVALID, VALID),
-                ("1e-320", VALID, INVALID, VALID), ("1_0", EITHER, EITHER, EITHER), ("-0", VALID, VALID, VALID),
-                ("1e6", VALID, VALID, EITHER)],
+    "--times": [
+        ("inf", EITHER, INVALID, INVALID),
+        ("0,inf", EITHER, INVALID, INVALID),
+        ("1e19", VALID, EITHER, EITHER),
+        ("1,,2", EITHER, EITHER, EITHER),
+        ("2.5", VALID, INVALID, VALID),
+        ("1e-320", VALID, INVALID, VALID),
+        ("1_0", EITHER, EITHER, EITHER),
+        ("-0", VALID, VALID, VALID),
+        ("1e6", VALID, VALID, EITHER),
+    ],
     "--lr": [("1e6", VALID, EITHER, EITHER), ("1e-300", VALID, VALID, VALID)],
 }
 
@@ -261,15 +311,30 @@ API_BAD_SCALARS = {
     "t": [[], [[1.0]], [-1.0], [np.nan], "abc", [1.0, np.nan], [1j], [-np.inf], np.zeros((1, 1))],
 }
 API_ODD_SCALARS = {  # value, level (continuous closed form), level (discrete), level (ODE)
-    "lr": [("0.5", EITHER, EITHER, EITHER), (np.array(0.5), VALID, VALID, VALID), ([0.5], EITHER, EITHER, EITHER),
-           (1e6, VALID, EITHER, EITHER)],
+    "lr": [
+        ("0.5", EITHER, EITHER, EITHER),
+        (np.array(0.5), VALID, VALID, VALID),
+        ([0.5], EITHER, EITHER, EITHER),
+        (1e6, VALID, EITHER, EITHER),
+    ],
     "l2": [(-0.0, VALID, VALID, VALID), (5e-324, EITHER, EITHER, EITHER), (np.float32(1e-2), VALID, VALID, VALID)],
-    "degree": [(np.array(2), EITHER, EITHER, EITHER), (10**19, EITHER, EITHER, EITHER), (1e300, EITHER, EITHER, EITHER),
-               (np.float32(3.0), VALID, VALID, VALID)],
-    "t": [(np.inf, VALID, INVALID, INVALID), (None, VALID, INVALID, INVALID), (1e19, VALID, EITHER, EITHER),
-          ("1", EITHER, EITHER, EITHER), (True, EITHER, EITHER, EITHER), (-0.0, VALID, VALID, VALID),
-          (np.array([1.0, 2.0], np.float32), VALID, VALID, VALID), (2.5, VALID, INVALID, VALID),
-          ([], EITHER, EITHER, EITHER)],
+    "degree": [
+        (np.array(2), EITHER, EITHER, EITHER),
+        (10**19, EITHER, EITHER, EITHER),
+        (1e300, EITHER, EITHER, EITHER),
+        (np.float32(3.0), VALID, VALID, VALID),
+    ],
+    "t": [
+        (np.inf, VALID, INVALID, INVALID),
+        (None, VALID, INVALID, INVALID),
+        (1e19, VALID, EITHER, EITHER),
+        ("1", EITHER, EITHER, EITHER),
+        (True, EITHER, EITHER, EITHER),
+        (-0.0, VALID, VALID, VALID),
+        (np.array([1.0, 2.0], np.float32), VALID, VALID, VALID),
+        (2.5, VALID, INVALID, VALID),
+        ([], EITHER, EITHER, EITHER),
+    ],
 }
 
 

@@ -1,4 +1,4 @@
-"""Tests for `ntk_l2.arch`: claimed homogeneity degrees vs numerical measurement.
+"""Tests for `ntk_l2.networks.arch`: claimed homogeneity degrees vs numerical measurement.
 
 Checks f(cθ) = c^k f(θ), θ·∇f = k f and Θ(cθ) = c^{2(k−1)} Θ(θ) in float64
 (see `derivations/homogeneity.md`). Small widths keep the file fast on CPU.
@@ -13,9 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntk_l2._nt import nt
-from ntk_l2.arch import (Architecture, check_degree, convolutional, fully_connected,
-                         measure_degree)
+from ntk_l2.networks.arch import Architecture, check_degree, convolutional, fully_connected, measure_degree
+from ntk_l2.networks.nt import nt
 
 WIDTH = 64
 
@@ -62,10 +61,13 @@ def test_standard_parameterization_has_same_degree() -> None:
     assert _measure(arch) == 3
 
 
-@pytest.mark.parametrize("build", [
-    lambda: fully_connected(2, WIDTH, 2, b_std=0.1, input_dim=16),
-    lambda: convolutional(1, 4, 2, b_std=0.1, input_shape=(4, 4, 1)),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: fully_connected(2, WIDTH, 2, b_std=0.1, input_dim=16),
+        lambda: convolutional(1, 4, 2, b_std=0.1, input_shape=(4, 4, 1)),
+    ],
+)
 def test_biases_break_homogeneity(build) -> None:
     arch = build()
     assert arch.degree is None and not arch.homogeneous
@@ -123,46 +125,55 @@ def test_conv_kernel_fn_shape(activation: str) -> None:
     assert np.all(np.isfinite(ntk))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(depth=0), "depth"),
-    (dict(depth=2.0), "depth"),
-    (dict(width=0), "width"),
-    (dict(out_dim=0), "out_dim"),
-    (dict(input_dim=0), "input_dim"),
-    (dict(activation="gelu"), "activation.*relu"),
-    (dict(W_std=0.0), "W_std"),
-    (dict(W_std=-1.0), "W_std"),
-    (dict(b_std=0.0), "b_std.*None"),
-    (dict(readout_W_std=float("nan")), "readout_W_std"),
-    (dict(parameterization="mup"), "parameterization"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(depth=0), "depth"),
+        (dict(depth=2.0), "depth"),
+        (dict(width=0), "width"),
+        (dict(out_dim=0), "out_dim"),
+        (dict(input_dim=0), "input_dim"),
+        (dict(activation="gelu"), "activation.*relu"),
+        (dict(W_std=0.0), "W_std"),
+        (dict(W_std=-1.0), "W_std"),
+        (dict(b_std=0.0), "b_std.*None"),
+        (dict(readout_W_std=float("nan")), "readout_W_std"),
+        (dict(parameterization="mup"), "parameterization"),
+    ],
+)
 def test_fully_connected_bad_arguments(kwargs: dict, match: str) -> None:
     kwargs = {"depth": 1, **kwargs}
     with pytest.raises(ValueError, match=match):
         fully_connected(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(depth=0), "depth"),
-    (dict(channels=0), "channels"),
-    (dict(filter_shape=(0, 3)), "filter_shape"),
-    (dict(filter_shape=(3,)), "filter_shape"),
-    (dict(padding="REFLECT"), "padding"),
-    (dict(input_shape=(8, 8)), "input_shape"),
-    (dict(activation="softplus"), "activation"),
-    (dict(W_std=0.0), "W_std"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(depth=0), "depth"),
+        (dict(channels=0), "channels"),
+        (dict(filter_shape=(0, 3)), "filter_shape"),
+        (dict(filter_shape=(3,)), "filter_shape"),
+        (dict(padding="REFLECT"), "padding"),
+        (dict(input_shape=(8, 8)), "input_shape"),
+        (dict(activation="softplus"), "activation"),
+        (dict(W_std=0.0), "W_std"),
+    ],
+)
 def test_convolutional_bad_arguments(kwargs: dict, match: str) -> None:
     kwargs = {"depth": 1, **kwargs}
     with pytest.raises(ValueError, match=match):
         convolutional(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(scales=(1.0,)), "scales"),
-    (dict(scales=(-2.0,)), "scales"),
-    (dict(n_points=0), "n_points"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(scales=(1.0,)), "scales"),
+        (dict(scales=(-2.0,)), "scales"),
+        (dict(n_points=0), "n_points"),
+    ],
+)
 def test_measure_degree_bad_arguments(kwargs: dict, match: str) -> None:
     arch = fully_connected(1, 8, 1)
     with pytest.raises(ValueError, match=match):

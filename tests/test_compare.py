@@ -1,4 +1,4 @@
-"""Theory vs finite width (`ntk_l2/compare.py`): resumable per-width runs, the default η,
+"""Theory vs finite width (`ntk_l2/experiments/compare.py`): resumable per-width runs, the default η,
 and the comparison on real MNIST in a small mode."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ import re
 import numpy as np
 import pytest
 
-from ntk_l2 import compare, data
-from ntk_l2.compare import CompareConfig, run_comparison, stable_learning_rate
+from ntk_l2.data import datasets as data
+from ntk_l2.experiments import compare
+from ntk_l2.experiments.compare import CompareConfig, run_comparison, stable_learning_rate
 from ntk_l2.theory import stability_limit
 from ntk_l2.theory.discrete import stability_limit as stability_limit_momentum
 
@@ -41,7 +42,9 @@ def test_interrupted_comparison_resumes_to_the_uninterrupted_result(digits, tmp_
     assert sorted(p.name for p in (tmp_path / "resumed" / "runs").iterdir()) == ["width32.json", "width32.npz"]
 
     calls = []
-    monkeypatch.setattr(compare, "compare_width", lambda ds, cfg, width, *a: calls.append(width) or real(ds, cfg, width, *a))
+    monkeypatch.setattr(
+        compare, "compare_width", lambda ds, cfg, width, *a: calls.append(width) or real(ds, cfg, width, *a)
+    )
     resumed = run_comparison(digits, SMALL, out_dir=tmp_path / "resumed")
     assert calls == [128]
     assert json.dumps(resumed, sort_keys=True) == json.dumps(full, sort_keys=True)
@@ -53,7 +56,9 @@ def test_changed_settings_or_data_retrain(digits, tmp_path, monkeypatch):
     run_comparison(digits, SMALL, out_dir=tmp_path)
     real = compare.compare_width
     calls = []
-    monkeypatch.setattr(compare, "compare_width", lambda ds, cfg, width, *a: calls.append(width) or real(ds, cfg, width, *a))
+    monkeypatch.setattr(
+        compare, "compare_width", lambda ds, cfg, width, *a: calls.append(width) or real(ds, cfg, width, *a)
+    )
     run_comparison(digits, CompareConfig(**{**SMALL.__dict__, "l2": 2e-2}), out_dir=tmp_path)
     other = data.load_digits(n_train=48, n_test=40, seed=1)
     run_comparison(other, SMALL, out_dir=tmp_path)
@@ -70,6 +75,7 @@ def test_per_width_arrays_are_stored(digits, tmp_path):
 
 
 def test_default_learning_rate_is_stable_and_caps_the_decay_per_step(digits):
+    """F4: ½ × the D5 stability limit of the infinite-width kernel, and ηλ ≤ 0.1."""
     k = compare.infinite_width_kernels(digits, SMALL)["train"]
     mu = float(np.linalg.eigvalsh(k)[-1])
     n_out = digits.y_train.size
@@ -81,9 +87,9 @@ def test_default_learning_rate_is_stable_and_caps_the_decay_per_step(digits):
 
 
 def test_real_mnist_comparison_small_mode(mnist_dir, tmp_path):
-    """The issue's protocol (bias-free ReLU, 3 hidden layers, 512 MNIST samples from the
+    """F2 on the reference protocol (bias-free ReLU, 3 hidden layers, 512 MNIST samples from the
     test-split protocol, λ = 1e-2, t = 2/(ηλ) with ηλ = 0.1) at small widths and few
-    test points so that it runs in CI. The full run is in the closing note/README.
+    test points so that it runs in CI. The full run is in the README.
 
     Bounds: widths 128 and 1024, 2 seeds, 200 test points. Over data seeds 0, 1, 2 the
     max-over-time error at width 1024 measured 0.125–0.152 (at 128: 0.35–0.43).
@@ -113,17 +119,20 @@ def test_compare_config_activation_is_checked():
     assert CompareConfig(activation="linear").activation == "linear"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"momentum": 1.0}, "momentum: must be a number in [0, 1)"),
-    ({"momentum": -0.1}, "momentum: must be a number in [0, 1)"),
-    ({"momentum": float("nan")}, "momentum: must be a number in [0, 1)"),
-    ({"momentum": True}, "momentum: must be a number in [0, 1)"),
-    ({"nesterov": True}, "nesterov: only meaningful with momentum > 0"),
-    ({"momentum": 0.9, "nesterov": 1}, "nesterov: must be True or False"),
-    ({"batch_size": 0}, "batch_size: must be None or an integer >= 1"),
-    ({"batch_size": 2.5}, "batch_size: must be None or an integer >= 1"),
-    ({"batch_size": True}, "batch_size: must be None or an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"momentum": 1.0}, "momentum: must be a number in [0, 1)"),
+        ({"momentum": -0.1}, "momentum: must be a number in [0, 1)"),
+        ({"momentum": float("nan")}, "momentum: must be a number in [0, 1)"),
+        ({"momentum": True}, "momentum: must be a number in [0, 1)"),
+        ({"nesterov": True}, "nesterov: only meaningful with momentum > 0"),
+        ({"momentum": 0.9, "nesterov": 1}, "nesterov: must be True or False"),
+        ({"batch_size": 0}, "batch_size: must be None or an integer >= 1"),
+        ({"batch_size": 2.5}, "batch_size: must be None or an integer >= 1"),
+        ({"batch_size": True}, "batch_size: must be None or an integer >= 1"),
+    ],
+)
 def test_compare_config_optimizer_fields_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         CompareConfig(**kwargs)
@@ -145,7 +154,10 @@ def test_plain_gradient_descent_is_unchanged(digits, tmp_path):
     k = compare.infinite_width_kernels(digits, cfg)
     with np.load(tmp_path / "runs" / "width32.npz") as npz:
         steps, f0, fs0 = npz["steps"], npz["fx_train"][:, 0].astype(float), npz["fx_test"][:, 0].astype(float)
-        for name, solver, times in (("discrete", discrete_reference, steps), ("continuous", flow_reference, steps * 1.0)):
+        for name, solver, times in (
+            ("discrete", discrete_reference, steps),
+            ("continuous", flow_reference, steps * 1.0),
+        ):
             predict = solver(k["train"], digits.y_train, cfg.learning_rate, cfg.l2, cfg.depth + 1)
             ref = np.stack([predict(times, f0[i], fs0[i], k["test"])[1] for i in range(cfg.seeds)])
             got = npz[f"fx_test_theory_{name}"]
@@ -159,7 +171,8 @@ def test_plain_gradient_descent_is_unchanged(digits, tmp_path):
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_wide_network_tracks_the_momentum_theory(nesterov):
     """Depth 1 (k = 2), width 4096, β = 0.9 at half the momentum stability limit, 2(1 − β)/(ηλ)
-    steps on 32 digits: the network follows the discrete momentum map M1–M11 from its own f_0.
+    steps on 32 digits: the network follows the discrete momentum map M1–M11 from its own f_0
+    (F2 and F3 with momentum).
 
     Measured max-over-time error 0.036 and 0.050 (2 seeds, both forms); the bound 0.1 is 2×
     that, and finite-width errors fall as width^-1/2 (0.15 at width 256). The plain map with the
@@ -172,18 +185,31 @@ def test_wide_network_tracks_the_momentum_theory(nesterov):
     ds = data.load_digits(n_train=32, n_test=32, seed=0)
     k = compare.infinite_width_kernels(ds, CompareConfig(depth=1))
     eta = stable_learning_rate(k["train"], ds.y_train.size, 1e-2, 2, momentum=0.9, nesterov=nesterov)
-    cfg = CompareConfig(depth=1, widths=(4096,), learning_rate=eta, l2=1e-2, steps=int(round(0.2 / (eta * 1e-2))),
-                        seeds=2, n_records=10, momentum=0.9, nesterov=nesterov)
+    cfg = CompareConfig(
+        depth=1,
+        widths=(4096,),
+        learning_rate=eta,
+        l2=1e-2,
+        steps=int(round(0.2 / (eta * 1e-2))),
+        seeds=2,
+        n_records=10,
+        momentum=0.9,
+        nesterov=nesterov,
+    )
     summary, arrays = compare.compare_width(ds, cfg, 4096, k)
     assert max(summary["rel_err_test_max"]) < 0.1, summary["rel_err_test_max"]
     assert ("rel_err_test_max_continuous" in summary) == (not nesterov)  # no flow is derived for Nesterov
     wrong = gradient_descent_mse_l2_discrete(k["train"], ds.y_train, eta / (1 - cfg.momentum), cfg.l2, 2)
     for seed in range(cfg.seeds):
         f0, fs0 = arrays["fx_train"][seed, 0].astype(float), arrays["fx_test"][seed, 0].astype(float)
-        miss = compare.relative_error(arrays["fx_test"][seed], np.asarray(wrong(arrays["steps"], f0, fs0, k["test"])[1]))
+        miss = compare.relative_error(
+            arrays["fx_test"][seed], np.asarray(wrong(arrays["steps"], f0, fs0, k["test"])[1])
+        )
         assert np.max(miss) > 2 * summary["rel_err_test_max"][seed]
     np.testing.assert_allclose(summary["kernel_ratio"], summary["kernel_ratio_theory"], rtol=0.01)
-    np.testing.assert_allclose(np.asarray(summary["layer_norm_ratio"])[:, 0], summary["layer_norm_ratio_theory"], rtol=0.01)
+    np.testing.assert_allclose(
+        np.asarray(summary["layer_norm_ratio"])[:, 0], summary["layer_norm_ratio_theory"], rtol=0.01
+    )
 
 
 def test_minibatch_runs_are_compared_with_the_full_batch_mean(digits):
@@ -206,6 +232,8 @@ def test_default_learning_rate_with_momentum(digits):
     for beta, nesterov in ((0.5, False), (0.9, False), (0.9, True)):
         for lam in (1e-6, 1e-3, 1e-1):
             eta = stable_learning_rate(k, n_out, lam, 3, momentum=beta, nesterov=nesterov)
-            assert eta <= 0.5 * stability_limit_momentum(mu, float(n_out), lam, 3, momentum=beta, nesterov=nesterov) * (1 + 1e-12)
+            assert eta <= 0.5 * stability_limit_momentum(mu, float(n_out), lam, 3, momentum=beta, nesterov=nesterov) * (
+                1 + 1e-12
+            )
             assert eta * lam / (1 - beta) <= 0.1 * (1 + 1e-12)
     assert stable_learning_rate(k, n_out, 0.0, 3, momentum=0.9) == pytest.approx(0.5 * 2 * 1.9 * n_out / mu, rel=1e-12)

@@ -1,4 +1,4 @@
-"""Tests of ntk_l2.data and ntk_l2.datasets_io: Dataset, targets, digits, MNIST, CIFAR-10.
+"""Tests of ntk_l2.data.datasets and ntk_l2.data.formats: Dataset, targets, digits, MNIST, CIFAR-10.
 
 No test touches the network: downloads go through a monkeypatched `_download._fetch`.
 """
@@ -17,10 +17,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ntk_l2 import _download, data, datasets_io
-from ntk_l2.data import (DATASETS, Dataset, _split, _subsets, load_cifar10, load_dataset,
-                         load_digits, load_mnist, one_hot_targets)
-from ntk_l2.datasets_io import KNOWN_CHECKSUMS, DownloadError, read_mnist, verify_checksum
+from ntk_l2.data import datasets as data
+from ntk_l2.data import download as _download
+from ntk_l2.data import formats as datasets_io
+from ntk_l2.data.datasets import (
+    DATASETS,
+    Dataset,
+    _split,
+    _subsets,
+    load_cifar10,
+    load_dataset,
+    load_digits,
+    load_mnist,
+    one_hot_targets,
+)
+from ntk_l2.data.formats import KNOWN_CHECKSUMS, DownloadError, read_mnist, verify_checksum
 
 
 @pytest.fixture(scope="module")
@@ -133,17 +144,20 @@ def test_one_hot_targets():
         one_hot_targets([0], 0)
 
 
-@pytest.mark.parametrize("kwargs, argument", [
-    ({"n_train": 0}, "n_train"),
-    ({"n_train": -5}, "n_train"),
-    ({"n_train": 2.5}, "n_train"),
-    ({"n_test": "10"}, "n_test"),
-    ({"n_test": 0}, "n_test"),
-    ({"n_train": 1000, "n_test": 900}, "n_train \\+ n_test"),
-    ({"n_train": 1797, "n_test": None}, "n_train \\+ n_test"),
-    ({"n_train": None, "n_test": None}, "n_train and n_test"),
-    ({"dtype": np.int32}, "dtype"),
-])
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        ({"n_train": 0}, "n_train"),
+        ({"n_train": -5}, "n_train"),
+        ({"n_train": 2.5}, "n_train"),
+        ({"n_test": "10"}, "n_test"),
+        ({"n_test": 0}, "n_test"),
+        ({"n_train": 1000, "n_test": 900}, "n_train \\+ n_test"),
+        ({"n_train": 1797, "n_test": None}, "n_train \\+ n_test"),
+        ({"n_train": None, "n_test": None}, "n_train and n_test"),
+        ({"dtype": np.int32}, "dtype"),
+    ],
+)
 def test_bad_arguments(kwargs, argument):
     with pytest.raises(ValueError, match=argument):
         load_digits(**kwargs)
@@ -177,8 +191,7 @@ def _idx(array: np.ndarray, magic: int | None = None) -> bytes:
     return header + np.ascontiguousarray(array, np.uint8).tobytes()
 
 
-def _write_mnist_pair(directory: Path, prefix: str, n: int,
-                      seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _write_mnist_pair(directory: Path, prefix: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
     labels = (np.arange(n) % 10).astype(np.uint8)
@@ -197,6 +210,7 @@ def _files(directory: Path) -> list[str]:
 
 
 # Real MNIST (NTK_L2_MNIST_DIR, only the t10k files): the test-split protocol.
+
 
 @pytest.fixture(scope="module")
 def mnist_raw(mnist_dir):
@@ -248,9 +262,10 @@ def test_mnist_real_checksums(mnist_dir):
     for name in (T10K_IMAGES, T10K_LABELS):
         algorithm, expected = KNOWN_CHECKSUMS[name]
         assert algorithm == "sha256" and _digest(Path(mnist_dir) / name, algorithm) == expected
-        assert _digest(Path(mnist_dir) / name, "md5") == {
-            T10K_IMAGES: "9fb629c4189551a2d022fa330f9573f3",
-            T10K_LABELS: "ec29112dd5afa0611ce80d1b7f02629c"}[name]
+        assert (
+            _digest(Path(mnist_dir) / name, "md5")
+            == {T10K_IMAGES: "9fb629c4189551a2d022fa330f9573f3", T10K_LABELS: "ec29112dd5afa0611ce80d1b7f02629c"}[name]
+        )
         verify_checksum(Path(mnist_dir) / name, KNOWN_CHECKSUMS)
     with pytest.raises(FileNotFoundError, match="train-images"):
         load_mnist(data_dir=mnist_dir, split="train/test")
@@ -267,8 +282,7 @@ def test_mnist_real_download_into_cache(mnist_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("NTK_L2_DATA", str(tmp_path))
     ds = load_mnist(n_train=32, n_test=50, split="test-only", download=True)
     assert _files(tmp_path) == ["mnist", f"mnist/{T10K_IMAGES}", f"mnist/{T10K_LABELS}"]
-    assert calls == [datasets_io.MNIST_MIRRORS[0] + T10K_IMAGES,
-                     datasets_io.MNIST_MIRRORS[0] + T10K_LABELS]
+    assert calls == [datasets_io.MNIST_MIRRORS[0] + T10K_IMAGES, datasets_io.MNIST_MIRRORS[0] + T10K_LABELS]
     ref = load_mnist(n_train=32, n_test=50, data_dir=mnist_dir)
     np.testing.assert_array_equal(ds.x_train, ref.x_train)
     load_mnist(n_train=32, split="test-only", download=True)  # cached: no new fetch
@@ -276,6 +290,7 @@ def test_mnist_real_download_into_cache(mnist_dir, tmp_path, monkeypatch):
 
 
 # Synthetic IDX files.
+
 
 def test_mnist_synthetic_test_only_protocol(tmp_path):
     images, labels = _write_mnist_pair(tmp_path, "t10k", 40, seed=1)
@@ -329,23 +344,26 @@ def _corrupt(kind: str, directory: Path) -> str:
     if kind == "corrupt gzip":
         images_gz = images_gz[:10] + bytes(b ^ 0xFF for b in images_gz[10:30]) + images_gz[30:]
     elif kind == "truncated gzip":
-        images_gz = images_gz[:len(images_gz) // 2]
+        images_gz = images_gz[: len(images_gz) // 2]
     (directory / T10K_IMAGES).write_bytes(images_gz)
     (directory / T10K_LABELS).write_bytes(labels_gz)
     return blame
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("truncated", "truncated IDX payload of 3135 bytes, expected exactly 3136"),
-    ("oversized", "oversized IDX payload"),
-    ("bad magic", "bad IDX magic number 0x00000801, expected 0x00000803"),
-    ("not 28x28", "must be 28x28"),
-    ("count mismatch", "holds 4 images but .* holds 3 labels"),
-    ("label above 9", "label 10 outside 0..9"),
-    ("short header", "truncated IDX header"),
-    ("corrupt gzip", "corrupt gzip data"),
-    ("truncated gzip", "corrupt gzip data"),
-])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("truncated", "truncated IDX payload of 3135 bytes, expected exactly 3136"),
+        ("oversized", "oversized IDX payload"),
+        ("bad magic", "bad IDX magic number 0x00000801, expected 0x00000803"),
+        ("not 28x28", "must be 28x28"),
+        ("count mismatch", "holds 4 images but .* holds 3 labels"),
+        ("label above 9", "label 10 outside 0..9"),
+        ("short header", "truncated IDX header"),
+        ("corrupt gzip", "corrupt gzip data"),
+        ("truncated gzip", "corrupt gzip data"),
+    ],
+)
 def test_mnist_malformed_files(tmp_path, kind, message):
     blame = _corrupt(kind, tmp_path)
     with pytest.raises(ValueError, match=message) as info:
@@ -356,8 +374,10 @@ def test_mnist_malformed_files(tmp_path, kind, message):
 def test_mnist_checksum_mismatch_and_custom_table(tmp_path):
     _write_mnist_pair(tmp_path, "t10k", 10, seed=0)
     got = _digest(tmp_path / T10K_IMAGES, "sha256")
-    with pytest.raises(ValueError, match=f"{T10K_IMAGES}: sha256 checksum mismatch: expected "
-                                         f"{KNOWN_CHECKSUMS[T10K_IMAGES][1]}, got {got}"):
+    with pytest.raises(
+        ValueError,
+        match=f"{T10K_IMAGES}: sha256 checksum mismatch: expected {KNOWN_CHECKSUMS[T10K_IMAGES][1]}, got {got}",
+    ):
         load_mnist(n_train=2, data_dir=tmp_path)
     assert load_mnist(n_train=2, data_dir=tmp_path, verify=False).x_train.shape == (2, 784)
     verify_checksum(tmp_path / T10K_IMAGES, {T10K_IMAGES: ("sha256", got)})
@@ -366,15 +386,18 @@ def test_mnist_checksum_mismatch_and_custom_table(tmp_path):
         verify_checksum(tmp_path / T10K_IMAGES, {T10K_IMAGES: ("md5", "0" * 32)})
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({"split": "both"}, ValueError, "split must be one of"),
-    ({"standardize": "pixel"}, ValueError, "standardize must be"),
-    ({"dtype": np.int64}, ValueError, "dtype must be"),
-    ({"n_train": 0}, ValueError, "n_train must be a positive integer"),
-    ({"n_test": 2.0}, ValueError, "n_test must be a positive integer"),
-    ({}, FileNotFoundError, "MNIST files missing from .*download=True"),
-    ({"split": "train/test"}, FileNotFoundError, "train-images-idx3-ubyte.gz"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"split": "both"}, ValueError, "split must be one of"),
+        ({"standardize": "pixel"}, ValueError, "standardize must be"),
+        ({"dtype": np.int64}, ValueError, "dtype must be"),
+        ({"n_train": 0}, ValueError, "n_train must be a positive integer"),
+        ({"n_test": 2.0}, ValueError, "n_test must be a positive integer"),
+        ({}, FileNotFoundError, "MNIST files missing from .*download=True"),
+        ({"split": "train/test"}, FileNotFoundError, "train-images-idx3-ubyte.gz"),
+    ],
+)
 def test_mnist_bad_arguments_fail_before_reading(tmp_path, kwargs, error, message):
     with pytest.raises(error, match=message):
         load_mnist(data_dir=tmp_path / "absent", **kwargs)
@@ -414,8 +437,7 @@ def test_mnist_download_tries_mirrors_in_order(tmp_path, monkeypatch, synthetic_
 
 
 @pytest.mark.parametrize("failure", ["bad bytes", "network error", "partial write then error"])
-def test_mnist_failed_download_leaves_nothing(tmp_path, monkeypatch, synthetic_mnist_bytes,
-                                              failure):
+def test_mnist_failed_download_leaves_nothing(tmp_path, monkeypatch, synthetic_mnist_bytes, failure):
     def fetch(url, dest):
         good = (synthetic_mnist_bytes / url.rsplit("/", 1)[1]).read_bytes()
         if failure == "bad bytes":
@@ -428,8 +450,9 @@ def test_mnist_failed_download_leaves_nothing(tmp_path, monkeypatch, synthetic_m
 
     monkeypatch.setattr(_download, "_fetch", fetch)
     cache = tmp_path / "cache"
-    with pytest.raises(DownloadError, match=f"{T10K_IMAGES}: download failed from every mirror"
-                                            ".*by hand and place it at") as info:
+    with pytest.raises(
+        DownloadError, match=f"{T10K_IMAGES}: download failed from every mirror.*by hand and place it at"
+    ) as info:
         load_mnist(n_train=4, data_dir=cache, split="test-only", download=True)
     assert all(url in str(info.value) for url in datasets_io.MNIST_MIRRORS)
     assert isinstance(info.value, OSError)
@@ -447,6 +470,7 @@ def test_download_verified_keeps_existing_cache_on_failure(tmp_path, monkeypatch
 
 
 # CIFAR-10, synthetic files in the binary format.
+
 
 def _cifar_records(n: int, seed: int) -> np.ndarray:
     records = np.random.default_rng(seed).integers(0, 256, size=(n, 3073), dtype=np.uint8)
@@ -490,8 +514,7 @@ def test_cifar10_reader_layout_and_subsets(tmp_path):
     record = train[idx_train[0]]
     for channel in range(3):
         assert np.rint(ds.x_train[0, 1, 2, channel] * 255) == record[1 + 1024 * channel + 32 + 2]
-    same = load_cifar10(n_train=30, data_dir=tmp_path / "cifar-10-batches-bin", seed=2,
-                        standardize=False, flatten=True)
+    same = load_cifar10(n_train=30, data_dir=tmp_path / "cifar-10-batches-bin", seed=2, standardize=False, flatten=True)
     np.testing.assert_array_equal(same.x_train, ds.x_train.reshape(30, -1))
     other = load_cifar10(n_train=30, data_dir=tmp_path, seed=3, standardize=False)
     assert not np.array_equal(other.x_train, ds.x_train)
@@ -502,8 +525,9 @@ def test_cifar10_standardization(tmp_path):
     channel = load_cifar10(n_train=50, n_test=10, data_dir=tmp_path)
     np.testing.assert_allclose(channel.x_train.mean(axis=(0, 1, 2)), 0.0, atol=1e-12)
     np.testing.assert_allclose(channel.x_train.std(axis=(0, 1, 2)), 1.0, rtol=1e-12)
-    feature = load_cifar10(n_train=50, n_test=10, data_dir=tmp_path, standardize="feature",
-                           flatten=True, dtype=np.float32)
+    feature = load_cifar10(
+        n_train=50, n_test=10, data_dir=tmp_path, standardize="feature", flatten=True, dtype=np.float32
+    )
     assert feature.x_train.shape == (50, 3072) and feature.x_train.dtype == np.float32
     np.testing.assert_allclose(feature.x_train.std(axis=0), 1.0, rtol=1e-4)
     assert load_dataset("cifar10", n_train=5, n_test=5, data_dir=tmp_path).name == "cifar10"
@@ -517,8 +541,9 @@ def test_cifar10_from_archive(tmp_path):
     archive = _tar(home / "cifar-10-binary.tar.gz", tmp_path / "src")
     digest = _digest(archive, "md5")
     expected = "c32a1d4ab5d03f1284b67883e8d87530"
-    with pytest.raises(ValueError, match=f"cifar-10-binary.tar.gz: md5 checksum mismatch: "
-                                         f"expected {expected}, got {digest}"):
+    with pytest.raises(
+        ValueError, match=f"cifar-10-binary.tar.gz: md5 checksum mismatch: expected {expected}, got {digest}"
+    ):
         load_cifar10(n_train=5, data_dir=home)
     assert _files(home) == ["cifar-10-binary.tar.gz"]  # nothing extracted
     ds = load_cifar10(n_train=100, n_test=3, data_dir=home, verify=False, standardize=False)
@@ -529,15 +554,19 @@ def test_cifar10_from_archive(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     os.replace(archive, other / "renamed.tar.gz")
-    ds2 = load_cifar10(n_train=100, n_test=3, data_dir=other / "renamed.tar.gz", verify=False,
-                       standardize=False)
+    ds2 = load_cifar10(n_train=100, n_test=3, data_dir=other / "renamed.tar.gz", verify=False, standardize=False)
     np.testing.assert_array_equal(ds2.x_train, ds.x_train)
 
 
 def _evil_member(kind: str) -> tarfile.TarInfo:
-    name = {"parent": "../evil.bin", "nested parent": "cifar-10-batches-bin/../../evil.bin",
-            "absolute": "/tmp/evil.bin", "symlink": "cifar-10-batches-bin/link",
-            "hardlink": "cifar-10-batches-bin/hard", "fifo": "cifar-10-batches-bin/fifo"}[kind]
+    name = {
+        "parent": "../evil.bin",
+        "nested parent": "cifar-10-batches-bin/../../evil.bin",
+        "absolute": "/tmp/evil.bin",
+        "symlink": "cifar-10-batches-bin/link",
+        "hardlink": "cifar-10-batches-bin/hard",
+        "fifo": "cifar-10-batches-bin/fifo",
+    }[kind]
     info = tarfile.TarInfo(name)
     if kind == "symlink":
         info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
@@ -548,18 +577,24 @@ def _evil_member(kind: str) -> tarfile.TarInfo:
     return info
 
 
-@pytest.mark.parametrize("kind, reason", [
-    ("parent", "path leaves"), ("nested parent", "path leaves"), ("absolute", "absolute path"),
-    ("symlink", "link"), ("hardlink", "link"), ("fifo", "special file"),
-])
+@pytest.mark.parametrize(
+    "kind, reason",
+    [
+        ("parent", "path leaves"),
+        ("nested parent", "path leaves"),
+        ("absolute", "absolute path"),
+        ("symlink", "link"),
+        ("hardlink", "link"),
+        ("fifo", "special file"),
+    ],
+)
 def test_cifar10_unsafe_archive_refused(tmp_path, kind, reason):
     _write_cifar(tmp_path / "src")
     home = tmp_path / "home"
     home.mkdir()
     archive = _tar(home / "cifar-10-binary.tar.gz", tmp_path / "src")
     with tarfile.open(archive, "r:gz") as tar:
-        members = [(m, tar.extractfile(m).read() if m.isfile() else None)
-                   for m in tar.getmembers()]
+        members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()]
     with tarfile.open(archive, "w:gz") as tar:
         for member, data in members:
             tar.addfile(member, io.BytesIO(data) if data is not None else None)
@@ -574,11 +609,14 @@ def test_cifar10_unsafe_archive_refused(tmp_path, kind, reason):
     assert not (tmp_path / "evil.bin").exists()
 
 
-@pytest.mark.parametrize("defect, message", [
-    ("short", "size 61459 bytes is not a positive multiple of the 3073-byte"),
-    ("empty", "size 0 bytes"),
-    ("label", "record 3 has label 10, outside 0..9"),
-])
+@pytest.mark.parametrize(
+    "defect, message",
+    [
+        ("short", "size 61459 bytes is not a positive multiple of the 3073-byte"),
+        ("empty", "size 0 bytes"),
+        ("label", "record 3 has label 10, outside 0..9"),
+    ],
+)
 def test_cifar10_malformed_batches(tmp_path, defect, message):
     _write_cifar(tmp_path)
     path = tmp_path / "cifar-10-batches-bin" / "data_batch_3.bin"
@@ -607,8 +645,9 @@ def test_cifar10_missing_and_download(tmp_path, monkeypatch):
         load_cifar10(n_train=5, data_dir=cache, download=True)
     assert _files(cache) == []
     urls = []
-    monkeypatch.setattr(_download, "_fetch", lambda url, dest: (
-        urls.append(url), Path(dest).write_bytes(archive.read_bytes())))
+    monkeypatch.setattr(
+        _download, "_fetch", lambda url, dest: (urls.append(url), Path(dest).write_bytes(archive.read_bytes()))
+    )
     ds = load_cifar10(n_train=5, n_test=4, data_dir=cache, download=True)
     assert urls == [datasets_io.CIFAR10_URL] and ds.x_test.shape == (4, 32, 32, 3)
     assert "cifar-10-binary.tar.gz" in _files(cache)

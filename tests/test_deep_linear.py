@@ -25,13 +25,16 @@ def _max_rel_drift(run, decay):
     d0 = dl.imbalance(_at(run, 0))
     worst = 0.0
     for r, t in enumerate(run.steps):
-        for a, b in zip(dl.imbalance(_at(run, r)), d0):
+        for a, b in zip(dl.imbalance(_at(run, r)), d0, strict=False):
             worst = max(worst, np.linalg.norm(a - b * decay(t)) / np.linalg.norm(b * decay(t)))
     return worst
 
 
 NETS = {
-    "scalar chain L=4": (dl.chain([1.5, 0.3, -0.8, 1.1]), dl.regression_data(32, 1, 1, teacher=[[2.0]], label_noise=0.3, seed=0)),
+    "scalar chain L=4": (
+        dl.chain([1.5, 0.3, -0.8, 1.1]),
+        dl.regression_data(32, 1, 1, teacher=[[2.0]], label_noise=0.3, seed=0),
+    ),
     "matrix 3-5-4-2": (dl.DeepLinear((3, 5, 4, 2)).init(0), dl.regression_data(20, 3, 2, label_noise=0.3, seed=1)),
 }
 
@@ -41,8 +44,9 @@ NETS = {
 @pytest.mark.parametrize("input_noise", [0.0, 0.5])  # the expected input-noise penalty depends on P only
 def test_imbalance_conserved_by_gradient_flow(name, input_noise):
     w0, (x, y) = NETS[name]
-    run = dl.gradient_flow(w0, x, y, dl.DeepLinearConfig(learning_rate=1.0, steps=10_000, input_noise=input_noise,
-                                                         n_records=40))
+    run = dl.gradient_flow(
+        w0, x, y, dl.DeepLinearConfig(learning_rate=1.0, steps=10_000, input_noise=input_noise, n_records=40)
+    )
     assert run.loss[0, -1] < run.loss[0, 0]  # it did train
     assert _max_rel_drift(run, lambda t: 1.0) <= 1e-8
 
@@ -75,7 +79,9 @@ def test_gradient_descent_step_contracts_imbalance(depth, seed, lam):
     w = rng.uniform(0.4, 1.5, depth) * rng.choice([-1, 1], depth)
     x, y = dl.regression_data(8, 1, 1, teacher=[[1.0]], label_noise=0.5, seed=seed)
     eta = 0.05
-    run = dl.gradient_descent(dl.chain(w), x, y, dl.DeepLinearConfig(learning_rate=eta, steps=1, l2=lam, record_steps=(0, 1)))
+    run = dl.gradient_descent(
+        dl.chain(w), x, y, dl.DeepLinearConfig(learning_rate=eta, steps=1, l2=lam, record_steps=(0, 1))
+    )
     w1 = dl.chain_values(run.weights)[0, 1]
     p = np.prod(w)
     rho = np.mean((p * x[:, 0] - y[:, 0]) * x[:, 0])
@@ -115,7 +121,8 @@ def test_balanced_point_is_the_flattest_minimum(depth, seed):
     flat = dl.chain_top_eigenvalue_at_minimum(balanced, m)
     assert flat == pytest.approx(m * depth * abs(p) ** (2 * (depth - 1) / depth), rel=1e-12)
     assert dl.chain_top_eigenvalue_at_minimum(w, m) >= flat * (1 - 1e-12)
-    # the minimum over the manifold found numerically (free log|w_i|, last weight fixed by the product) is the balanced point
+    # the minimum over the manifold found numerically (free log|w_i|, last weight fixed by the product)
+    # is the balanced point
     from scipy.optimize import minimize
 
     def on_manifold(logs):
@@ -123,8 +130,12 @@ def test_balanced_point_is_the_flattest_minimum(depth, seed):
         v[-1] = abs(p) / np.prod(v[:-1])
         return v
 
-    best = minimize(lambda z: dl.chain_top_eigenvalue_at_minimum(on_manifold(z), m), np.log(np.abs(w[:-1])),
-                    method="BFGS", options={"gtol": 1e-12})
+    best = minimize(
+        lambda z: dl.chain_top_eigenvalue_at_minimum(on_manifold(z), m),
+        np.log(np.abs(w[:-1])),
+        method="BFGS",
+        options={"gtol": 1e-12},
+    )
     np.testing.assert_allclose(on_manifold(best.x), np.abs(balanced), rtol=1e-5)
 
 
@@ -143,8 +154,11 @@ def test_hessian_trace_closed_form(widths):
     assert dl.hessian_trace(w, x, y) == pytest.approx(np.trace(dl.hessian(w, x, y)), rel=1e-12)
     # batched over leading axes
     stacked = tuple(np.stack([a, 2 * a]) for a in w)
-    np.testing.assert_allclose(dl.hessian_trace(stacked, x, y),
-                               [dl.hessian_trace(w, x, y), dl.hessian_trace(tuple(2 * a for a in w), x, y)], rtol=1e-12)
+    np.testing.assert_allclose(
+        dl.hessian_trace(stacked, x, y),
+        [dl.hessian_trace(w, x, y), dl.hessian_trace(tuple(2 * a for a in w), x, y)],
+        rtol=1e-12,
+    )
 
 
 def test_lanczos_top_eigenvalue_matches_exact():
@@ -184,7 +198,9 @@ def test_depth_one_with_l2_is_ridge_regression():
     cfg = dl.DeepLinearConfig(learning_rate=1.0, steps=300, l2=lam, n_records=15)
     flow = dl.gradient_flow(w0, x, y, cfg)
     for r, t in enumerate(flow.steps):
-        np.testing.assert_allclose(flow.weights[0][0, r], dl.ridge_flow(w0[0], x, y, lam, 1.0, t), rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(
+            flow.weights[0][0, r], dl.ridge_flow(w0[0], x, y, lam, 1.0, t), rtol=1e-8, atol=1e-10
+        )
     gd = dl.gradient_descent(w0, x, y, dl.DeepLinearConfig(learning_rate=1.0, steps=3000, l2=lam, n_records=5))
     np.testing.assert_allclose(gd.weights[0][0, -1], w_star, rtol=1e-10, atol=1e-12)
 
@@ -192,14 +208,20 @@ def test_depth_one_with_l2_is_ridge_regression():
 def test_flow_gradient_matches_autodiff():
     import jax
     from jax.experimental import enable_x64
+
     w0, (x, y) = NETS["matrix 3-5-4-2"]
     lam, sigma = 0.03, 0.4
     grad = _flow_gradient(x, y, lam, sigma, [w.shape for w in w0])(np.concatenate([w.ravel() for w in w0]))
     with enable_x64():
+
         def objective(ws):
             p = ws[2] @ ws[1] @ ws[0]
-            return (dl.network.loss_jax(ws, x, y) + 0.5 * lam * sum((w**2).sum() for w in ws)
-                    + 0.5 * sigma**2 * x.shape[0] / y.size * (p**2).sum())
+            return (
+                dl.network.loss_jax(ws, x, y)
+                + 0.5 * lam * sum((w**2).sum() for w in ws)
+                + 0.5 * sigma**2 * x.shape[0] / y.size * (p**2).sum()
+            )
+
         auto = jax.grad(objective)(tuple(jax.numpy.asarray(w) for w in w0))
     np.testing.assert_allclose(grad, np.concatenate([np.asarray(g).ravel() for g in auto]), rtol=1e-12)
 
@@ -226,14 +248,17 @@ def test_gradient_descent_seeds_and_divergence():
     assert big.diverged[0] and np.isnan(big.loss[0, -1])
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"learning_rate": 0.0}, "learning_rate"),
-    ({"l2": -1.0}, "l2"),
-    ({"input_noise": float("nan")}, "input_noise"),
-    ({"steps": -1}, "steps"),
-    ({"batch_size": 0}, "batch_size"),
-    ({"record_steps": (0, 5000)}, "record_steps"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"l2": -1.0}, "l2"),
+        ({"input_noise": float("nan")}, "input_noise"),
+        ({"steps": -1}, "steps"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"record_steps": (0, 5000)}, "record_steps"),
+    ],
+)
 def test_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         dl.DeepLinearConfig(**kwargs)

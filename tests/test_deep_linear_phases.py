@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from ntk_l2 import deep_linear as dl
-from ntk_l2.data import load_digits
-from ntk_l2.deep_linear.wide import wide_deep_linear
+from ntk_l2.data.datasets import load_digits
+from ntk_l2.experiments.deep_linear_wide import wide_deep_linear
 
 SEEDS = tuple(range(16))
 # A scalar chain of depth 3 far from balance (w_i² = 4, 0.25, 1), on data with label noise so the
@@ -18,7 +18,9 @@ SEEDS = tuple(range(16))
 W0 = dl.chain([2.0, 0.5, 1.0])
 DATA = dl.regression_data(64, 1, 1, teacher=[[2.0]], label_noise=0.5, seed=0)
 NOISES = {
-    "input noise σ=0.5, full batch": dl.DeepLinearConfig(learning_rate=0.1, steps=20_000, input_noise=0.5, n_records=100),
+    "input noise σ=0.5, full batch": dl.DeepLinearConfig(
+        learning_rate=0.1, steps=20_000, input_noise=0.5, n_records=100
+    ),
     "minibatch SGD B=4": dl.DeepLinearConfig(learning_rate=0.05, steps=20_000, batch_size=4, n_records=100),
 }
 
@@ -66,6 +68,8 @@ def test_regularization_phase_moves_toward_the_flattest_minimum():
 
 
 def test_phase_detection_on_known_curves():
+    """DL8 on curves with known answers: the optimization phase ends when the loss is within a
+    fraction of its floor, and the imbalance half time is the first step at half the start."""
     steps = np.arange(0.0, 1001.0)
     loss = 1.0 + 9.0 * np.exp(-steps / 10.0)  # floor 1, excess 9: within 1% at t = 10 ln 100 = 46.05
     assert dl.optimization_phase_end(steps, loss) == 47.0
@@ -91,7 +95,7 @@ def test_wide_deep_linear_network_follows_the_theory_at_degree_depth():
         summary, _ = wide_deep_linear(ds, depth=3, width=width, learning_rate=1.0, l2=1e-2, steps=100, seeds=2)
         assert summary["degree"] == 3
         errs[width] = float(np.median(summary["rel_err_test_max"]))
-        # The NTK decays as (1 − ηλ)^{2(L−1)s} (DESIGN §3), within finite-width fluctuations (5%).
+        # The NTK decays as (1 − ηλ)^{2(L−1)s} (discrete_time.md, D2), within finite-width fluctuations (5%).
         np.testing.assert_allclose(summary["kernel_ratio"], summary["kernel_ratio_theory"], rtol=0.05)
     assert errs[1024] < errs[256]
     assert errs[1024] < 0.1

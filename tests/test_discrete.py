@@ -13,9 +13,9 @@ from jax.experimental import enable_x64
 
 from conftest import Problem, make_problem, relative_error
 from ntk_l2.theory import _momentum_map
-from ntk_l2.theory._momentum_scale import MapSpec
-from ntk_l2.theory._momentum_scale import tail_start as _jax_tail_start
 from ntk_l2.theory.discrete import gradient_descent_mse_l2_discrete, stability_limit
+from ntk_l2.theory.momentum_scale import MapSpec
+from ntk_l2.theory.momentum_scale import tail_start as _jax_tail_start
 from ntk_l2.theory.reference import discrete as reference
 from ntk_l2.theory.reference import gradient_descent_mse_l2
 
@@ -49,9 +49,10 @@ def test_matches_step_by_step_loop(k):
     lam = 1e-3 if k else 1e-6
     steps = [0, 1, 2, 17, 300, 2500, 10_000]
     ours = gradient_descent_mse_l2_discrete(p.k_train_train, p.y_train, eta, lam, k)(
-        np.array(steps), p.fx_train_0, p.fx_test_0, p.k_test_train)
+        np.array(steps), p.fx_train_0, p.fx_test_0, p.k_test_train
+    )
     ref = _loop(p, eta, lam, k, steps)
-    for a, b in zip(ours, ref):
+    for a, b in zip(ours, ref, strict=False):
         assert relative_error(a, b) <= 1e-10
 
 
@@ -70,12 +71,13 @@ def test_equals_the_reference_map(k, positive_l2):
     if k != 0 or not positive_l2:
         steps = steps + [10**12]
     ref = reference.gradient_descent_mse_l2_discrete(p.k_train_train, p.y_train, eta, lam, k)(
-        np.array(steps), p.fx_train_0, p.fx_test_0, p.k_test_train)
+        np.array(steps), p.fx_train_0, p.fx_test_0, p.k_test_train
+    )
     for nesterov in (False, True):
-        ours = gradient_descent_mse_l2_discrete(p.k_train_train, p.y_train, eta, lam, k, momentum=0.0,
-                                                nesterov=nesterov)(np.array(steps), p.fx_train_0, p.fx_test_0,
-                                                                   p.k_test_train)
-        for a, b in zip(ours, ref):
+        ours = gradient_descent_mse_l2_discrete(
+            p.k_train_train, p.y_train, eta, lam, k, momentum=0.0, nesterov=nesterov
+        )(np.array(steps), p.fx_train_0, p.fx_test_0, p.k_test_train)
+        for a, b in zip(ours, ref, strict=False):
             assert relative_error(a, b) <= 1e-12
     mu_max = float(np.linalg.eigvalsh(p.k_train_train)[-1])
     assert stability_limit(mu_max, p.y_train.size, lam, k) == reference.stability_limit(mu_max, p.y_train.size, lam, k)
@@ -94,10 +96,24 @@ def test_unsorted_and_repeated_steps(problem):
     assert relative_error(out[3], problem.fx_train_0) <= 1e-14  # V Vᵀ f round trip
     evals = np.linalg.eigvalsh(problem.k_train_train)
     with enable_x64():
+
         def coefficients(steps):
-            return np.stack([np.asarray(c) for c in _momentum_map.compiled_mode_sequences(
-                5.0, 1e-3, evals, np.asarray(steps, np.float64), MapSpec(2, 0.0, False, float(problem.y_train.size)),
-                64, "decay")[:4]], axis=1)  # (T, 4, n)
+            return np.stack(
+                [
+                    np.asarray(c)
+                    for c in _momentum_map.compiled_mode_sequences(
+                        5.0,
+                        1e-3,
+                        evals,
+                        np.asarray(steps, np.float64),
+                        MapSpec(2, 0.0, False, float(problem.y_train.size)),
+                        64,
+                        "decay",
+                    )[:4]
+                ],
+                axis=1,
+            )  # (T, 4, n)
+
         batch, alone = coefficients([50, 3, 50, 0]), coefficients([3])
     assert np.array_equal(batch[0], batch[2]) and np.array_equal(batch[1], alone[0])
 
@@ -108,7 +124,9 @@ def test_small_steps_approach_gradient_flow(problem):
     errors = []
     for eta in (0.2, 0.1, 0.05):
         steps = int(round(flow_time / eta))
-        disc = gradient_descent_mse_l2_discrete(problem.k_train_train, problem.y_train, eta, lam, k)(steps, problem.fx_train_0)
+        disc = gradient_descent_mse_l2_discrete(problem.k_train_train, problem.y_train, eta, lam, k)(
+            steps, problem.fx_train_0
+        )
         flow = gradient_descent_mse_l2(problem.k_train_train, problem.y_train, eta, lam, k)(steps, problem.fx_train_0)
         errors.append(relative_error(disc, flow))
     assert errors[0] > errors[1] > errors[2]
@@ -144,6 +162,7 @@ def test_bad_steps_and_l2(problem):
 
 # --------------------------------------------------------------------------- large times (D6)
 
+
 def _past_tail_start(p, eta, lam, k):
     """Steps on both sides of the tail start S (k ≥ 2, λ > 0), else spread over 2·10^4 steps."""
     mu_max = float(np.linalg.eigvalsh(p.k_train_train)[-1])
@@ -170,9 +189,10 @@ def test_tail_and_closed_forms_match_step_by_step_loop(k, positive_l2):
     if k >= 2 and positive_l2:
         assert 0 < start < max(steps)  # the tail is exercised
     ours = gradient_descent_mse_l2_discrete(p.k_train_train, p.y_train, eta, lam, k)(
-        np.array(steps), p.fx_train_0, p.fx_test_0, p.k_test_train)
+        np.array(steps), p.fx_train_0, p.fx_test_0, p.k_test_train
+    )
     ref = _loop(p, eta, lam, k, steps)
-    for a, b in zip(ours, ref):
+    for a, b in zip(ours, ref, strict=False):
         for i in range(len(steps)):
             assert relative_error(a[i], b[i]) <= 1e-10, (steps[i], relative_error(a[i], b[i]))
 
@@ -200,7 +220,8 @@ def test_huge_times_reach_the_limits(t):
     c_train, c_test = np.full_like(f0, 0.25), np.full_like(fs0, -0.5)
     for k in (2, 3, 5):  # ρ < 1: everything decays as α^t = (1 − ηλ)^{kt}, which is 0 here
         fx, fs = gradient_descent_mse_l2_discrete(k_tt, y, 1.0, lam, k)(
-            np.array([t]), f0, fs0, k_xt, offset_train=c_train, offset_test=c_test)
+            np.array([t]), f0, fs0, k_xt, offset_train=c_train, offset_test=c_test
+        )
         assert np.array_equal(fx[0], c_train) and np.array_equal(fs[0], c_test)
 
 
@@ -214,7 +235,8 @@ def test_late_times_decay_as_alpha_to_the_t(k):
     start = int(tail_start(eta, lam, k, float(np.linalg.eigvalsh(p.k_train_train)[-1]), p.y_train.size))
     steps = start + 200 + 10 * np.arange(3)
     fx, fs = gradient_descent_mse_l2_discrete(p.k_train_train, p.y_train, eta, lam, k)(
-        steps, p.fx_train_0, p.fx_test_0, p.k_test_train)
+        steps, p.fx_train_0, p.fx_test_0, p.k_test_train
+    )
     alpha_s = (1 - eta * lam) ** (k * steps.astype(float))
     for out in (fx, fs):
         scaled = out / alpha_s[:, None, None]
@@ -226,6 +248,7 @@ def test_late_times_decay_as_alpha_to_the_t(k):
 
 def test_work_bound_raises_one_line_before_any_loop(problem, monkeypatch):
     """Loops of steps × modes > max_loop_steps are refused up front, with the way out, in one line."""
+
     def no_loop(*args, **kwargs):
         raise AssertionError("the loop ran before the checks")
 
@@ -255,9 +278,14 @@ def test_work_bound_raises_one_line_before_any_loop(problem, monkeypatch):
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 5), k=st.integers(0, 5),
-       fraction=st.floats(0.05, 0.9), l2_step=st.sampled_from([0.0, 0.01, 0.05, 0.2]),
-       steps=st.lists(st.integers(0, 1500), min_size=3, max_size=3))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(2, 5),
+    k=st.integers(0, 5),
+    fraction=st.floats(0.05, 0.9),
+    l2_step=st.sampled_from([0.0, 0.01, 0.05, 0.2]),
+    steps=st.lists(st.integers(0, 1500), min_size=3, max_size=3),
+)
 def test_property_tail_equals_loop(seed, n, k, fraction, l2_step, steps):
     """Random small kernels, degrees, η, ηλ and times: the map (loop, tail, closed form) equals the plain loop.
 
@@ -267,16 +295,23 @@ def test_property_tail_equals_loop(seed, n, k, fraction, l2_step, steps):
     rng = np.random.default_rng(seed)
     feats = rng.normal(size=(n + 2, 2 * n + 4))
     kernel = feats @ feats.T / feats.shape[1]
-    p = Problem(kernel[:n, :n], kernel[n:, :n], kernel[n:, n:], rng.normal(size=(n, 2)), rng.normal(size=(n, 2)),
-                rng.normal(size=(2, 2)))
+    p = Problem(
+        kernel[:n, :n],
+        kernel[n:, :n],
+        kernel[n:, n:],
+        rng.normal(size=(n, 2)),
+        rng.normal(size=(n, 2)),
+        rng.normal(size=(2, 2)),
+    )
     eta = fraction * stability_limit(float(np.linalg.eigvalsh(p.k_train_train)[-1]), p.y_train.size, 0.0, k)
     try:
         ours = gradient_descent_mse_l2_discrete(p.k_train_train, p.y_train, eta, l2_step / eta, k)(
-            np.array(steps), p.fx_train_0, p.fx_test_0, p.k_test_train)
+            np.array(steps), p.fx_train_0, p.fx_test_0, p.k_test_train
+        )
     except ValueError as err:  # beyond D5's limit for this ηλ (k = 0's growing kernel, k = 1's 2N/(μ + Nλ))
         assert str(err).startswith("learning_rate:")
         assume(False)
     ref = _loop(p, eta, l2_step / eta, k, steps)
-    for a, b in zip(ours, ref):
+    for a, b in zip(ours, ref, strict=False):
         for i in range(len(steps)):
             assert np.max(np.abs(a[i] - b[i])) <= 1e-10 * np.max(np.abs(b[i])) + 1e-280

@@ -32,9 +32,10 @@ def test_full_output_kernel_of_separable_form_equals_the_matrix_form(solver):
     eta = 0.5 * p.y_train.size / np.linalg.eigvalsh(p.k_train_train)[-1]
     args = (p.y_train, eta, 3e-3, 2)
     ours = solver(p.k_train_train, *args)(TIMES, p.fx_train_0, p.fx_test_0, p.k_test_train)
-    full = solver(_separable(p.k_train_train, 3), *args)(TIMES, p.fx_train_0, p.fx_test_0,
-                                                         _separable(p.k_test_train, 3))
-    for a, b in zip(full, ours):
+    full = solver(_separable(p.k_train_train, 3), *args)(
+        TIMES, p.fx_train_0, p.fx_test_0, _separable(p.k_test_train, 3)
+    )
+    for a, b in zip(full, ours, strict=False):
         assert a.shape == b.shape
         assert relative_error(a, b) <= 1e-12
 
@@ -62,7 +63,8 @@ def test_full_output_kernel_with_cross_terms_matches_a_direct_solve():
         expected = decay @ f0.ravel() + drive - decay @ drive
         assert relative_error(np.asarray(fx[i]).ravel(), expected) <= 1e-11
     ref_train, ref_test = reference_closed_form(theta, y.reshape(-1, 1), eta, lam, 1)(
-        TIMES, f0.reshape(-1, 1), fs0.reshape(-1, 1), big[n * c:, : n * c])
+        TIMES, f0.reshape(-1, 1), fs0.reshape(-1, 1), big[n * c :, : n * c]
+    )
     assert relative_error(fs, ref_test.reshape(-1, m, c)) <= 1e-12
     assert relative_error(fx, ref_train.reshape(-1, n, c)) <= 1e-12
 
@@ -73,11 +75,15 @@ def test_one_factorization_serves_a_vmapped_grid():
     lams = np.array([0.0, 1e-4, 3e-3, 0.05])
     with enable_x64():
         eig = eigh_kernel(p.k_train_train)
-        grid = jax.vmap(lambda lam: gradient_descent_mse_l2(eig, p.y_train, 1.2, lam, 3)(
-            TIMES, p.fx_train_0, p.fx_test_0, p.k_test_train))(jnp.asarray(lams))
+        grid = jax.vmap(
+            lambda lam: gradient_descent_mse_l2(eig, p.y_train, 1.2, lam, 3)(
+                TIMES, p.fx_train_0, p.fx_test_0, p.k_test_train
+            )
+        )(jnp.asarray(lams))
     for i, lam in enumerate(lams):
         fx, fs = gradient_descent_mse_l2(p.k_train_train, p.y_train, 1.2, float(lam), 3)(
-            TIMES, p.fx_train_0, p.fx_test_0, p.k_test_train)
+            TIMES, p.fx_train_0, p.fx_test_0, p.k_test_train
+        )
         assert relative_error(grid[0][i], fx) <= 1e-12
         assert relative_error(grid[1][i], fs) <= 1e-12
 
@@ -100,15 +106,17 @@ def test_output_dtype_policy():
     p = make_problem(n=8, m=3, c=2, seed=5)
     for dtype in (np.float32, np.float64):
         fx, fs = gradient_descent_mse_l2(p.k_train_train.astype(dtype), p.y_train.astype(dtype), 1.0, 1e-3, 2)(
-            TIMES, 0.0, 0.0, p.k_test_train.astype(dtype))
+            TIMES, 0.0, 0.0, p.k_test_train.astype(dtype)
+        )
         assert isinstance(fx, np.ndarray) and fx.dtype == dtype and fs.dtype == dtype
     ints = np.round(10 * p.k_train_train).astype(np.int64)
     ints = ints @ ints.T  # an integer PSD kernel
     fx = gradient_descent_mse_l2(ints, p.y_train.astype(np.float32), 1e-3, 0.0, 1)(TIMES)
     assert fx.dtype == np.float64  # int64 counts as float64, which wins over float32
     with disable_x64():
-        f32 = gradient_descent_mse_l2(jnp.asarray(p.k_train_train, jnp.float32), jnp.asarray(p.y_train, jnp.float32),
-                                      1.0, 1e-3, 2)(TIMES)
+        f32 = gradient_descent_mse_l2(
+            jnp.asarray(p.k_train_train, jnp.float32), jnp.asarray(p.y_train, jnp.float32), 1.0, 1e-3, 2
+        )(TIMES)
     ref = reference_closed_form(np.float32(p.k_train_train), np.float32(p.y_train), 1.0, 1e-3, 2)(TIMES)
     assert isinstance(f32, jax.Array) and f32.dtype == np.float32
     assert relative_error(f32, ref) <= 1e-6  # computed in float64, rounded once to float32
@@ -119,13 +127,25 @@ def test_output_dtype_policy():
     assert isinstance(mixed, jax.Array)  # a JAX initial output makes the result JAX
 
 
-@pytest.mark.parametrize("eig, message", [
-    (lambda: KernelEigen(np.ones(4), np.ones((4, 5))), r"^k_train_train \(KernelEigen.evecs\): expected shape \(4, 4\)"),
-    (lambda: KernelEigen([1.0, 2.0, 3.0, 4.0], np.eye(4)), None),
-    (lambda: KernelEigen(np.array([1.0, -5.0, 2.0, 3.0]), np.eye(4)), r"^k_train_train: a KernelEigen needs eigenvalues >= 0"),
-    (lambda: KernelEigen(np.array([1.0, 2.0, 3.0, np.nan]), np.eye(4)), r"^k_train_train \(KernelEigen.evals\): contains 1 NaN"),
-    (lambda: KernelEigen(np.ones(3), np.eye(3)), r"^k_train_train: a factorization of size 3 does not match 4"),
-])
+@pytest.mark.parametrize(
+    "eig, message",
+    [
+        (
+            lambda: KernelEigen(np.ones(4), np.ones((4, 5))),
+            r"^k_train_train \(KernelEigen.evecs\): expected shape \(4, 4\)",
+        ),
+        (lambda: KernelEigen([1.0, 2.0, 3.0, 4.0], np.eye(4)), None),
+        (
+            lambda: KernelEigen(np.array([1.0, -5.0, 2.0, 3.0]), np.eye(4)),
+            r"^k_train_train: a KernelEigen needs eigenvalues >= 0",
+        ),
+        (
+            lambda: KernelEigen(np.array([1.0, 2.0, 3.0, np.nan]), np.eye(4)),
+            r"^k_train_train \(KernelEigen.evals\): contains 1 NaN",
+        ),
+        (lambda: KernelEigen(np.ones(3), np.eye(3)), r"^k_train_train: a factorization of size 3 does not match 4"),
+    ],
+)
 def test_a_given_factorization_is_checked(eig, message):
     """J2: a KernelEigen passed in place of the kernel is checked like any input (lists are read as arrays)."""
     y = np.zeros((4, 2))

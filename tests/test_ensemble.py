@@ -7,7 +7,7 @@ import pytest
 from jax.experimental import enable_x64
 
 from conftest import make_problem, relative_error
-from ntk_l2._nt import stax, nt
+from ntk_l2.networks.nt import nt, stax
 from ntk_l2.theory import gradient_descent_mse_l2, gradient_descent_mse_l2_ensemble
 
 TIMES = np.array([0.0, 1.0, 10.0, 300.0, 5000.0])
@@ -22,7 +22,8 @@ def test_lambda_zero_matches_neural_tangents_ensemble():
     with enable_x64():
         x_train, x_test = np.float64(x_train), np.float64(x_test)
         theirs = nt.predict.gradient_descent_mse_ensemble(kernel_fn, x_train, y, learning_rate=0.7)(
-            TIMES, x_test, "ntk", compute_cov=True)
+            TIMES, x_test, "ntk", compute_cov=True
+        )
         k_tt = kernel_fn(x_train, None, ("ntk", "nngp"))
         k_st = kernel_fn(x_test, x_train, ("ntk", "nngp"))
         k_ss = np.asarray(kernel_fn(x_test, None, "nngp"))
@@ -145,9 +146,11 @@ def test_full_output_kernels_match_the_separable_form():
     full = lambda k: np.einsum("ij,ab->ijab", k, eye)  # noqa: E731
     times = np.array([0.0, 2.0, 50.0])
     ours = gradient_descent_mse_l2_ensemble(p.k_train_train, nngp[:9, :9], p.y_train, 1.0, 2e-3, 2)(
-        times, p.k_test_train, nngp[9:, :9], nngp[9:, 9:])
+        times, p.k_test_train, nngp[9:, :9], nngp[9:, 9:]
+    )
     flat = gradient_descent_mse_l2_ensemble(full(p.k_train_train), full(nngp[:9, :9]), p.y_train, 1.0, 2e-3, 2)(
-        times, full(p.k_test_train), full(nngp[9:, :9]), full(nngp[9:, 9:]))
+        times, full(p.k_test_train), full(nngp[9:, :9]), full(nngp[9:, 9:])
+    )
     assert flat.covariance.shape == (3, 4, 4, 3, 3)
     assert relative_error(flat.mean, ours.mean) <= 1e-12
     expected = np.einsum("tij,ab->tijab", np.asarray(ours.covariance), eye)
@@ -160,6 +163,7 @@ def test_output_dtype_follows_the_inputs():
     nngp = _nngp(11, 7)
     for dtype in (np.float32, np.float64):
         cast = lambda a: np.asarray(a, dtype)  # noqa: E731
-        out = gradient_descent_mse_l2_ensemble(cast(p.k_train_train), cast(nngp[:8, :8]), cast(p.y_train), 1.0, 1e-3, 2)(
-            np.array([1.0, 5.0]), cast(p.k_test_train), cast(nngp[8:, :8]), cast(nngp[8:, 8:]))
+        out = gradient_descent_mse_l2_ensemble(
+            cast(p.k_train_train), cast(nngp[:8, :8]), cast(p.y_train), 1.0, 1e-3, 2
+        )(np.array([1.0, 5.0]), cast(p.k_test_train), cast(nngp[8:, :8]), cast(nngp[8:, 8:]))
         assert out.mean.dtype == dtype and out.covariance.dtype == dtype

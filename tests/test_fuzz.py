@@ -74,10 +74,20 @@ def test_fuzz_predict_and_solvers(tmp_path_factory, warm_jax, pytestconfig):
     counter = iter(range(10**9))
     phases = (Phase.explicit, Phase.reuse, Phase.generate) + ((Phase.shrink,) if SHRINK else ())
 
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=IN_CI, database=None if IN_CI else settings().database,
-              phases=phases, print_blob=SHRINK,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large,
-                                     HealthCheck.large_base_example])
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=IN_CI,
+        database=None if IN_CI else settings().database,
+        phases=phases,
+        print_blob=SHRINK,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.filter_too_much,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+        ],
+    )
     @given(case=cases())
     def fuzz(case: Case) -> None:
         run_case(case, root, next(counter))

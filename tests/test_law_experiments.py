@@ -1,5 +1,5 @@
 """The laws on finite networks and the sweep / optimal-l2 / autol2 commands
-(`ntk_l2/laws.py`, `ntk_l2/law_experiments.py`, `ntk_l2/cli.py`)."""
+(`ntk_l2/laws/`, `ntk_l2/experiments/laws.py`, `ntk_l2/cli/commands.py`)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from conftest import relative_error
-from ntk_l2 import arch, data
-from ntk_l2.cli import main
-from ntk_l2.laws import AutoL2Config, FiniteSweepConfig, autol2_finite, finite_sweep
-from ntk_l2.train import TrainConfig, train
+from ntk_l2.cli.commands import main
+from ntk_l2.data import datasets as data
+from ntk_l2.experiments.laws import finite_sweep
+from ntk_l2.finite.train import TrainConfig, train
+from ntk_l2.laws import AutoL2Config, FiniteSweepConfig, autol2_finite
+from ntk_l2.networks import arch
 
 TINY = FiniteSweepConfig(depth=2, width=32, seeds=2, n_records=12)
 RUN_KEYS = {"l2", "lr", "t_star", "t_star_eta_l2", "max_test_acc", "budget_test_acc", "diverged"}
@@ -26,7 +28,7 @@ def digits():
 
 def test_killed_sweep_resumes_to_the_uninterrupted_result(digits, tmp_path, monkeypatch):
     full = finite_sweep(digits, [0.05, 0.1], [1.0], TINY, tmp_path / "full")
-    import ntk_l2.train as train_module  # finite_sweep imports train from it at call time
+    import ntk_l2.finite.train as train_module  # finite_sweep imports train from it at call time
 
     real = train_module.train
     calls = []
@@ -59,10 +61,23 @@ def test_l2_controller_equals_the_same_schedule_given_in_advance(digits):
         assert row["fx_train"].shape[0] == 2
         return np.full(2, 1e-3) if step == 20 else None
 
-    dynamic = train(net.init_fn, net.apply_fn, digits.x_train, digits.y_train, TrainConfig(l2=0.05, **common),
-                    seeds=(0, 1), l2_controller=controller)
-    fixed = train(net.init_fn, net.apply_fn, digits.x_train, digits.y_train,
-                  TrainConfig(l2=lambda s: jnp.where(s < 20, 0.05, 1e-3), **common), seeds=(0, 1))
+    dynamic = train(
+        net.init_fn,
+        net.apply_fn,
+        digits.x_train,
+        digits.y_train,
+        TrainConfig(l2=0.05, **common),
+        seeds=(0, 1),
+        l2_controller=controller,
+    )
+    fixed = train(
+        net.init_fn,
+        net.apply_fn,
+        digits.x_train,
+        digits.y_train,
+        TrainConfig(l2=lambda s: jnp.where(s < 20, 0.05, 1e-3), **common),
+        seeds=(0, 1),
+    )
     assert relative_error(dynamic.fx_train, fixed.fx_train) < 1e-12
     np.testing.assert_array_equal(dynamic.l2_records, [[0.05, 0.05, 1e-3, 1e-3, 1e-3]] * 2)
 
@@ -74,12 +89,27 @@ def test_autol2_finite_divides_l2_on_plateaus_and_without_changes_is_constant(di
     assert lam[0] == 0.05 and np.all(np.diff(lam) <= 0) and lam[-1] >= 1e-4
     for step, _, new in res["changes"]:
         assert np.isclose(lam[res["steps"].index(step)], new)
-    frozen = autol2_finite(digits, 1.0, 60, AutoL2Config(l2_init=1e-3, l2_min=1e-3, window=20, check_every=5),
-                           depth=2, width=32, seeds=1, float64=True)
+    frozen = autol2_finite(
+        digits,
+        1.0,
+        60,
+        AutoL2Config(l2_init=1e-3, l2_min=1e-3, window=20, check_every=5),
+        depth=2,
+        width=32,
+        seeds=1,
+        float64=True,
+    )
     net = arch.fully_connected(2, width=32, out_dim=10)
-    const = train(net.init_fn, net.apply_fn, digits.x_train, digits.y_train,
-                  TrainConfig(learning_rate=1.0, l2=1e-3, steps=60, record_steps=tuple(frozen["steps"]), float64=True),
-                  x_test=digits.x_test, labels_test=digits.labels_test, seeds=(0,))
+    const = train(
+        net.init_fn,
+        net.apply_fn,
+        digits.x_train,
+        digits.y_train,
+        TrainConfig(learning_rate=1.0, l2=1e-3, steps=60, record_steps=tuple(frozen["steps"]), float64=True),
+        x_test=digits.x_test,
+        labels_test=digits.labels_test,
+        seeds=(0,),
+    )
     np.testing.assert_allclose(frozen["acc_test"], const.acc_test[0], atol=0)
 
 
@@ -91,9 +121,32 @@ def _run(argv, capsys):
 
 @pytest.mark.parametrize("mode", ["theory", "finite"])
 def test_sweep_command_writes_the_documented_summary(mode, tmp_path, capsys):
-    code, stdout, err = _run(["sweep", "--mode", mode, "--dataset", "digits", "--n-train", 48, "--n-test", 40,
-                              "--depth", 2, "--width", 32, "--l2", "0.05,0.1", "--lr", "1", "--budget-step", 30,
-                              "--out", tmp_path], capsys)
+    code, stdout, err = _run(
+        [
+            "sweep",
+            "--mode",
+            mode,
+            "--dataset",
+            "digits",
+            "--n-train",
+            48,
+            "--n-test",
+            40,
+            "--depth",
+            2,
+            "--width",
+            32,
+            "--l2",
+            "0.05,0.1",
+            "--lr",
+            "1",
+            "--budget-step",
+            30,
+            "--out",
+            tmp_path,
+        ],
+        capsys,
+    )
     assert code == 0, err
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert len(summary["runs"]) == 2 and all(RUN_KEYS <= set(r) for r in summary["runs"])
@@ -104,17 +157,60 @@ def test_sweep_command_writes_the_documented_summary(mode, tmp_path, capsys):
 
 
 def test_optimal_l2_and_autol2_commands(tmp_path, capsys):
-    code, stdout, err = _run(["optimal-l2", "--dataset", "digits", "--n-train", 64, "--n-test", 64, "--lr", 1,
-                              "--budget-step", 200, "--probe-l2", 0.05, "--grid", "1e-4,1e-3,1e-2,1e-1",
-                              "--out", tmp_path / "opt"], capsys)
+    code, stdout, err = _run(
+        [
+            "optimal-l2",
+            "--dataset",
+            "digits",
+            "--n-train",
+            64,
+            "--n-test",
+            64,
+            "--lr",
+            1,
+            "--budget-step",
+            200,
+            "--probe-l2",
+            0.05,
+            "--grid",
+            "1e-4,1e-3,1e-2,1e-1",
+            "--out",
+            tmp_path / "opt",
+        ],
+        capsys,
+    )
     assert code == 0, err
     s = json.loads((tmp_path / "opt" / "summary.json").read_text())
     assert s["l2_opt_one_run"] == pytest.approx(s["probe"]["t_star"] * 0.05 / 200)
     assert {"l2_opt_kernel", "l2_opt_grid", "acc_at_budget_grid", "acc_at_budget_one_run"} <= set(s)
-    code, stdout, err = _run(["autol2", "--dataset", "digits", "--n-train", 64, "--n-test", 64, "--lr", 1, "--steps", 300,
-                              "--constant-l2", "1e-3,1e-2", "--window", 20, "--check-every", 5, "--l2-init", 0.05,
-                              "--out", tmp_path / "auto"], capsys)
+    code, stdout, err = _run(
+        [
+            "autol2",
+            "--dataset",
+            "digits",
+            "--n-train",
+            64,
+            "--n-test",
+            64,
+            "--lr",
+            1,
+            "--steps",
+            300,
+            "--constant-l2",
+            "1e-3,1e-2",
+            "--window",
+            20,
+            "--check-every",
+            5,
+            "--l2-init",
+            0.05,
+            "--out",
+            tmp_path / "auto",
+        ],
+        capsys,
+    )
     assert code == 0, err
+
     def strict(name: str) -> None:
         raise AssertionError(f"summary.json holds {name}, which is not JSON")
 
@@ -123,13 +219,32 @@ def test_optimal_l2_and_autol2_commands(tmp_path, capsys):
     assert (tmp_path / "auto" / "autol2.png").exists()
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["sweep", "--l2", "0,1e-3", "--out", "x"], "--l2: expected comma-separated positive numbers"),
-    (["sweep", "--lr", "a", "--out", "x"], "--lr: expected comma-separated positive numbers"),
-    (["autol2", "--mode", "theory", "--n-train", 32, "--n-test", 32, "--steps", 10, "--init-samples", -1, "--out", "x"],
-     "--init-samples: must be >= 0"),
-    (["autol2", "--mode", "theory", "--steps", 10, "--min-wait", -1, "--out", "x"], "--min-wait: must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["sweep", "--l2", "0,1e-3", "--out", "x"], "--l2: expected comma-separated positive numbers"),
+        (["sweep", "--lr", "a", "--out", "x"], "--lr: expected comma-separated positive numbers"),
+        (
+            [
+                "autol2",
+                "--mode",
+                "theory",
+                "--n-train",
+                32,
+                "--n-test",
+                32,
+                "--steps",
+                10,
+                "--init-samples",
+                -1,
+                "--out",
+                "x",
+            ],
+            "--init-samples: must be >= 0",
+        ),
+        (["autol2", "--mode", "theory", "--steps", 10, "--min-wait", -1, "--out", "x"], "--min-wait: must be >= 0"),
+    ],
+)
 def test_bad_law_flags_are_one_line(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, _, err = _run(argv, capsys)
@@ -145,14 +260,16 @@ def test_standard_parameterization_kernel_is_the_mean_empirical_ntk():
     import jax
     from jax.experimental import enable_x64
 
-    from ntk_l2._nt import nt
-    from ntk_l2.law_experiments import law_problem
+    from ntk_l2.experiments.laws import law_problem
+    from ntk_l2.networks.nt import nt
 
     ds = data.load_digits(n_train=8, n_test=8, seed=0)
     for par in ("standard", "ntk"):
         problem = law_problem(ds, depth=2, parameterization=par, width=256)
         net = arch.fully_connected(2, width=256, out_dim=ds.n_classes, parameterization=par)
-        ntk_fn = nt.empirical_ntk_fn(net.apply_fn, trace_axes=(), implementation=nt.NtkImplementation.NTK_VECTOR_PRODUCTS)
+        ntk_fn = nt.empirical_ntk_fn(
+            net.apply_fn, trace_axes=(), implementation=nt.NtkImplementation.NTK_VECTOR_PRODUCTS
+        )
         empirical = []
         with enable_x64():
             for seed in range(8):
@@ -166,9 +283,32 @@ def test_standard_parameterization_kernel_is_the_mean_empirical_ntk():
 
 
 def test_standard_parameterization_runs_through_the_sweep_command(tmp_path, capsys):
-    code, stdout, err = _run(["sweep", "--mode", "finite", "--parameterization", "standard", "--dataset", "digits",
-                              "--n-train", 48, "--n-test", 40, "--depth", 2, "--width", 32, "--l2", "0.05,0.1",
-                              "--lr", "0.02", "--out", tmp_path], capsys)
+    code, stdout, err = _run(
+        [
+            "sweep",
+            "--mode",
+            "finite",
+            "--parameterization",
+            "standard",
+            "--dataset",
+            "digits",
+            "--n-train",
+            48,
+            "--n-test",
+            40,
+            "--depth",
+            2,
+            "--width",
+            32,
+            "--l2",
+            "0.05,0.1",
+            "--lr",
+            "0.02",
+            "--out",
+            tmp_path,
+        ],
+        capsys,
+    )
     assert code == 0, err
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["parameterization"] == "standard" and summary["finite"]["parameterization"] == "standard"
@@ -179,10 +319,10 @@ def test_standard_parameterization_runs_through_the_sweep_command(tmp_path, caps
 
 def test_batchnorm_cnn_is_scale_invariant_in_its_convolutions():
     """With a normalization after every convolution, scaling a convolution's weights leaves the
-    outputs unchanged (those layers have degree 0, `ntk_l2/batchnorm.py`); the readout has degree 1."""
+    outputs unchanged (those layers have degree 0, `ntk_l2/networks/batchnorm.py`); the readout has degree 1."""
     import jax
 
-    from ntk_l2.batchnorm import convolutional_batchnorm
+    from ntk_l2.networks.batchnorm import convolutional_batchnorm
 
     init_fn, apply_fn = convolutional_batchnorm(2, 6, 3, parameterization="standard")
     _, params = init_fn(jax.random.PRNGKey(0), (-1, 12, 12, 1))
@@ -199,8 +339,27 @@ def test_batchnorm_cnn_is_scale_invariant_in_its_convolutions():
 
 
 def test_cnn_sweeps_with_and_without_batchnorm(tmp_path, capsys):
-    common = ["sweep", "--mode", "finite", "--arch", "cnn", "--dataset", "digits", "--n-train", 48, "--n-test", 40,
-              "--depth", 2, "--width", 4, "--l2", "0.05,0.1", "--lr", "0.5"]
+    common = [
+        "sweep",
+        "--mode",
+        "finite",
+        "--arch",
+        "cnn",
+        "--dataset",
+        "digits",
+        "--n-train",
+        48,
+        "--n-test",
+        40,
+        "--depth",
+        2,
+        "--width",
+        4,
+        "--l2",
+        "0.05,0.1",
+        "--lr",
+        "0.5",
+    ]
     code, _, err = _run(common + ["--out", tmp_path / "plain"], capsys)
     assert code == 0, err
     plain = json.loads((tmp_path / "plain" / "summary.json").read_text())
@@ -212,12 +371,40 @@ def test_cnn_sweeps_with_and_without_batchnorm(tmp_path, capsys):
     assert all(RUN_KEYS <= set(r) for r in bn["runs"]) and (tmp_path / "bn" / "laws.png").exists()
     code, _, err = _run(["sweep", "--mode", "theory", "--arch", "cnn", "--batchnorm", "--out", tmp_path / "x"], capsys)
     assert code == 2 and "no theory for batch normalization" in err
-    code, _, err = _run(["autol2", "--mode", "theory", "--arch", "cnn", "--batchnorm", "--steps", 10,
-                         "--out", tmp_path / "y"], capsys)
+    code, _, err = _run(
+        ["autol2", "--mode", "theory", "--arch", "cnn", "--batchnorm", "--steps", 10, "--out", tmp_path / "y"], capsys
+    )
     assert code == 2 and "no theory for batch normalization" in err and not (tmp_path / "y").exists()
-    auto = ["autol2", "--mode", "finite", "--arch", "cnn", "--batchnorm", "--dataset", "digits", "--n-train", 48,
-            "--n-test", 40, "--depth", 2, "--width", 4, "--lr", "0.5", "--steps", 60, "--constant-l2", "0.01,0.1",
-            "--window", 20, "--check-every", 5, "--out", tmp_path / "auto"]
+    auto = [
+        "autol2",
+        "--mode",
+        "finite",
+        "--arch",
+        "cnn",
+        "--batchnorm",
+        "--dataset",
+        "digits",
+        "--n-train",
+        48,
+        "--n-test",
+        40,
+        "--depth",
+        2,
+        "--width",
+        4,
+        "--lr",
+        "0.5",
+        "--steps",
+        60,
+        "--constant-l2",
+        "0.01,0.1",
+        "--window",
+        20,
+        "--check-every",
+        5,
+        "--out",
+        tmp_path / "auto",
+    ]
     code, _, err = _run(auto, capsys)
     assert code == 0, err
     s = json.loads((tmp_path / "auto" / "summary.json").read_text())
@@ -236,7 +423,7 @@ def test_autol2_theory_scan_agrees_with_the_autol2_command_in_theory(tmp_path):
     """The scan that picks AutoL2's settings from the kernel reports, for each configuration,
     what `run_autol2` in theory mode reports for it alone (same map, same records, same draws of
     f_0): the reach step and the ratio to the best constant run's t*, exactly."""
-    from ntk_l2.law_experiments import autol2_theory_scan, law_problem, run_autol2
+    from ntk_l2.experiments.laws import autol2_theory_scan, law_problem, run_autol2
 
     ds = data.load_digits(n_train=64, n_test=64, seed=0)
     problem = law_problem(ds, depth=2, parameterization="standard", width=64)  # η = 0.25: half its stability limit
@@ -245,9 +432,18 @@ def test_autol2_theory_scan_agrees_with_the_autol2_command_in_theory(tmp_path):
     scan = autol2_theory_scan(problem, ds, 0.25, 400, grid, configs, init_samples=2)
     assert len(scan["rows"]) == 2 and scan["best_constant_l2"] in grid
     assert any(r["ratio"] is not None for r in scan["rows"]), "no configuration reaches the constant: a weak test"
-    for cfg, row in zip(configs, scan["rows"]):
-        alone = run_autol2(ds, tmp_path / cfg.metric, "theory", 0.25, 400, grid, cfg,
-                           FiniteSweepConfig(depth=2, width=64, parameterization="standard"), init_samples=2)
+    for cfg, row in zip(configs, scan["rows"], strict=False):
+        alone = run_autol2(
+            ds,
+            tmp_path / cfg.metric,
+            "theory",
+            0.25,
+            400,
+            grid,
+            cfg,
+            FiniteSweepConfig(depth=2, width=64, parameterization="standard"),
+            init_samples=2,
+        )
         assert alone["best_constant_steps"] == scan["best_constant_steps"]
         assert alone["autol2_steps_to_best_constant_acc"] == row["steps_to_best_constant_acc"]
         assert alone["speedup_ratio"] == row["ratio"]
@@ -259,10 +455,25 @@ def test_autol2_theory_scan_agrees_with_the_autol2_command_in_theory(tmp_path):
 def test_autol2_when_the_best_constant_run_learns_nothing_is_a_one_line_error(tmp_path, capsys):
     """Theory from single-network f_0 over 2 steps: every constant λ is best at step 0, so there is
     no t* to compare AutoL2 with. Once a traceback (a None ratio formatted), on every rerun too."""
-    from ntk_l2.law_experiments import run_autol2
+    from ntk_l2.experiments.laws import run_autol2
 
-    argv = ["autol2", "--mode", "theory", "--n-train", 32, "--n-test", 32, "--steps", 2, "--init-samples", 4,
-            "--constant-l2", "1e-3,1e-2", "--out", tmp_path / "auto"]
+    argv = [
+        "autol2",
+        "--mode",
+        "theory",
+        "--n-train",
+        32,
+        "--n-test",
+        32,
+        "--steps",
+        2,
+        "--init-samples",
+        4,
+        "--constant-l2",
+        "1e-3,1e-2",
+        "--out",
+        tmp_path / "auto",
+    ]
     for _ in range(2):
         code, _, err = _run(argv, capsys)
         assert code == 2 and err.startswith("ntk-l2: error: steps: ") and err.count("\n") == 1, err
@@ -275,7 +486,7 @@ def test_autol2_when_the_best_constant_run_learns_nothing_is_a_one_line_error(tm
 
 def test_l2_values_equal_to_six_digits_are_separate_resumable_runs(digits, tmp_path, monkeypatch):
     """λ = 0.05 and 0.05 + 1e-10 once shared the file l2=0.05_lr=1 and retrained on every rerun."""
-    import ntk_l2.train as train_module
+    import ntk_l2.finite.train as train_module
 
     lams = [0.05, 0.05 + 1e-10]
     first = finite_sweep(digits, lams, [1.0], TINY, tmp_path)
@@ -287,7 +498,7 @@ def test_l2_values_equal_to_six_digits_are_separate_resumable_runs(digits, tmp_p
 
 
 def test_tampered_sweep_run_is_retrained_to_the_untampered_result(digits, tmp_path):
-    from ntk_l2.runs import InvalidRunWarning
+    from ntk_l2.experiments.runs import InvalidRunWarning
 
     full = finite_sweep(digits, [0.05, 0.1], [1.0], TINY, tmp_path)
     (path,) = [p for p in (tmp_path / "runs").glob("*.json") if json.loads(p.read_text())["config"]["l2"] == 0.1]
@@ -297,3 +508,41 @@ def test_tampered_sweep_run_is_retrained_to_the_untampered_result(digits, tmp_pa
     with pytest.warns(InvalidRunWarning, match=path.name):
         again = finite_sweep(digits, [0.05, 0.1], [1.0], TINY, tmp_path)
     assert json.dumps(again, sort_keys=True) == json.dumps(full, sort_keys=True)
+
+
+def test_laws_finite_sweep_gets_each_run_through_its_hook(digits, monkeypatch):
+    """`ntk_l2.laws.finite_sweep` writes nothing: each pair's run comes from ``run(l2, lr, compute)``,
+    λ-major, every pair checked before any run. A hook returning kept summaries trains nothing; one
+    returning ``compute()[0]`` gives the sweep without a hook, and ``compute`` hands it the arrays to keep."""
+    import ntk_l2.finite.train as train_module
+    from ntk_l2 import laws
+
+    seen = []
+
+    def kept(l2, lr, compute):
+        seen.append((l2, lr))
+        return {"l2": l2, "lr": lr, "kept": True}
+
+    real = train_module.train
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: pytest.fail("a kept run was trained"))
+    out = laws.finite_sweep(digits, [0.05, 0.1], [1.0, 0.5], TINY, run=kept)
+    assert seen == [(0.05, 1.0), (0.05, 0.5), (0.1, 1.0), (0.1, 0.5)]
+    assert all(type(v) is float for pair in seen for v in pair)
+    assert out == [{"l2": lam, "lr": eta, "kept": True} for lam, eta in seen]
+    with pytest.raises(ValueError, match="^l2_values, learning_rates: "):
+        laws.finite_sweep(digits, [0.05, 0.0], [1.0], TINY, run=kept)
+    assert len(seen) == 4, "a bad pair must be refused before the good ones run"
+    monkeypatch.setattr(train_module, "train", real)
+    arrays = []
+
+    def computed(l2, lr, compute):
+        summary, kept_arrays = compute()
+        arrays.append(kept_arrays)
+        return summary
+
+    hooked = laws.finite_sweep(digits, [0.1], [1.0], TINY, run=computed)
+    assert json.dumps(hooked, sort_keys=True) == json.dumps(
+        laws.finite_sweep(digits, [0.1], [1.0], TINY), sort_keys=True
+    )
+    assert set(arrays[0]) == {"steps", "acc_test", "loss_data"} and arrays[0]["acc_test"].shape[0] == TINY.seeds
+    assert hooked[0]["steps"] == arrays[0]["steps"].tolist()

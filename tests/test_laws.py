@@ -1,4 +1,4 @@
-"""The laws of L2 from the theory (`ntk_l2/laws.py`, `derivations/laws.md`)."""
+"""The laws of L2 from the theory (`ntk_l2/laws/`, `derivations/laws.md`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,20 @@ import numpy as np
 import pytest
 
 from conftest import relative_error
-from ntk_l2 import arch, data, metrics
-from ntk_l2.laws import (AutoL2Config, LawProblem, at_budget, autol2_theory, log_steps, optimal_l2_from_kernel,
-                         optimal_l2_from_run, theory_sweep, time_to_best)
+from ntk_l2.common import metrics
+from ntk_l2.data import datasets as data
+from ntk_l2.laws import (
+    AutoL2Config,
+    LawProblem,
+    at_budget,
+    autol2_theory,
+    log_steps,
+    optimal_l2_from_kernel,
+    optimal_l2_from_run,
+    theory_sweep,
+    time_to_best,
+)
+from ntk_l2.networks import arch
 from ntk_l2.theory import gradient_descent_mse_l2_discrete
 
 
@@ -53,9 +64,9 @@ def test_sweep_is_the_discrete_map_run_by_run(problem):
 
 
 def test_theory_obeys_the_t_star_law_on_mnist(mnist_dir):
-    """t*·η·λ ≈ c in the theory on the issue's data (512 real MNIST samples, bias-free ReLU
+    """t*·η·λ ≈ c in the theory on the laws' MNIST problem (512 real MNIST samples, bias-free ReLU
     with 3 hidden layers, k = 4): over λ ∈ {1e-3, …, 1e-1} (5 values) and η ∈ {0.5, 1},
-    max/min of t*·η·λ must stay below 3, the issue's factor. Measured: 0.15–0.28 (1.9×);
+    max/min of t*·η·λ must stay below 3. Measured: 0.15–0.28 (1.9×);
     at λ = 0.1 t* is 2–3 steps, so one step of resolution is worth up to 1.5× there."""
     ds = data.load_mnist(data_dir=mnist_dir, n_train=512, n_test=1000, seed=0)
     net = arch.fully_connected(3, out_dim=10)
@@ -65,12 +76,12 @@ def test_theory_obeys_the_t_star_law_on_mnist(mnist_dir):
     assert np.all(c > 0) and c.max() / c.min() < 3.0, c
 
 
-def test_standard_parameterization_theory_obeys_the_law_on_the_issues_range(mnist_dir):
-    """L4: in the standard parameterization at width 512 the issue's λ range is in the learning
+def test_standard_parameterization_theory_obeys_the_law_on_the_learning_range(mnist_dir):
+    """L4: in the standard parameterization at width 512 the λ range below is in the learning
     regime. Single-network theory (4 NNGP draws of f_0), 512 MNIST samples, λ ∈ {3e-3, …, 1e-1}
     (5 values), η ∈ {0.025, 0.05} (below the stability limit 0.063): max/min of t*·η·λ below
-    the issue's 3 (measured 0.50–0.75, 1.5×) and the networks learn (best accuracy > 50%)."""
-    from ntk_l2.law_experiments import law_problem
+    3 (measured 0.50–0.75, 1.5×) and the networks learn (best accuracy > 50%)."""
+    from ntk_l2.experiments.laws import law_problem
 
     ds = data.load_mnist(data_dir=mnist_dir, n_train=512, n_test=1000, seed=0)
     problem = law_problem(ds, 3, "standard", 512)
@@ -81,8 +92,10 @@ def test_standard_parameterization_theory_obeys_the_law_on_the_issues_range(mnis
 
 
 def test_at_budget_reads_the_last_record_before_t():
-    runs = [{"l2": 0.1, "lr": 1.0, "steps": [0, 10, 100, 1000], "acc_test": [0.1, 0.5, None, 0.7]},
-            {"l2": 0.2, "lr": 1.0, "steps": [0, 10, 50], "acc_test": [0.1, 0.4, 0.6]}]
+    runs = [
+        {"l2": 0.1, "lr": 1.0, "steps": [0, 10, 100, 1000], "acc_test": [0.1, 0.5, None, 0.7]},
+        {"l2": 0.2, "lr": 1.0, "steps": [0, 10, 50], "acc_test": [0.1, 0.4, 0.6]},
+    ]
     out = at_budget(runs, 500)
     assert out[0]["budget_test_acc"] is None  # the record at or before 500 (step 100) is undefined
     assert out[1]["budget_test_acc"] is None  # the run is shorter than T
@@ -117,7 +130,10 @@ def _direct_loop(problem, eta, l2_per_step):
     for lam in l2_per_step:
         keep = 1 - eta * lam
         r = f - problem.y_train
-        f, f_test = keep**k * f - eta * keep ** (k - 1) * theta @ r / n_out, keep**k * f_test - eta * keep ** (k - 1) * theta_test @ r / n_out
+        f, f_test = (
+            keep**k * f - eta * keep ** (k - 1) * theta @ r / n_out,
+            keep**k * f_test - eta * keep ** (k - 1) * theta_test @ r / n_out,
+        )
         theta, theta_test = keep ** (2 * (k - 1)) * theta, keep ** (2 * (k - 1)) * theta_test
         losses.append(metrics.mse_loss(f, problem.y_train))
     return np.asarray(losses), f_test
@@ -127,11 +143,11 @@ def test_autol2_from_the_kernels_choice_beats_the_best_constant_on_mnist(mnist_d
     """L3, "what a schedule can gain": single-network theory (4 NNGP draws of f_0) of the SP
     kernel at width 512 on 512 MNIST samples, η = 0.05, 4,000 steps. Among λ₀ ∈ {0.1, 0.03} and
     windows {50, 100} on the loss, the kernel's choice reaches the best constant run's best
-    accuracy (λ = 3e-3 of five, within 0.5 points) in at most the issue's 0.6 of that run's
+    accuracy (λ = 3e-3 of five, within 0.5 points) in at most 0.6 of that run's
     steps (measured 0.56×, λ₀ = 0.03, window 50), and the paper's default λ₀ = 0.1 never does:
     it spends ∫ηλ ≈ 1 before its first plateau. The map is exact (float64), so the bound is not
     a tolerance; the margin to 0.6 is one part in 14."""
-    from ntk_l2.law_experiments import autol2_theory_scan, law_problem
+    from ntk_l2.experiments.laws import autol2_theory_scan, law_problem
 
     ds = data.load_mnist(data_dir=mnist_dir, n_train=512, n_test=1000, seed=0)
     problem = law_problem(ds, 3, "standard", 512)
@@ -150,7 +166,10 @@ def test_autol2_theory_matches_the_map_with_its_own_schedule(problem):
     steps = 400
     res = autol2_theory(problem, 1.0, steps, cfg, record_every=1)
     assert res["changes"], "the schedule never changed λ: the test would not test anything"
-    assert all(b < a for a, b in zip([cfg.l2_init] + [c[1] for c in res["changes"]], [c[1] for c in res["changes"]]))
+    assert all(
+        b < a
+        for a, b in zip([cfg.l2_init] + [c[1] for c in res["changes"]], [c[1] for c in res["changes"]], strict=False)
+    )
     schedule = np.asarray(res["l2"][:-1])  # λ used for the step after each record
     losses, f_test = _direct_loop(problem, 1.0, schedule)
     assert relative_error(res["loss_train"], losses) < 1e-10
@@ -177,18 +196,25 @@ def test_autol2_holds_each_new_l2_for_a_fraction_of_its_time_scale(problem):
     gaps = np.diff([c[0] for c in loose["changes"]])
     assert len(gaps) >= 2 and np.all(gaps == 20), "the unheld rule should cascade one window apart"
     assert held["changes"] and len(held["changes"]) < len(loose["changes"])
-    for (s0, lam), (s1, _) in zip(held["changes"], held["changes"][1:]):
+    for (s0, lam), (s1, _) in zip(held["changes"], held["changes"][1:], strict=False):
         assert held_cfg.hold_steps(eta, lam) == math.ceil(0.5 / lam)
         assert s1 - s0 >= max(held_cfg.hold_steps(eta, lam), held_cfg.window)
     assert max(np.diff([c[0] for c in held["changes"]])) > held_cfg.window  # the hold, not the window, decided
     assert AutoL2Config().hold_steps(eta, 1e-3) == 0
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(l2_init=0.0), "l2_init"), (dict(factor=1.0), "factor"), (dict(window=10, check_every=20), "check_every"),
-    (dict(l2_min=1.0), "l2_min"), (dict(metric="acc"), "metric"), (dict(min_wait=-0.1), "min_wait"),
-    (dict(min_wait=math.inf), "min_wait"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(l2_init=0.0), "l2_init"),
+        (dict(factor=1.0), "factor"),
+        (dict(window=10, check_every=20), "check_every"),
+        (dict(l2_min=1.0), "l2_min"),
+        (dict(metric="acc"), "metric"),
+        (dict(min_wait=-0.1), "min_wait"),
+        (dict(min_wait=math.inf), "min_wait"),
+    ],
+)
 def test_bad_autol2_config_names_the_argument(kwargs, message):
     with pytest.raises(ValueError, match=message):
         AutoL2Config(**kwargs)
@@ -219,8 +245,14 @@ def test_sampled_sweep_is_the_mean_accuracy_of_single_runs(problem):
     """init_samples = S: accuracy averaged over S single-network predictions from NNGP draws."""
     ds = data.load_digits(n_train=128, n_test=200, seed=0)
     net = arch.fully_connected(3, out_dim=10)
-    prob = LawProblem(problem.k_train_train, problem.k_test_train, problem.y_train, problem.labels_test, 4,
-                      nngp=net.nngp(np.concatenate([ds.x_train, ds.x_test])))
+    prob = LawProblem(
+        problem.k_train_train,
+        problem.k_test_train,
+        problem.y_train,
+        problem.labels_test,
+        4,
+        nngp=net.nngp(np.concatenate([ds.x_train, ds.x_test])),
+    )
     run = theory_sweep(prob, [1e-2], [1.0], init_samples=3, seed=5, n_records=30)[0]
     f0, fs0 = prob.initial_outputs(3, seed=5)
     predict = gradient_descent_mse_l2_discrete(prob.k_train_train, prob.y_train, 1.0, 1e-2, 4)
@@ -241,3 +273,47 @@ def test_autol2_theory_from_a_single_networks_initial_function(problem):
     fx_train, fx_test = predict(np.asarray(res["steps"]), f0, fs0, problem.k_test_train)
     assert relative_error(res["loss_train"], metrics.mse_loss(fx_train, problem.y_train)) < 1e-10
     np.testing.assert_array_equal(res["acc_test"], metrics.accuracy(fx_test, problem.labels_test))
+
+
+def test_autol2_theory_refuses_an_unstable_learning_rate_as_the_solver_does(problem):
+    """AutoL2's stability rule is the theory's (`check_discrete_stability`, D5): an η just past the limit
+    for λ₀ is refused before any step, with the message of the discrete solver, and one just below it runs."""
+    from ntk_l2.theory import check_discrete_stability, eigh_kernel, stability_limit
+
+    mu_max, norm = float(eigh_kernel(problem.k_train_train).evals[-1]), float(problem.y_train.size)
+    cfg = AutoL2Config(l2_init=1e-3, l2_min=1e-3, window=10, check_every=10)
+    limit = stability_limit(mu_max, norm, cfg.l2_init, problem.degree)
+    assert limit * cfg.l2_init < 0.1, "the limit should be the kernel's (D5), not ηλ < 1"
+    with pytest.raises(ValueError, match=r"^learning_rate: .*stability limit") as solver:
+        gradient_descent_mse_l2_discrete(problem.k_train_train, problem.y_train, 1.01 * limit, cfg.l2_init, 4)
+    with pytest.raises(ValueError, match=r"^learning_rate: ") as auto:
+        autol2_theory(problem, 1.01 * limit, 20, cfg)
+    with pytest.raises(ValueError, match=r"^learning_rate: ") as direct:
+        check_discrete_stability(1.01 * limit, cfg.l2_init, problem.degree, mu_max, norm)
+    assert str(auto.value) == str(solver.value) == str(direct.value)
+    check_discrete_stability(0.99 * limit, cfg.l2_init, problem.degree, mu_max, norm)
+    assert len(autol2_theory(problem, 0.99 * limit, 20, cfg)["steps"]) == 3
+    with pytest.raises(ValueError, match="^learning_rate: must be > 0"):
+        autol2_theory(problem, 0.0, 20, cfg)
+
+
+def test_sweep_runs_of_different_lengths_compile_the_map_once(problem, monkeypatch):
+    """The pairs of a sweep record different numbers of steps; they are asked for at one width (the
+    extra steps after each run's last are dropped), so the discrete map is compiled once per sweep,
+    and each run is still the map at its own steps (`test_sweep_is_the_discrete_map_run_by_run`)."""
+    from ntk_l2.theory import _momentum_map
+
+    shapes = []
+    real = _momentum_map.compiled_mode_sequences
+    monkeypatch.setattr(
+        _momentum_map,
+        "compiled_mode_sequences",
+        lambda eta, lam, mu, times, *rest: shapes.append(times.shape) or real(eta, lam, mu, times, *rest),
+    )
+    import ntk_l2.theory.discrete as discrete_module
+
+    monkeypatch.setattr(discrete_module, "compiled_mode_sequences", _momentum_map.compiled_mode_sequences)
+    runs = theory_sweep(problem, [1e-3, 1e-2, 0.1], [0.5, 1.0], budget=2.0, n_records=60)
+    assert len({len(r["steps"]) for r in runs}) > 1, "the runs should record different numbers of steps"
+    assert len(set(shapes)) == 1 and len(shapes) == len(runs)
+    assert shapes[0] == (max(len(r["steps"]) for r in runs),)

@@ -90,7 +90,7 @@ def test_continuous_across_evaluation_regimes(impl, k, boundary):
             t_lo, t_hi = t_star * (1 - eps), t_star * (1 + eps)
         lo = _factors(impl, a_lo, g, k, t_lo)
         hi = _factors(impl, a_hi, g, k, t_hi)
-        for x, y in zip(lo, hi):
+        for x, y in zip(lo, hi, strict=False):
             assert x == pytest.approx(y, rel=20 * eps + 1e-12)
 
 

@@ -13,8 +13,8 @@ from jax.experimental import enable_x64
 
 from conftest import make_problem, relative_error
 from ntk_l2.theory import _momentum_map
-from ntk_l2.theory._momentum_scale import MapSpec, positivity_limit, tail_start
 from ntk_l2.theory.discrete import gradient_descent_mse_l2_discrete, stability_limit
+from ntk_l2.theory.momentum_scale import MapSpec, positivity_limit, tail_start
 
 FORMS = [(0.0, False), (0.5, False), (0.5, True), (0.9, False), (0.9, True), (0.99, False), (0.99, True)]
 
@@ -25,7 +25,7 @@ def dense_loop(p, eta, lam, k, beta, nesterov, steps, y=None):
     In infinite width ∇L(θ_s) = a_s^{k−1}J_0ᵀ(f_s − Y)/N and f_s = a_s^k f_0 + a_s^{k−1}J_0δ_s (M2);
     writing δ = J_0ᵀα turns J_0δ into Θ_0α and J_*δ into Θ_*Xα, so the loop needs only the
     kernels (dense, original basis, no eigendecomposition), and (a, b), (α, ψ) are updated exactly
-    as `ntk_l2.train` updates θ and v. For k = 1 it is gradient descent on the linear model itself.
+    as `ntk_l2.finite.train` updates θ and v. For k = 1 it is gradient descent on the linear model itself.
     """
     y = p.y_train if y is None else y
     n_out = y.size
@@ -72,9 +72,10 @@ def test_matches_dense_loop(k, beta, nesterov):
         s = int(start)
         steps += [s - 1, s, s + 1, 2 * s + 5, 3 * s]
     ours = gradient_descent_mse_l2_discrete(p.k_train_train, p.y_train, eta, lam, k, momentum=beta, nesterov=nesterov)(
-        np.array(steps), p.fx_train_0, p.fx_test_0, p.k_test_train)
+        np.array(steps), p.fx_train_0, p.fx_test_0, p.k_test_train
+    )
     ref = dense_loop(p, eta, lam, k, beta, nesterov, steps)
-    for a, b in zip(ours, ref):
+    for a, b in zip(ours, ref, strict=False):
         assert relative_error(a, b) <= 1e-10
 
 
@@ -92,9 +93,10 @@ def test_tail_at_the_double_root(k, beta, nesterov):
         start = int(tail_start(eta, lam, mu_max, MapSpec(k, beta, nesterov, float(n_out))))
     steps = [start - 1, start, start + 1, 2 * start + 5, 3 * start]
     ours = gradient_descent_mse_l2_discrete(p.k_train_train, p.y_train, eta, lam, k, momentum=beta, nesterov=nesterov)(
-        np.array(steps), p.fx_train_0, p.fx_test_0, p.k_test_train)
+        np.array(steps), p.fx_train_0, p.fx_test_0, p.k_test_train
+    )
     ref = dense_loop(p, eta, lam, k, beta, nesterov, steps)
-    for a, b in zip(ours, ref):
+    for a, b in zip(ours, ref, strict=False):
         for i in range(len(steps)):
             assert relative_error(a[i], b[i]) <= 1e-10, (steps[i], relative_error(a[i], b[i]))
 
@@ -128,7 +130,8 @@ def test_huge_times_reach_the_limits(t, beta, nesterov, monkeypatch):
     c_train, c_test = np.full_like(f0, 0.25), np.full_like(fs0, -0.5)
     for k in (2, 5):
         fx, fs = gradient_descent_mse_l2_discrete(k_tt, y, 1.0, lam, k, **kw)(
-            np.array([t]), f0, fs0, k_xt, offset_train=c_train, offset_test=c_test)
+            np.array([t]), f0, fs0, k_xt, offset_train=c_train, offset_test=c_test
+        )
         assert np.all(np.isfinite(fx)) and np.array_equal(fx[0], c_train) and np.array_equal(fs[0], c_test)
 
 
@@ -170,13 +173,18 @@ def test_stability_limit(k, beta, nesterov, problem):
 
 def test_positivity_bound_is_refused_with_the_reason(problem):
     """ηλ beyond (1 − √β)² (heavy ball) or ((1 − β)/(1 + β))² (Nesterov): a_s would oscillate through 0 (M6)."""
-    for nesterov, text in ((False, r"\(1 - sqrt\(momentum\)\)\^2"), (True, r"\(\(1 - momentum\)/\(1 \+ momentum\)\)\^2")):
+    for nesterov, text in (
+        (False, r"\(1 - sqrt\(momentum\)\)\^2"),
+        (True, r"\(\(1 - momentum\)/\(1 \+ momentum\)\)\^2"),
+    ):
         bound = positivity_limit(0.9, nesterov)
         with pytest.raises(ValueError, match=rf"^learning_rate: learning_rate \* l2 = .* must be <= {text}"):
-            gradient_descent_mse_l2_discrete(problem.k_train_train, problem.y_train, 1.0, 1.001 * bound, 2,
-                                             momentum=0.9, nesterov=nesterov)
-        gradient_descent_mse_l2_discrete(problem.k_train_train, problem.y_train, 1.0, bound, 2, momentum=0.9,
-                                         nesterov=nesterov)(10)
+            gradient_descent_mse_l2_discrete(
+                problem.k_train_train, problem.y_train, 1.0, 1.001 * bound, 2, momentum=0.9, nesterov=nesterov
+            )
+        gradient_descent_mse_l2_discrete(
+            problem.k_train_train, problem.y_train, 1.0, bound, 2, momentum=0.9, nesterov=nesterov
+        )(10)
     with pytest.raises(ValueError, match=r"^momentum: must be in \[0, 1\)"):
         gradient_descent_mse_l2_discrete(problem.k_train_train, problem.y_train, momentum=1.0)
     with pytest.raises(ValueError, match="^nesterov: must be True or False"):
@@ -199,6 +207,7 @@ def test_work_bound_raises_one_line_before_any_loop(problem, monkeypatch):
 
 # --------------------------------------------------------------------------- transformations (M10)
 
+
 def _richardson(fun, x, h):
     """Richardson-extrapolated central difference: error O(h⁴) + round-off/h."""
     central = lambda step: (fun(x + step) - fun(x - step)) / (2 * step)  # noqa: E731
@@ -209,7 +218,8 @@ def _richardson(fun, x, h):
 def test_gradients_match_finite_differences_of_the_loop(k, beta, nesterov):
     """jax.grad in η and in λ of Σ f_*(t)² at a time before and one past the tail start vs Richardson central
     differences of the dense NumPy loop: ≤ 1e-6 relative. h = 10⁻⁴ relative: the truncation error scales
-    as h⁴ (measured 2.6e-7 at h = 10⁻³, 2e-11 at 10⁻⁴) and the round-off as ~1e-16/h = 1e-12. jax.jacfwd (forward mode) agrees with jax.grad (reverse mode, the transposed rule) to 1e-10."""
+    as h⁴ (measured 2.6e-7 at h = 10⁻³, 2e-11 at 10⁻⁴) and the round-off as ~1e-16/h = 1e-12.
+    jax.jacfwd (forward mode) agrees with jax.grad (reverse mode, the transposed rule) to 1e-10."""
     p = make_problem(seed=7, n=10, m=4, c=2)
     eta, lam, start = _setup(p, k, beta, nesterov)
     steps = [200, int(start) + 300] if np.isfinite(start) else [200, 3000]
@@ -219,7 +229,8 @@ def test_gradients_match_finite_differences_of_the_loop(k, beta, nesterov):
 
     def loss(e, l):
         fs = gradient_descent_mse_l2_discrete(p.k_train_train, p.y_train, e, l, k, **kw)(
-            jnp.asarray(steps, jnp.float64), p.fx_train_0, p.fx_test_0, p.k_test_train)[1]
+            jnp.asarray(steps, jnp.float64), p.fx_train_0, p.fx_test_0, p.k_test_train
+        )[1]
         return jnp.sum(jnp.sum(fs**2, axis=(1, 2)) * weights)
 
     def loop_loss(e, l):
@@ -229,8 +240,11 @@ def test_gradients_match_finite_differences_of_the_loop(k, beta, nesterov):
     with enable_x64():
         grad = [float(g) for g in jax.grad(loss, argnums=(0, 1))(eta, lam)]
         fwd = np.asarray(jax.jacfwd(lambda x: loss(x[0], x[1]))(jnp.array([eta, lam])))
-    fd = [_richardson(lambda e: loop_loss(e, lam), eta, 1e-4 * eta), _richardson(lambda l: loop_loss(eta, l), lam, 1e-4 * lam)]
-    for ours, ref in zip(grad, fd):
+    fd = [
+        _richardson(lambda e: loop_loss(e, lam), eta, 1e-4 * eta),
+        _richardson(lambda l: loop_loss(eta, l), lam, 1e-4 * lam),
+    ]
+    for ours, ref in zip(grad, fd, strict=False):
         assert abs(ours - ref) <= 1e-6 * abs(ref), (ours, ref)
     assert relative_error(fwd, grad) <= 1e-10
 
@@ -246,7 +260,8 @@ def test_jit_vmap_match_eager():
 
     def run(e, l, t, f0):
         return gradient_descent_mse_l2_discrete(p.k_train_train, p.y_train, e, l, k, momentum=beta)(
-            t, f0, p.fx_test_0, p.k_test_train)
+            t, f0, p.fx_test_0, p.k_test_train
+        )
 
     eager = run(eta, lam, times, p.fx_train_0)
     with enable_x64():
@@ -255,9 +270,9 @@ def test_jit_vmap_match_eager():
         f0s = jnp.stack([jnp.asarray(p.fx_train_0) * s for s in (1.0, -0.5, 2.0)])
         ts = jnp.stack([jnp.asarray(times), jnp.asarray(times[::-1]), jnp.asarray(times) + 7.0])
         batched = jax.vmap(run)(etas, lams, ts, f0s)
-    for a, b in zip(jitted, eager):
+    for a, b in zip(jitted, eager, strict=False):
         assert relative_error(a, b) <= 1e-12
     for i in range(3):
         alone = run(float(etas[i]), float(lams[i]), np.asarray(ts[i]), np.asarray(f0s[i]))
-        for a, b in zip(batched, alone):
+        for a, b in zip(batched, alone, strict=False):
             assert relative_error(a[i], b) <= 1e-12

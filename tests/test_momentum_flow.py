@@ -13,7 +13,8 @@ from jax.experimental import enable_x64
 from scipy.integrate import solve_ivp
 
 from conftest import make_problem, relative_error
-from ntk_l2.theory.momentum_flow import first_zero, gradient_descent_mse_l2_momentum as momentum_flow
+from ntk_l2.theory.momentum_flow import first_zero
+from ntk_l2.theory.momentum_flow import gradient_descent_mse_l2_momentum as momentum_flow
 from ntk_l2.theory.reference.closed_form import gradient_descent_mse_l2
 from ntk_l2.theory.schedules import PiecewiseConstant
 
@@ -40,16 +41,23 @@ def function_space_reference(p, eta, lam, k, beta, times, jumps=()):
         a, b = s[0], s[1]
         F, G, Fs, Gs = (x.reshape(-1, c) for x in np.split(s[2:], cut))
         r = a ** (k - 1) * (a**k * f0 + a ** (k - 1) * F - Y) / N
-        return np.concatenate([[-e * b, -g * b + l * a], (-e * G).ravel(), (-g * G + l * F + K @ r).ravel(),
-                               (-e * Gs).ravel(), (-g * Gs + l * Fs + Kx @ r).ravel()])
+        return np.concatenate(
+            [
+                [-e * b, -g * b + l * a],
+                (-e * G).ravel(),
+                (-g * G + l * F + K @ r).ravel(),
+                (-e * Gs).ravel(),
+                (-g * Gs + l * Fs + Kx @ r).ravel(),
+            ]
+        )
 
     state, out = np.concatenate([[1.0, 0.0], np.zeros(2 * (n + m) * c)]), {0.0: None}
     out[0.0] = state
     edges = [0.0] + [j for j in jumps if 0 < j < max(times)] + [max(times)]
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in zip(edges[:-1], edges[1:], strict=False):
         t_eval = np.unique(np.append(times[(times > lo) & (times <= hi)], hi))
         sol = solve_ivp(rhs, (lo, hi), state, method="DOP853", rtol=1e-12, atol=1e-14, t_eval=t_eval)
-        out.update(zip(sol.t, sol.y.T))
+        out.update(zip(sol.t, sol.y.T, strict=False))
         state = sol.y[:, -1]
     fx, fs = [], []
     for t in times:
@@ -72,8 +80,9 @@ def test_lambda_zero_matches_neural_tangents(beta):
     fx, fs = momentum_flow(p.k_train_train, p.y_train, eta, 0.0, 3, momentum=beta)(times, *_pieces(p))
     with enable_x64():
         loss = lambda f, y: 0.5 * jnp.sum((f - y) ** 2) / y.size  # noqa: E731
-        predict = nt.predict.gradient_descent(loss, jnp.asarray(p.k_train_train), jnp.asarray(p.y_train), eta,
-                                              momentum=beta)
+        predict = nt.predict.gradient_descent(
+            loss, jnp.asarray(p.k_train_train), jnp.asarray(p.y_train), eta, momentum=beta
+        )
         gx, gs = predict(jnp.asarray(times), *(jnp.asarray(x) for x in _pieces(p)))
     assert relative_error(fx, gx) <= 1e-6
     assert relative_error(fs, gs) <= 1e-6
@@ -86,8 +95,9 @@ def test_time_rescaling_is_exact():
     times = np.array([1.0, 10.0, 60.0])
     a = momentum_flow(p.k_train_train, p.y_train, eta, lam, k, momentum=beta)(times, *_pieces(p))
     b = momentum_flow(p.k_train_train, p.y_train, c * c * eta, lam, k, momentum=1 - c * (1 - beta))(
-        times / c, *_pieces(p))
-    for x, y in zip(a, b):
+        times / c, *_pieces(p)
+    )
+    for x, y in zip(a, b, strict=False):
         assert relative_error(x, y) <= INTEGRATION_BOUND
 
 
@@ -136,11 +146,18 @@ def test_k1_matches_parameter_space_momentum_flow():
     times = np.array([0.0, 3.0, 25.0, 80.0])
 
     def rhs(t, s):
-        th, v = s[: 14 * c].reshape(14, c), s[14 * c:].reshape(14, c)
+        th, v = s[: 14 * c].reshape(14, c), s[14 * c :].reshape(14, c)
         return np.concatenate([(-eta * v).ravel(), (-(1 - beta) * v + J.T @ (J @ th - Y) / (n * c) + lam * th).ravel()])
 
-    sol = solve_ivp(rhs, (0, times[-1]), np.concatenate([theta0.ravel(), np.zeros(14 * c)]), method="DOP853",
-                    rtol=1e-12, atol=1e-14, t_eval=times)
+    sol = solve_ivp(
+        rhs,
+        (0, times[-1]),
+        np.concatenate([theta0.ravel(), np.zeros(14 * c)]),
+        method="DOP853",
+        rtol=1e-12,
+        atol=1e-14,
+        t_eval=times,
+    )
     thetas = sol.y[: 14 * c].T.reshape(-1, 14, c)
     fx, fs = momentum_flow(J @ J.T, Y, eta, lam, 1, momentum=beta)(times, J @ theta0, Jx @ theta0, Jx @ J.T)
     assert relative_error(fx, J @ thetas) <= INTEGRATION_BOUND
@@ -224,9 +241,10 @@ def test_jit_matches_eager():
     times = np.array([0.0, 5.0, 40.0])
     eager = momentum_flow(p.k_train_train, p.y_train, 0.5, 3e-3, 2, momentum=0.8)(times, *_pieces(p))
     with enable_x64():
-        jitted = jax.jit(lambda lam, t: momentum_flow(p.k_train_train, p.y_train, 0.5, lam, 2, momentum=0.8)(
-            t, *_pieces(p)))(3e-3, times)
-    for a, b in zip(eager, jitted):
+        jitted = jax.jit(
+            lambda lam, t: momentum_flow(p.k_train_train, p.y_train, 0.5, lam, 2, momentum=0.8)(t, *_pieces(p))
+        )(3e-3, times)
+    for a, b in zip(eager, jitted, strict=False):
         assert relative_error(b, a) <= 1e-12
 
 
@@ -264,7 +282,7 @@ def test_vmap_over_l2_and_times_equals_separate_calls():
     with enable_x64():
         batched = jax.vmap(run)(lams, times)
     for i in range(3):
-        for a, b in zip(run(lams[i], times[i]), batched):
+        for a, b in zip(run(lams[i], times[i]), batched, strict=False):
             assert relative_error(np.asarray(b)[i], a) <= 1e-12  # index in NumPy: float64 outside x64
 
 
@@ -279,7 +297,7 @@ def test_output_kernel_layout():
     times = np.array([3.0, 50.0])
     a = momentum_flow(p.k_train_train, p.y_train, *args)(times, *_pieces(p))
     b = momentum_flow(full, p.y_train, *args)(times, *_pieces(p, cross))
-    for x, y in zip(b, a):
+    for x, y in zip(b, a, strict=False):
         assert np.shape(x) == np.shape(y)
         assert relative_error(x, y) <= INTEGRATION_BOUND
 
@@ -294,19 +312,22 @@ def test_unsorted_and_repeated_times(times):
     """Any order, repeats allowed: each row equals the scalar call at that time, ≤ 1e-12. The steps do not
     depend on the output times (they are interpolated), and a repeat moves a time by ~2 ulps (measured 7e-16)."""
     out = SMALL_FN(np.array(times), SMALL.fx_train_0)
-    for t, row in zip(times, out):
+    for t, row in zip(times, out, strict=False):
         assert relative_error(row, SMALL_FN(t, SMALL.fx_train_0)) <= 1e-12
 
 
-@pytest.mark.parametrize("kwargs, t, message", [
-    ({"momentum": 1.0}, 1.0, "momentum:"),
-    ({"momentum": -0.1}, 1.0, "momentum:"),
-    ({}, np.inf, "t:"),
-    ({}, None, "t:"),
-    ({}, -1.0, "t:"),
-    ({}, np.nan, "t:"),
-    ({"max_steps": 50}, 1e4, "t:"),
-])
+@pytest.mark.parametrize(
+    "kwargs, t, message",
+    [
+        ({"momentum": 1.0}, 1.0, "momentum:"),
+        ({"momentum": -0.1}, 1.0, "momentum:"),
+        ({}, np.inf, "t:"),
+        ({}, None, "t:"),
+        ({}, -1.0, "t:"),
+        ({}, np.nan, "t:"),
+        ({"max_steps": 50}, 1e4, "t:"),
+    ],
+)
 def test_invalid_inputs_one_line(kwargs, t, message):
     with pytest.raises(ValueError) as err:
         momentum_flow(SMALL.k_train_train, SMALL.y_train, 0.5, 2e-3, 2, **kwargs)(t, SMALL.fx_train_0)
@@ -324,12 +345,24 @@ def test_weight_scale_reaching_zero_is_refused():
         momentum_flow(SMALL.k_train_train, SMALL.y_train, eta, lam, 2, momentum=beta)(times, SMALL.fx_train_0)
     assert f"{t_zero:.6g}" in str(err.value)
     momentum_flow(SMALL.k_train_train, SMALL.y_train, eta, lam, 1, momentum=beta)(times, SMALL.fx_train_0)
-    for a0, da0, gamma, omega2 in [(1.0, 0.0, 0.1, 0.1), (1.0, -3.0, 1.0, 0.1), (1.0, -3.0, 1.0, 0.25),
-                                   (1.0, -2.0, 1.0, 0.0), (1.0, 0.0, 1.0, 0.1)]:
-        sol = solve_ivp(lambda t, s: [s[1], -gamma * s[1] - omega2 * s[0]], (0, 40), [a0, da0], rtol=1e-12,
-                        atol=1e-14, dense_output=True)
+    for a0, da0, gamma, omega2 in [
+        (1.0, 0.0, 0.1, 0.1),
+        (1.0, -3.0, 1.0, 0.1),
+        (1.0, -3.0, 1.0, 0.25),
+        (1.0, -2.0, 1.0, 0.0),
+        (1.0, 0.0, 1.0, 0.1),
+    ]:
+        sol = solve_ivp(
+            lambda t, s: [s[1], -gamma * s[1] - omega2 * s[0]],
+            (0, 40),
+            [a0, da0],
+            rtol=1e-12,
+            atol=1e-14,
+            dense_output=True,
+        )
         grid = np.linspace(0, 40, 400001)
         negative = np.flatnonzero(sol.sol(grid)[0] <= 0)
         expected = grid[negative[0]] if negative.size else np.inf
         assert abs(first_zero(a0, da0, gamma, omega2) - expected) <= 2e-4 or expected == np.inf == first_zero(
-            a0, da0, gamma, omega2)
+            a0, da0, gamma, omega2
+        )

@@ -18,7 +18,9 @@ from execute import execute, sources  # noqa: E402
 @pytest.mark.parametrize("source", sources(), ids=lambda p: p.stem)
 def test_notebook_runs_in_small_mode(source):
     notebook = execute(source, small=True, timeout=600)
-    errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    errors = [
+        o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"
+    ]
     assert not errors
 
 

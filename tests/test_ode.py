@@ -18,7 +18,7 @@ def test_constant_schedule_matches_closed_form(problem, k):
     args = (problem.k_train_train, problem.y_train, 2.0, 1e-3, k)
     ode = gradient_descent_l2_ode(*args)(TIMES, problem.fx_train_0, problem.fx_test_0, problem.k_test_train)
     exact = gradient_descent_mse_l2(*args)(TIMES, problem.fx_train_0, problem.fx_test_0, problem.k_test_train)
-    for a, b in zip(ode, exact):
+    for a, b in zip(ode, exact, strict=False):
         assert relative_error(a, b) <= 1e-8
 
 
@@ -29,10 +29,12 @@ def test_piecewise_schedule_matches_composed_closed_form(problem):
     ode = gradient_descent_l2_ode(problem.k_train_train, problem.y_train, eta, schedule, k)
     f_ode, fs_ode = ode(np.array([t1 + 2000.0]), problem.fx_train_0, problem.fx_test_0, problem.k_test_train)
     f1, fs1 = gradient_descent_mse_l2(problem.k_train_train, problem.y_train, eta, lam1, k)(
-        t1, problem.fx_train_0, problem.fx_test_0, problem.k_test_train)
+        t1, problem.fx_train_0, problem.fx_test_0, problem.k_test_train
+    )
     scale = np.exp(-2 * (k - 1) * eta * lam1 * t1)
     f2, fs2 = gradient_descent_mse_l2(scale * problem.k_train_train, problem.y_train, eta, lam2, k)(
-        2000.0, f1, fs1, scale * problem.k_test_train)
+        2000.0, f1, fs1, scale * problem.k_test_train
+    )
     assert relative_error(f_ode[0], f2) <= 1e-8
     assert relative_error(fs_ode[0], fs2) <= 1e-8
 
@@ -60,11 +62,22 @@ def test_xent_matches_full_system_integration():
         e = np.exp(fx - fx.max(1, keepdims=True))
         grad = (e / e.sum(1, keepdims=True) - probs) / 10
         scale = eta * np.exp(-2 * (k - 1) * eta * lam * t)
-        return np.concatenate([(-scale * p.k_train_train @ grad - k * eta * lam * fx).ravel(),
-                               (-scale * p.k_test_train @ grad - k * eta * lam * fxs).ravel()])
+        return np.concatenate(
+            [
+                (-scale * p.k_train_train @ grad - k * eta * lam * fx).ravel(),
+                (-scale * p.k_test_train @ grad - k * eta * lam * fxs).ravel(),
+            ]
+        )
 
-    sol = solve_ivp(rhs, (0, TIMES[-1]), np.concatenate([p.fx_train_0.ravel(), p.fx_test_0.ravel()]),
-                    t_eval=TIMES, method="DOP853", rtol=1e-12, atol=1e-14)
+    sol = solve_ivp(
+        rhs,
+        (0, TIMES[-1]),
+        np.concatenate([p.fx_train_0.ravel(), p.fx_test_0.ravel()]),
+        t_eval=TIMES,
+        method="DOP853",
+        rtol=1e-12,
+        atol=1e-14,
+    )
     assert relative_error(f, sol.y[:30].T.reshape(-1, 10, 3)) <= 1e-7
     assert relative_error(fs, sol.y[30:].T.reshape(-1, 4, 3)) <= 1e-7
 
@@ -99,12 +112,12 @@ def test_full_output_kernels(loss):
     times = np.array([0.0, 1.0, 5.0, 30.0])
     ours = gradient_descent_l2_ode(k[:n, :n], y, 1.0, 1e-2, 2, loss=loss)(times, 0.0, 0.0, k[n:, :n])
     flat = gradient_descent_l2_ode(full[:n, :n], y, 1.0, 1e-2, 2, loss=loss)(times, 0.0, 0.0, full[n:, :n])
-    for a, b in zip(flat, ours):
+    for a, b in zip(flat, ours, strict=False):
         assert a.shape == b.shape and np.max(np.abs(a - b)) <= 1e-8 * np.max(np.abs(b))
     if loss == "mse":
         g = rng.normal(size=((n + m) * c, 4 * (n + m) * c))
         cross = (g @ g.T / g.shape[1]).reshape(n + m, c, n + m, c).transpose(0, 2, 1, 3)
         ode = gradient_descent_l2_ode(cross[:n, :n], y, 1.0, 1e-2, 2)(times, 0.0, 0.0, cross[n:, :n])
         exact = closed_form(cross[:n, :n], y, 1.0, 1e-2, 2)(times, 0.0, 0.0, cross[n:, :n])
-        for a, b in zip(ode, exact):
+        for a, b in zip(ode, exact, strict=False):
             assert np.max(np.abs(a - np.asarray(b))) <= 1e-8 * np.max(np.abs(np.asarray(b)))

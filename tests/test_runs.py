@@ -1,4 +1,4 @@
-"""The run store behind resumable sweeps (`ntk_l2/runs.py`)."""
+"""The run store behind resumable sweeps (`ntk_l2/experiments/runs.py`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from ntk_l2.runs import InvalidRunWarning, RunStore, arrays_checksum, fingerprint, run_name
+from ntk_l2.experiments.runs import InvalidRunWarning, RunStore, arrays_checksum, fingerprint, run_name
 
 
 def _compute(value):
@@ -112,9 +112,17 @@ def _rich_compute(calls: list | None = None, lr: float = 1.0):
     def compute():
         if calls is not None:
             calls.append(1)
-        return ({"value": 0.125 * lr, "acc": [0.5, 0.75, None], "n": 12, "ok": True, "label": "w1",
-                 "nested": {"t_star": 3.0, "steps": [0, 1, 10]}},
-                {k: v * lr if v.dtype.kind == "f" else v for k, v in ARRAYS.items()})
+        return (
+            {
+                "value": 0.125 * lr,
+                "acc": [0.5, 0.75, None],
+                "n": 12,
+                "ok": True,
+                "label": "w1",
+                "nested": {"t_star": 3.0, "steps": [0, 1, 10]},
+            },
+            {k: v * lr if v.dtype.kind == "f" else v for k, v in ARRAYS.items()},
+        )
 
     return compute
 
@@ -235,8 +243,9 @@ def test_copied_run_is_not_taken_for_another_width(tmp_path):
     with pytest.raises(ValueError, match="width256.json"):
         RunStore(d, on_invalid="raise").load("width256", {"width": 256})
     with pytest.warns(InvalidRunWarning, match="width1024"):
-        summary, arrays, reused = RunStore(d).run("width256", {"width": 256},
-                                                  lambda: ({"err": 1 / 256}, {"e": np.full(2, 1 / 256)}))
+        summary, arrays, reused = RunStore(d).run(
+            "width256", {"width": 256}, lambda: ({"err": 1 / 256}, {"e": np.full(2, 1 / 256)})
+        )
     assert not reused and summary == {"err": 1 / 256} and arrays["e"][0] == 1 / 256
 
 
@@ -301,6 +310,7 @@ def test_object_arrays_are_refused_before_anything_is_written(tmp_path):
 
 # --------------------------------------------------------------------------- random tampering
 
+
 def _stored_run() -> tuple[dict[str, bytes], tuple]:
     with tempfile.TemporaryDirectory() as d:
         result = RunStore(d).run("r", CONFIG, _rich_compute())
@@ -325,8 +335,7 @@ def _load_tampered(files: dict[str, bytes]):
 
 
 @settings(max_examples=300, deadline=None)
-@given(which=st.sampled_from(["r.json", "r.npz"]), where=st.floats(0, 1, exclude_max=True),
-       mask=st.integers(1, 255))
+@given(which=st.sampled_from(["r.json", "r.npz"]), where=st.floats(0, 1, exclude_max=True), mask=st.integers(1, 255))
 def test_any_flipped_byte_is_detected_or_changes_nothing(which, where, mask):
     """A flipped byte either fails verification or left the data untouched: JSON whitespace
     (space ↔ tab), an exponent's e ↔ E, or zip metadata outside the arrays (e.g. a timestamp)."""
@@ -353,8 +362,10 @@ NUMBER_PATHS = list(_numbers(json.loads(STORED["r.json"])))
 
 
 @settings(max_examples=200, deadline=None)
-@given(path=st.sampled_from(NUMBER_PATHS),
-       value=st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False)))
+@given(
+    path=st.sampled_from(NUMBER_PATHS),
+    value=st.one_of(st.integers(-(10**6), 10**6), st.floats(allow_nan=False, allow_infinity=False)),
+)
 def test_any_edited_number_of_the_record_is_detected(path, value):
     record = json.loads(STORED["r.json"])
     old = record
@@ -368,6 +379,7 @@ def test_any_edited_number_of_the_record_is_detected(path, value):
 
 
 # --------------------------------------------------------------------------- exact names
+
 
 def test_names_keep_every_digit_and_stay_readable():
     assert run_name(l2=0.01, lr=1.0) == "l2=0.01_lr=1.0"

@@ -14,11 +14,11 @@ from jax.experimental import enable_x64
 
 from conftest import make_problem, relative_error
 from ntk_l2 import fully_connected, load_digits
-from ntk_l2._nt import nt
-from ntk_l2.theory import _memory
+from ntk_l2.common import memory as _memory
+from ntk_l2.finite.train import TrainConfig, train
+from ntk_l2.networks.nt import nt
 from ntk_l2.theory.reference import gradient_descent_mse_l2_discrete
 from ntk_l2.theory.sgd import MAX_ROWS, gradient_descent_mse_l2_sgd
-from ntk_l2.train import TrainConfig, train
 
 INIT_SEED = 7
 
@@ -63,13 +63,16 @@ def enumerate_moments(theta, k_st, y, u0, us0, eta, lam, k, batch, steps, c, bet
         xs = np.stack([np.concatenate([u, us]) for u, us, _, _ in states])
         out.append((xs.mean(0), xs.T @ xs / len(xs)))
         if s < steps:
-            states = [_one_step(*state, mask, s, theta, k_st, y, eta, lam, k, batch, c, beta)
-                      for state in states for mask in batches]
+            states = [
+                _one_step(*state, mask, s, theta, k_st, y, eta, lam, k, batch, c, beta)
+                for state in states
+                for mask in batches
+            ]
     return out
 
 
 def simulate_kernel_sgd(theta, k_st, y, u0, us0, eta, lam, k, batch, c, seeds, record):
-    """Kernel-space SGD runs with `ntk_l2.train`'s sampler: key = fold_in(PRNGKey(seed), 1), then per step
+    """Kernel-space SGD runs with `ntk_l2.finite.train`'s sampler: key = fold_in(PRNGKey(seed), 1), then per step
     ``key, sub = split(key)`` and ``choice(sub, n, (B,), replace=False)``. Returns x = (u_X, u_*) as
     (runs, records, rows)."""
     n = theta.shape[0] // c
@@ -106,8 +109,13 @@ def reference_map(k_tt, k_st, y, f0, fs0, eta, lam, k, times, off_tr=0.0, off_te
     col = lambda a, rows: np.broadcast_to(np.asarray(a, np.float64), (rows, c)).reshape(-1, 1)  # noqa: E731
     n, m = np.shape(y)[0], np.shape(fs0)[0]
     fx, fs = gradient_descent_mse_l2_discrete(_expand(k_tt, c), col(y, n), eta, lam, k)(
-        np.asarray(times), col(f0, n), col(fs0, m), _expand(k_st, c), offset_train=col(off_tr, n),
-        offset_test=col(off_te, m))
+        np.asarray(times),
+        col(f0, n),
+        col(fs0, m),
+        _expand(k_st, c),
+        offset_train=col(off_tr, n),
+        offset_test=col(off_te, m),
+    )
     return np.asarray(fx).reshape(len(times), -1), np.asarray(fs).reshape(len(times), -1)
 
 
@@ -153,10 +161,19 @@ def test_sgd_mean_of_linearized_networks_is_the_full_batch_map():
     data, net, init_fixed, k_tt, k_st, (f0_tr, f0_te), (c_tr, c_te) = _network_problem(16, 4, 48)
     c, batch, lam, record = data.n_classes, 4, 2e-3, (0, 1, 5, 20, 60, 150)
     eta = _safe_learning_rate(k_tt, batch, c)
-    config = TrainConfig(learning_rate=eta, l2=lam, steps=record[-1], batch_size=batch, record_steps=record,
-                         float64=True)
-    runs = train(init_fixed, net.apply_fn, data.x_train, data.y_train, config, x_test=data.x_test,
-                 seeds=range(512), linearized=True)
+    config = TrainConfig(
+        learning_rate=eta, l2=lam, steps=record[-1], batch_size=batch, record_steps=record, float64=True
+    )
+    runs = train(
+        init_fixed,
+        net.apply_fn,
+        data.x_train,
+        data.y_train,
+        config,
+        x_test=data.x_test,
+        seeds=range(512),
+        linearized=True,
+    )
     assert not runs.diverged.any()
     theory = np.concatenate(reference_map(k_tt, k_st, data.y_train, f0_tr, f0_te, eta, lam, 1, record, c_tr, c_te), 1)
     x = np.concatenate([runs.fx_train.reshape(512, len(record), -1), runs.fx_test.reshape(512, len(record), -1)], 2)
@@ -177,15 +194,19 @@ def test_mean_equals_the_reference_full_batch_map():
     rng = np.random.default_rng(1)
     off_tr, off_te = rng.normal(size=(7, 2)), rng.normal(size=(3, 2))
     full_tt = np.einsum("ij,ab->ijab", p.k_train_train, np.eye(2)) + 0.1 * np.einsum(
-        "ij,ab->ijab", p.k_train_train, np.ones((2, 2)))
+        "ij,ab->ijab", p.k_train_train, np.ones((2, 2))
+    )
     full_st = np.einsum("ij,ab->ijab", p.k_test_train, np.eye(2)) + 0.1 * np.einsum(
-        "ij,ab->ijab", p.k_test_train, np.ones((2, 2)))
+        "ij,ab->ijab", p.k_test_train, np.ones((2, 2))
+    )
     times = np.array([40, 0, 7, 7, 1, 120])
-    for (k_tt, k_st), k, batch in itertools.product([(p.k_train_train, p.k_test_train), (full_tt, full_st)],
-                                                    (0, 1, 2, 3), (1, 3, 7)):
+    for (k_tt, k_st), k, batch in itertools.product(
+        [(p.k_train_train, p.k_test_train), (full_tt, full_st)], (0, 1, 2, 3), (1, 3, 7)
+    ):
         eta, lam = 0.4, 0.03
         ours = gradient_descent_mse_l2_sgd(k_tt, p.y_train, eta, lam, k, batch_size=batch)(
-            times, p.fx_train_0, p.fx_test_0, k_st, offset_train=off_tr, offset_test=off_te)
+            times, p.fx_train_0, p.fx_test_0, k_st, offset_train=off_tr, offset_test=off_te
+        )
         ref = reference_map(k_tt, k_st, p.y_train, p.fx_train_0, p.fx_test_0, eta, lam, k, times, off_tr, off_te)
         assert relative_error(np.asarray(ours.mean_train).reshape(len(times), -1), ref[0]) <= 1e-12
         assert relative_error(np.asarray(ours.mean_test).reshape(len(times), -1), ref[1]) <= 1e-12
@@ -197,17 +218,31 @@ def test_mean_equals_the_reference_full_batch_map():
 
 def test_kernel_space_sampler_is_the_linearized_network():
     """The Monte-Carlo reference below simulates SGD in kernel space. It is exactly a vmapped ensemble of
-    linearized networks trained by `ntk_l2.train` with the same seeds (same batches; the batch version of F1,
+    linearized networks trained by `ntk_l2.finite.train` with the same seeds (same batches; the batch version of F1,
     S2): ≤ 1e-8 relative over 40 steps."""
     data, net, init_fixed, k_tt, k_st, (f0_tr, f0_te), (c_tr, c_te) = _network_problem(12, 3, 32)
     c, batch, lam, record, seeds = data.n_classes, 3, 1e-2, (1, 10, 40), (3, 4)
     eta = _safe_learning_rate(k_tt, batch, c)
-    config = TrainConfig(learning_rate=eta, l2=lam, steps=record[-1], batch_size=batch, record_steps=record,
-                         float64=True)
-    runs = train(init_fixed, net.apply_fn, data.x_train, data.y_train, config, x_test=data.x_test, seeds=seeds,
-                 linearized=True)
-    sim = simulate_kernel_sgd(_expand(k_tt, c), _expand(k_st, c), _flat(data.y_train - c_tr), _flat(f0_tr - c_tr),
-                              _flat(f0_te - c_te), eta, lam, 1, batch, c, seeds, record)
+    config = TrainConfig(
+        learning_rate=eta, l2=lam, steps=record[-1], batch_size=batch, record_steps=record, float64=True
+    )
+    runs = train(
+        init_fixed, net.apply_fn, data.x_train, data.y_train, config, x_test=data.x_test, seeds=seeds, linearized=True
+    )
+    sim = simulate_kernel_sgd(
+        _expand(k_tt, c),
+        _expand(k_st, c),
+        _flat(data.y_train - c_tr),
+        _flat(f0_tr - c_tr),
+        _flat(f0_te - c_te),
+        eta,
+        lam,
+        1,
+        batch,
+        c,
+        seeds,
+        record,
+    )
     nc = f0_tr.size
     assert relative_error(runs.fx_train.reshape(len(seeds), 3, -1), sim[..., :nc] + _flat(c_tr)) <= 1e-8
     assert relative_error(runs.fx_test.reshape(len(seeds), 3, -1), sim[..., nc:] + _flat(c_te)) <= 1e-8
@@ -216,7 +251,7 @@ def test_kernel_space_sampler_is_the_linearized_network():
 
 @pytest.mark.parametrize("full,k", [(False, 2), (True, 1)])
 def test_second_moment_matches_monte_carlo(full, k):
-    """2,000 kernel-space SGD runs (the sampler of `ntk_l2.train`; equal to linearized networks, test above) vs
+    """2,000 kernel-space SGD runs (the sampler of `ntk_l2.finite.train`; equal to linearized networks, test above) vs
     S5–S6, n·c = 30 train + 12 test rows.
 
     Statistics per record, each within 3 standard errors estimated from the runs: the second moment about the
@@ -235,11 +270,26 @@ def test_second_moment_matches_monte_carlo(full, k):
     theta, cross = _expand(k_tt, c), _expand(k_st, c)
     eta, lam, record = _safe_learning_rate(k_tt, batch, c, 0.8), 5e-3, (1, 5, 25, 80)
     pred = gradient_descent_mse_l2_sgd(k_tt, p.y_train, eta, lam, k, batch_size=batch)(
-        np.asarray(record), p.fx_train_0, p.fx_test_0, k_st)
-    x = simulate_kernel_sgd(theta, cross, _flat(p.y_train), _flat(p.fx_train_0), _flat(p.fx_test_0), eta, lam, k,
-                            batch, c, np.arange(runs), record)
-    mean = np.concatenate([np.asarray(pred.mean_train).reshape(len(record), -1),
-                           np.asarray(pred.mean_test).reshape(len(record), -1)], axis=1)
+        np.asarray(record), p.fx_train_0, p.fx_test_0, k_st
+    )
+    x = simulate_kernel_sgd(
+        theta,
+        cross,
+        _flat(p.y_train),
+        _flat(p.fx_train_0),
+        _flat(p.fx_test_0),
+        eta,
+        lam,
+        k,
+        batch,
+        c,
+        np.arange(runs),
+        record,
+    )
+    mean = np.concatenate(
+        [np.asarray(pred.mean_train).reshape(len(record), -1), np.asarray(pred.mean_test).reshape(len(record), -1)],
+        axis=1,
+    )
     cov = np.asarray(_joint_cov(pred))
     w = np.random.default_rng(5).normal(size=mean.shape[1])
     w /= np.linalg.norm(w)
@@ -258,6 +308,7 @@ def test_second_moment_matches_monte_carlo(full, k):
 
 def _joint_cov(pred) -> np.ndarray:
     """The (T, D, D) covariance of x = (f_X, f_*) over (i, a) rows from the blocks of an `SGDPrediction`."""
+
     def flat(block):
         b = np.asarray(block)
         t, r, q, c, _ = b.shape
@@ -277,7 +328,8 @@ def test_full_batch_has_zero_covariance_and_is_the_full_batch_map():
     times = np.array([0, 3, 50, 120])
     for k in (0, 1, 2, 4):
         pred = gradient_descent_mse_l2_sgd(p.k_train_train, p.y_train, 0.6, 0.01, k, batch_size=6)(
-            times, p.fx_train_0, p.fx_test_0, p.k_test_train)
+            times, p.fx_train_0, p.fx_test_0, p.k_test_train
+        )
         ref = reference_map(p.k_train_train, p.k_test_train, p.y_train, p.fx_train_0, p.fx_test_0, 0.6, 0.01, k, times)
         for block in (pred.cov_train, pred.cov_test, pred.cov_test_train):
             assert np.all(np.asarray(block) == 0.0)
@@ -286,17 +338,38 @@ def test_full_batch_has_zero_covariance_and_is_the_full_batch_map():
         loss = np.sum((ref[0] - _flat(p.y_train)) ** 2, axis=1) / (2 * p.y_train.size)
         assert relative_error(pred.loss, loss) <= 1e-12
     heavy = gradient_descent_mse_l2_sgd(p.k_train_train, p.y_train, 0.6, 0.01, 1, batch_size=6, momentum=0.5)(
-        times, p.fx_train_0, p.fx_test_0, p.k_test_train)
+        times, p.fx_train_0, p.fx_test_0, p.k_test_train
+    )
     assert np.all(np.asarray(heavy.cov_train) == 0.0) and np.all(np.asarray(heavy.cov_test) == 0.0)
-    moments = enumerate_moments(_expand(p.k_train_train, 3), _expand(p.k_test_train, 3), _flat(p.y_train),
-                                _flat(p.fx_train_0), _flat(p.fx_test_0), 0.6, 0.01, 1, 6, 3, 3, beta=0.5)
+    moments = enumerate_moments(
+        _expand(p.k_train_train, 3),
+        _expand(p.k_test_train, 3),
+        _flat(p.y_train),
+        _flat(p.fx_train_0),
+        _flat(p.fx_test_0),
+        0.6,
+        0.01,
+        1,
+        6,
+        3,
+        3,
+        beta=0.5,
+    )
     assert relative_error(np.asarray(heavy.mean_train[1]).reshape(-1), moments[3][0][:18]) <= 1e-12
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 4), c=st.integers(1, 2), m=st.integers(0, 2),
-       full=st.booleans(), k=st.integers(0, 3), lam=st.sampled_from([0.0, 0.01, 0.2]),
-       momentum=st.sampled_from([0.0, 0.0, 0.3, 0.9]), data=st.data())
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 4),
+    c=st.integers(1, 2),
+    m=st.integers(0, 2),
+    full=st.booleans(),
+    k=st.integers(0, 3),
+    lam=st.sampled_from([0.0, 0.01, 0.2]),
+    momentum=st.sampled_from([0.0, 0.0, 0.3, 0.9]),
+    data=st.data(),
+)
 def test_property_second_moment_equals_enumeration_of_all_batches(seed, n, c, m, full, k, lam, momentum, data):
     """S4–S5 against the exact average over all C(n, B)^3 batch sequences of 3 steps (≤ 1e-12 relative), for
     random kernels, batch sizes, offsets, test points and momentum (degree 1); the covariance is symmetric and
@@ -308,25 +381,48 @@ def test_property_second_moment_equals_enumeration_of_all_batches(seed, n, c, m,
     joint = feats @ feats.T / feats.shape[1]
     if full:
         k_tt = np.transpose(joint[: n * c, : n * c].reshape(n, c, n, c), (0, 2, 1, 3))
-        k_st = np.transpose(joint[n * c:, : n * c].reshape(m, c, n, c), (0, 2, 1, 3))
+        k_st = np.transpose(joint[n * c :, : n * c].reshape(m, c, n, c), (0, 2, 1, 3))
     else:
-        joint = joint[:: c, :: c]
+        joint = joint[::c, ::c]
         k_tt, k_st = joint[:n, :n], joint[n:, :n]
     y, f0, fs0 = rng.normal(size=(n, c)), rng.normal(size=(n, c)), rng.normal(size=(m, c))
     off_tr, off_te = rng.normal(size=(n, c)), rng.normal(size=(m, c))
     eta = 0.3 * batch * c / max(float(np.linalg.eigvalsh(_expand(k_tt, c))[-1]), 1e-3)
     pred = gradient_descent_mse_l2_sgd(k_tt, y, eta, lam, k, batch_size=batch, momentum=momentum)(
-        np.array([3, 0, 2, 1]), f0, fs0 if m else None, k_st if m else None, offset_train=off_tr,
-        offset_test=off_te if m else None)
-    moments = enumerate_moments(_expand(k_tt, c), _expand(k_st, c) if m else np.zeros((0, n * c)),
-                                _flat(y - off_tr), _flat(f0 - off_tr), _flat(fs0 - off_te) if m else np.zeros(0),
-                                eta, lam, k, batch, 3, c, beta=momentum if momentum else None)
+        np.array([3, 0, 2, 1]),
+        f0,
+        fs0 if m else None,
+        k_st if m else None,
+        offset_train=off_tr,
+        offset_test=off_te if m else None,
+    )
+    moments = enumerate_moments(
+        _expand(k_tt, c),
+        _expand(k_st, c) if m else np.zeros((0, n * c)),
+        _flat(y - off_tr),
+        _flat(f0 - off_tr),
+        _flat(fs0 - off_te) if m else np.zeros(0),
+        eta,
+        lam,
+        k,
+        batch,
+        3,
+        c,
+        beta=momentum if momentum else None,
+    )
     cov = _joint_cov(pred) if m else _joint_cov_train(pred)
     offsets = np.concatenate([_flat(off_tr), _flat(off_te) if m else np.zeros(0)])
     for i, s in enumerate([3, 0, 2, 1]):
         mean, second = moments[s]
-        mean_pred = np.concatenate([np.asarray(pred.mean_train[i]).reshape(-1),
-                                    np.asarray(pred.mean_test[i]).reshape(-1) if m else np.zeros(0)]) - offsets
+        mean_pred = (
+            np.concatenate(
+                [
+                    np.asarray(pred.mean_train[i]).reshape(-1),
+                    np.asarray(pred.mean_test[i]).reshape(-1) if m else np.zeros(0),
+                ]
+            )
+            - offsets
+        )
         assert relative_error(mean_pred, mean) <= 1e-12
         assert relative_error(cov[i] + np.outer(mean_pred, mean_pred), second) <= 1e-12
         assert np.array_equal(cov[i], cov[i].T)
@@ -344,7 +440,8 @@ def test_expected_loss_and_variances_are_the_covariance_diagonal():
     """E[L] = (tr C_XX + ‖m_X − Y‖²)/(2N) and the variances are the diagonal of the covariance (S6)."""
     p = make_problem(n=5, m=2, c=2, seed=8)
     pred = gradient_descent_mse_l2_sgd(p.k_train_train, p.y_train, 0.5, 0.01, 2, batch_size=2)(
-        7, p.fx_train_0, p.fx_test_0, p.k_test_train)
+        7, p.fx_train_0, p.fx_test_0, p.k_test_train
+    )
     cov = np.asarray(pred.cov_train)
     var = np.asarray(pred.var_train)
     assert var.shape == (5, 2) and np.array_equal(var, np.einsum("iiaa->ia", cov))
@@ -365,7 +462,8 @@ def test_jit_vmap_grad_over_l2_and_learning_rate():
 
     def expected_loss(eta, lam):
         pred = gradient_descent_mse_l2_sgd(p.k_train_train, p.y_train, eta, lam, 2, batch_size=2)(
-            times, p.fx_train_0, p.fx_test_0, p.k_test_train)
+            times, p.fx_train_0, p.fx_test_0, p.k_test_train
+        )
         return pred.loss[0] + jnp.sum(pred.cov_test[0])
 
     lams = np.array([0.0, 0.01, 0.05])
@@ -374,8 +472,10 @@ def test_jit_vmap_grad_over_l2_and_learning_rate():
         grads = jax.jit(jax.grad(expected_loss, argnums=(0, 1)))(0.5, 0.01)
         eager = np.array([float(expected_loss(0.5, lam)) for lam in lams])  # concrete: the eager path
         h = 1e-5
-        numeric = [(float(expected_loss(0.5 + h, 0.01)) - float(expected_loss(0.5 - h, 0.01))) / (2 * h),
-                   (float(expected_loss(0.5, 0.01 + h)) - float(expected_loss(0.5, 0.01 - h))) / (2 * h)]
+        numeric = [
+            (float(expected_loss(0.5 + h, 0.01)) - float(expected_loss(0.5 - h, 0.01))) / (2 * h),
+            (float(expected_loss(0.5, 0.01 + h)) - float(expected_loss(0.5, 0.01 - h))) / (2 * h),
+        ]
     assert relative_error(batched, eager) <= 1e-12
     assert relative_error(np.array([float(g) for g in grads]), np.array(numeric)) <= 1e-6
 
@@ -384,17 +484,20 @@ def test_jit_vmap_grad_over_l2_and_learning_rate():
 # 4. Validation
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"batch_size": 0}, "batch_size: must be in [1, 6]"),
-    ({"batch_size": 7}, "batch_size: must be in [1, 6]"),
-    ({"batch_size": 2.0}, "batch_size: must be an integer"),
-    ({"batch_size": True}, "batch_size: must be an integer"),
-    ({"batch_size": None}, "batch_size: must be an integer"),
-    ({"batch_size": 2, "momentum": 1.0}, "momentum: must be in [0, 1)"),
-    ({"batch_size": 2, "momentum": -0.1}, "momentum: must be >= 0"),
-    ({"batch_size": 2, "momentum": 0.5, "degree": 2}, "momentum: supported for degree 1 only"),
-    ({"batch_size": 2, "learning_rate": 20.0, "l2": 0.1}, "learning_rate: learning_rate * l2 = 2"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"batch_size": 0}, "batch_size: must be in [1, 6]"),
+        ({"batch_size": 7}, "batch_size: must be in [1, 6]"),
+        ({"batch_size": 2.0}, "batch_size: must be an integer"),
+        ({"batch_size": True}, "batch_size: must be an integer"),
+        ({"batch_size": None}, "batch_size: must be an integer"),
+        ({"batch_size": 2, "momentum": 1.0}, "momentum: must be in [0, 1)"),
+        ({"batch_size": 2, "momentum": -0.1}, "momentum: must be >= 0"),
+        ({"batch_size": 2, "momentum": 0.5, "degree": 2}, "momentum: supported for degree 1 only"),
+        ({"batch_size": 2, "learning_rate": 20.0, "l2": 0.1}, "learning_rate: learning_rate * l2 = 2"),
+    ],
+)
 def test_bad_arguments_are_refused_in_one_line(kwargs, message):
     p = make_problem(n=6, m=2, c=2)
     args = {"learning_rate": 0.5, "l2": 0.01, "degree": 1, **kwargs}

@@ -1,4 +1,4 @@
-"""Finite-width training (ntk_l2.train) against the theory where it is exact."""
+"""Finite-width training (ntk_l2.finite.train) against the theory where it is exact."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from jax.experimental import enable_x64
 
 from conftest import relative_error
 from ntk_l2 import fully_connected, load_digits
-from ntk_l2._nt import nt
+from ntk_l2.finite.train import TrainConfig, train
+from ntk_l2.networks.nt import nt
 from ntk_l2.theory import gradient_descent_mse_l2_discrete
-from ntk_l2.train import TrainConfig, train
 
 
 def flat_ntk(apply_fn, params, x1, x2):
@@ -33,8 +33,9 @@ def test_linearized_network_matches_discrete_map_exactly():
     net = fully_connected(2, width=64, out_dim=data.n_classes)
     eta, lam, steps = 2.0, 1e-3, 1000
     config = TrainConfig(learning_rate=eta, l2=lam, steps=steps, record_steps=(0, 1, 10, 100, 1000), float64=True)
-    result = train(net.init_fn, net.apply_fn, data.x_train, data.y_train, config, x_test=data.x_test,
-                   seeds=(5,), linearized=True)
+    result = train(
+        net.init_fn, net.apply_fn, data.x_train, data.y_train, config, x_test=data.x_test, seeds=(5,), linearized=True
+    )
     with enable_x64():
         _, params0 = net.init_fn(jax.random.PRNGKey(5), (-1, data.x_train.shape[1]))
         params0 = jax.tree_util.tree_map(lambda p: jnp.asarray(p, jnp.float64), params0)
@@ -48,8 +49,14 @@ def test_linearized_network_matches_discrete_map_exactly():
     offset_tr = (np.asarray(f0_tr) - np.asarray(jt_tr)).reshape(-1, 1)
     offset_te = (np.asarray(f0_te) - np.asarray(jt_te)).reshape(-1, 1)
     predict = gradient_descent_mse_l2_discrete(k_tt, data.y_train.reshape(-1, 1), eta, lam, 1)
-    fx_tr, fx_te = predict(result.steps, np.asarray(f0_tr).reshape(-1, 1), np.asarray(f0_te).reshape(-1, 1), k_st,
-                           offset_train=offset_tr, offset_test=offset_te)
+    fx_tr, fx_te = predict(
+        result.steps,
+        np.asarray(f0_tr).reshape(-1, 1),
+        np.asarray(f0_te).reshape(-1, 1),
+        k_st,
+        offset_train=offset_tr,
+        offset_test=offset_te,
+    )
     err_train = relative_error(result.fx_train[0], fx_tr.reshape(len(result.steps), -1, c))
     err_test = relative_error(result.fx_test[0], fx_te.reshape(len(result.steps), -1, c))
     print(f"linearized network vs degree-1 discrete map over {steps} steps: train {err_train:.1e}, test {err_test:.1e}")
@@ -71,10 +78,18 @@ def test_linearized_network_with_momentum_matches_discrete_momentum_map(momentum
     data = load_digits(n_train=16, n_test=8, seed=3)
     net = fully_connected(2, width=64, out_dim=data.n_classes)
     eta, lam, steps = 0.5, 1e-3, 1000
-    config = TrainConfig(learning_rate=eta, l2=lam, steps=steps, record_steps=(0, 1, 10, 100, 1000), float64=True,
-                         momentum=momentum, nesterov=nesterov)
-    result = train(net.init_fn, net.apply_fn, data.x_train, data.y_train, config, x_test=data.x_test,
-                   seeds=(5,), linearized=True)
+    config = TrainConfig(
+        learning_rate=eta,
+        l2=lam,
+        steps=steps,
+        record_steps=(0, 1, 10, 100, 1000),
+        float64=True,
+        momentum=momentum,
+        nesterov=nesterov,
+    )
+    result = train(
+        net.init_fn, net.apply_fn, data.x_train, data.y_train, config, x_test=data.x_test, seeds=(5,), linearized=True
+    )
     with enable_x64():
         _, params0 = net.init_fn(jax.random.PRNGKey(5), (-1, data.x_train.shape[1]))
         params0 = jax.tree_util.tree_map(lambda p: jnp.asarray(p, jnp.float64), params0)
@@ -85,12 +100,15 @@ def test_linearized_network_with_momentum_matches_discrete_momentum_map(momentum
         k_tt, k_st = np.asarray(ntk(x_tr, None, params0)), np.asarray(ntk(x_te, x_tr, params0))  # (n, n, c, c)
     f0_tr, f0_te = np.asarray(f0_tr), np.asarray(f0_te)
     predict = momentum_map(k_tt, data.y_train, eta, lam, 1, momentum=momentum, nesterov=nesterov)
-    fx_tr, fx_te = predict(result.steps, f0_tr, f0_te, k_st, offset_train=f0_tr - np.asarray(jt_tr),
-                           offset_test=f0_te - np.asarray(jt_te))
+    fx_tr, fx_te = predict(
+        result.steps, f0_tr, f0_te, k_st, offset_train=f0_tr - np.asarray(jt_tr), offset_test=f0_te - np.asarray(jt_te)
+    )
     err_train = relative_error(result.fx_train[0], fx_tr)
     err_test = relative_error(result.fx_test[0], fx_te)
-    print(f"linearized network, momentum {momentum} {'Nesterov' if nesterov else 'heavy ball'}, {steps} steps: "
-          f"train {err_train:.1e}, test {err_test:.1e}")
+    print(
+        f"linearized network, momentum {momentum} {'Nesterov' if nesterov else 'heavy ball'}, {steps} steps: "
+        f"train {err_train:.1e}, test {err_test:.1e}"
+    )
     assert err_train <= 1e-8 and err_test <= 1e-8
 
 
@@ -98,17 +116,32 @@ def test_nesterov_differs_from_heavy_ball():
     """The two momentum forms are different updates (θ ← θ − η(g + βv) vs θ ← θ − ηv)."""
     data = load_digits(n_train=16, n_test=8)
     net = fully_connected(1, width=32, out_dim=10)
-    runs = [train(net.init_fn, net.apply_fn, data.x_train, data.y_train,
-                  TrainConfig(learning_rate=0.5, l2=1e-3, steps=20, record_steps=(0, 20), momentum=0.9, nesterov=nest,
-                              float64=True)).fx_train[0, -1] for nest in (False, True)]
+    runs = [
+        train(
+            net.init_fn,
+            net.apply_fn,
+            data.x_train,
+            data.y_train,
+            TrainConfig(
+                learning_rate=0.5, l2=1e-3, steps=20, record_steps=(0, 20), momentum=0.9, nesterov=nest, float64=True
+            ),
+        ).fx_train[0, -1]
+        for nest in (False, True)
+    ]
     assert relative_error(runs[0], runs[1]) > 1e-3
 
 
 def test_divergence_is_reported_not_raised():
     data = load_digits(n_train=32, n_test=8)
     net = fully_connected(2, width=32, out_dim=10)
-    result = train(net.init_fn, net.apply_fn, data.x_train, data.y_train,
-                   TrainConfig(learning_rate=1e4, steps=200, n_records=20), seeds=(0, 1))
+    result = train(
+        net.init_fn,
+        net.apply_fn,
+        data.x_train,
+        data.y_train,
+        TrainConfig(learning_rate=1e4, steps=200, n_records=20),
+        seeds=(0, 1),
+    )
     assert result.diverged.all() and (result.diverged_at > 0).all()
     assert np.isnan(result.fx_train[:, -1]).all()
 
@@ -116,28 +149,40 @@ def test_divergence_is_reported_not_raised():
 def test_seeds_differ_and_records_have_shapes():
     data = load_digits(n_train=32, n_test=16)
     net = fully_connected(1, width=64, out_dim=10)
-    result = train(net.init_fn, net.apply_fn, data.x_train, data.y_train,
-                   TrainConfig(learning_rate=1.0, l2=1e-3, steps=50, record_steps=(0, 25, 50), batch_size=8, momentum=0.5),
-                   x_test=data.x_test, labels_train=data.labels_train, labels_test=data.labels_test, seeds=(0, 1, 2))
+    result = train(
+        net.init_fn,
+        net.apply_fn,
+        data.x_train,
+        data.y_train,
+        TrainConfig(learning_rate=1.0, l2=1e-3, steps=50, record_steps=(0, 25, 50), batch_size=8, momentum=0.5),
+        x_test=data.x_test,
+        labels_train=data.labels_train,
+        labels_test=data.labels_test,
+        seeds=(0, 1, 2),
+    )
     assert result.fx_train.shape == (3, 3, 32, 10) and result.fx_test.shape == (3, 3, 16, 10)
     assert result.acc_test.shape == (3, 3) and result.layer_norms.shape == (3, 3, 2)
     assert not np.allclose(result.fx_train[0, 0], result.fx_train[1, 0])
     assert not result.diverged.any()
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(steps=-1), "steps: must be an integer >= 0"),
-    (dict(batch_size=0), "batch_size"),
-    (dict(momentum=1.0), "momentum"),
-    (dict(nesterov=True), "nesterov: only meaningful with momentum > 0"),
-    (dict(momentum=0.5, nesterov="yes"), "nesterov: must be True or False"),
-    (dict(learning_rate=0.0), "learning_rate"),
-    (dict(l2=-1.0), "l2"),
-    (dict(l2=()), "l2: a grid"),
-    (dict(l2=(1e-3, float("nan"))), "l2: a grid"),
-    (dict(steps=10, record_steps=(0, 11)), "record_steps"),
-    (dict(steps=10, record_steps=(0, 10), ntk_steps=(5,)), "ntk_steps"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(steps=-1), "steps: must be an integer >= 0"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(momentum=1.0), "momentum"),
+        (dict(nesterov=True), "nesterov: only meaningful with momentum > 0"),
+        (dict(momentum=0.5, nesterov="yes"), "nesterov: must be True or False"),
+        (dict(learning_rate=0.0), "learning_rate"),
+        (dict(l2=-1.0), "l2"),
+        (dict(l2=()), "l2: a grid"),
+        (dict(l2=(1e-3, float("nan"))), "l2: a grid"),
+        (dict(steps=10, record_steps=(0, 11)), "record_steps"),
+        (dict(steps=10, record_steps=()), "record_steps: must hold at least one step"),
+        (dict(steps=10, record_steps=(0, 10), ntk_steps=(5,)), "ntk_steps"),
+    ],
+)
 def test_bad_config_names_the_argument(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**kwargs)
@@ -151,15 +196,31 @@ def test_l2_grid_in_one_program_equals_separate_runs(momentum, batch_size):
     data = load_digits(n_train=32, n_test=16)
     net = fully_connected(2, width=64, out_dim=10)
     grid = (0.0, 1e-3, 3e-2)
-    common = dict(learning_rate=2.0, steps=30, record_steps=(0, 10, 30), float64=True, momentum=momentum, batch_size=batch_size)
-    together = train(net.init_fn, net.apply_fn, data.x_train, data.y_train, TrainConfig(l2=grid, **common),
-                     x_test=data.x_test, seeds=(0, 1))
+    common = dict(
+        learning_rate=2.0, steps=30, record_steps=(0, 10, 30), float64=True, momentum=momentum, batch_size=batch_size
+    )
+    together = train(
+        net.init_fn,
+        net.apply_fn,
+        data.x_train,
+        data.y_train,
+        TrainConfig(l2=grid, **common),
+        x_test=data.x_test,
+        seeds=(0, 1),
+    )
     assert together.fx_test.shape[0] == 6
     np.testing.assert_array_equal(together.member_l2, np.repeat(grid, 2))
     np.testing.assert_array_equal(together.member_seed, np.tile([0, 1], 3))
-    for member, (lam, seed) in enumerate(zip(together.member_l2, together.member_seed)):
-        alone = train(net.init_fn, net.apply_fn, data.x_train, data.y_train, TrainConfig(l2=float(lam), **common),
-                      x_test=data.x_test, seeds=(int(seed),))
+    for member, (lam, seed) in enumerate(zip(together.member_l2, together.member_seed, strict=False)):
+        alone = train(
+            net.init_fn,
+            net.apply_fn,
+            data.x_train,
+            data.y_train,
+            TrainConfig(l2=float(lam), **common),
+            x_test=data.x_test,
+            seeds=(int(seed),),
+        )
         assert relative_error(together.fx_test[member], alone.fx_test[0]) < 1e-10
         if lam > 0:
             assert relative_error(together.loss_l2[member], alone.loss_l2[0]) < 1e-10

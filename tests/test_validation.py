@@ -17,7 +17,7 @@ import pytest
 
 from conftest import make_problem
 from ntk_l2 import gradient_descent_mse_l2, gradient_descent_mse_l2_discrete, gradient_descent_mse_l2_ensemble
-from ntk_l2.cli import main
+from ntk_l2.cli.commands import main
 from ntk_l2.theory.reference import gradient_descent_mse_l2 as reference_closed_form
 
 ARGS = ["--lr", "0.5", "--l2", "1e-3", "--degree", "2", "--times", "0,1,10"]
@@ -62,13 +62,25 @@ def _save(tmp_path, name="k.npz", **arrays):
 
 # --- silently wrong results -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("key,value,message", [
-    ("nngp_test_train", lambda a: a["nngp_test_train"][:1], "nngp_test_train: expected shape (3, 6)"),
-    ("y_train", lambda a: a["y_train"][:, :1].repeat(1, 1)[:, 0], "y_train: expected shape (6, c)"),
-    ("nngp_test_test", lambda a: a["nngp_test_test"] + np.triu(np.ones((3, 3)), 1), "nngp_test_test: must be symmetric"),
-    ("nngp_train_train", lambda a: a["nngp_train_train"] - 10 * np.eye(6), "nngp_train_train: is not positive semi-definite"),
-    ("nngp_test_train", lambda a: 5 * a["nngp_test_train"], "nngp_test_train: the joint NNGP kernel"),
-])
+
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("nngp_test_train", lambda a: a["nngp_test_train"][:1], "nngp_test_train: expected shape (3, 6)"),
+        ("y_train", lambda a: a["y_train"][:, :1].repeat(1, 1)[:, 0], "y_train: expected shape (6, c)"),
+        (
+            "nngp_test_test",
+            lambda a: a["nngp_test_test"] + np.triu(np.ones((3, 3)), 1),
+            "nngp_test_test: must be symmetric",
+        ),
+        (
+            "nngp_train_train",
+            lambda a: a["nngp_train_train"] - 10 * np.eye(6),
+            "nngp_train_train: is not positive semi-definite",
+        ),
+        ("nngp_test_train", lambda a: 5 * a["nngp_test_train"], "nngp_test_train: the joint NNGP kernel"),
+    ],
+)
 def test_nngp_blocks_are_checked_exactly(tmp_path, capsys, key, value, message):
     """A broadcastable NNGP block once gave a covariance off by 7.2; asymmetric, non-PSD and jointly
     non-PSD blocks were accepted."""
@@ -93,8 +105,12 @@ def test_joint_nngp_check_through_the_api():
 def test_output_that_is_the_input_is_refused(tmp_path, capsys, how, monkeypatch):
     """``--out`` equal to the input once overwrote the user's kernel; now by path or inode, refused."""
     path = _save(tmp_path, **_arrays(nngp=False))
-    out = {"same": path, "hardlink": tmp_path / "hard.npz", "symlink": tmp_path / "soft.npz",
-           "relative": tmp_path / "sub" / ".." / "k.npz"}[how]
+    out = {
+        "same": path,
+        "hardlink": tmp_path / "hard.npz",
+        "symlink": tmp_path / "soft.npz",
+        "relative": tmp_path / "sub" / ".." / "k.npz",
+    }[how]
     if how == "hardlink":
         os.link(path, out)
     elif how == "symlink":
@@ -106,17 +122,29 @@ def test_output_that_is_the_input_is_refused(tmp_path, capsys, how, monkeypatch)
     refused(tmp_path, capsys, ["predict", path, *ARGS], "is the input", out=out, inputs=inputs)
 
 
-@pytest.mark.parametrize("dtype,message", [
-    (np.complex128, "complex dtype"), (np.bool_, "bool dtype"), ("U3", "string dtype"),
-    ("datetime64[s]", "datetime dtype"), ("S4", "bytes dtype"), ("m8[s]", "timedelta dtype"),
-])
+@pytest.mark.parametrize(
+    "dtype,message",
+    [
+        (np.complex128, "complex dtype"),
+        (np.bool_, "bool dtype"),
+        ("U3", "string dtype"),
+        ("datetime64[s]", "datetime dtype"),
+        ("S4", "bytes dtype"),
+        ("m8[s]", "timedelta dtype"),
+    ],
+)
 def test_non_real_dtypes_are_refused(tmp_path, capsys, dtype, message):
     """Complex arrays were cut to their real part; bool, string and datetime arrays read as numbers."""
     arrays = _arrays(nngp=False)
     arrays["y_train"] = np.ones((6, 2), dtype=dtype) if dtype != "U3" else np.full((6, 2), "1.0")
     path = _save(tmp_path, **arrays)
-    refused(tmp_path, capsys, ["predict", path, *ARGS], f"y_train: must hold real numbers (a floating or integer "
-                                                        f"dtype), got {message}", inputs=[path])
+    refused(
+        tmp_path,
+        capsys,
+        ["predict", path, *ARGS],
+        f"y_train: must hold real numbers (a floating or integer dtype), got {message}",
+        inputs=[path],
+    )
     with pytest.raises(ValueError, match="^y_train: must hold real numbers"):
         gradient_descent_mse_l2(arrays["k_train_train"], arrays["y_train"], 0.5, 1e-3, 2)
 
@@ -144,8 +172,13 @@ def test_extreme_values_never_give_non_finite_output(tmp_path, capsys, scale, di
     arrays = _arrays(nngp=False)
     arrays["k_train_train"] = arrays["k_train_train"] * scale / np.max(arrays["k_train_train"])
     path = _save(tmp_path, **arrays)
-    refused(tmp_path, capsys, ["predict", path, *ARGS] + (["--discrete"] if discrete else []),
-            "k_train_train: entries up to", inputs=[path])
+    refused(
+        tmp_path,
+        capsys,
+        ["predict", path, *ARGS] + (["--discrete"] if discrete else []),
+        "k_train_train: entries up to",
+        inputs=[path],
+    )
 
 
 def test_overflowing_prediction_names_time_and_way_out():
@@ -157,6 +190,7 @@ def test_overflowing_prediction_names_time_and_way_out():
 
 
 # --- tracebacks where one line is promised -------------------------------------------------------
+
 
 def _corrupt_files(tmp_path):
     good = _save(tmp_path, "good.npz", **_arrays(nngp=False))
@@ -190,24 +224,33 @@ def test_corrupt_truncated_empty_and_plain_npy_files(tmp_path, capsys):
         code = main(["predict", str(path), *ARGS, "--out", str(tmp_path / "o.npz")])
         err = capsys.readouterr().err
         if name == "compressed-bitflip" and code == 0:  # np.savez stores, does not compress: a flipped data byte
-            (tmp_path / "o.npz").unlink()                # is a different valid kernel (or refused as non-PSD)
+            (tmp_path / "o.npz").unlink()  # is a different valid kernel (or refused as non-PSD)
             continue
         assert code == 2 and err.count("\n") == 1 and err.startswith("ntk-l2: error: "), (name, err)
         assert "KERNEL" in err or "k_train_train" in err, (name, err)
         assert not (tmp_path / "o.npz").exists()
 
 
-@pytest.mark.parametrize("where,message", [
-    ("file-parent", "is not a directory"), ("is-dir", "exists and is a directory"), ("proc", "cannot write in"),
-])
+@pytest.mark.parametrize(
+    "where,message",
+    [
+        ("file-parent", "is not a directory"),
+        ("is-dir", "exists and is a directory"),
+        ("proc", "cannot write in"),
+    ],
+)
 def test_unwritable_outputs_are_refused_before_work(tmp_path, capsys, where, message, monkeypatch):
     path = _save(tmp_path, **_arrays(nngp=False))
     (tmp_path / "afile").write_text("x")
     (tmp_path / "adir").mkdir()
-    out = {"file-parent": tmp_path / "afile" / "o.npz", "is-dir": tmp_path / "adir", "proc": "/proc/ntk_l2_o.npz"}[where]
-    import ntk_l2.predict_file
+    out = {"file-parent": tmp_path / "afile" / "o.npz", "is-dir": tmp_path / "adir", "proc": "/proc/ntk_l2_o.npz"}[
+        where
+    ]
+    import ntk_l2.experiments.predict_file
 
-    monkeypatch.setattr(ntk_l2.predict_file, "predict_file", lambda *a, **k: pytest.fail("worked before checking"))
+    monkeypatch.setattr(
+        ntk_l2.experiments.predict_file, "predict_file", lambda *a, **k: pytest.fail("worked before checking")
+    )
     refused(tmp_path, capsys, ["predict", path, *ARGS], message, out=out, inputs=[path])
 
 
@@ -224,29 +267,34 @@ def test_full_disk_leaves_no_partial_file(tmp_path, capsys, monkeypatch):
 
 def test_compare_checks_its_output_before_training(tmp_path, capsys, monkeypatch):
     (tmp_path / "afile").write_text("x")
-    import ntk_l2.compare
+    import ntk_l2.experiments.compare
 
-    monkeypatch.setattr(ntk_l2.compare, "run_comparison", lambda *a, **k: pytest.fail("trained before checking"))
+    monkeypatch.setattr(
+        ntk_l2.experiments.compare, "run_comparison", lambda *a, **k: pytest.fail("trained before checking")
+    )
     code = main(["compare", "--n-train", "32", "--n-test", "32", "--widths", "16", "--out", str(tmp_path / "afile")])
     err = capsys.readouterr().err
     assert code == 2 and "--out:" in err and "exists and is not a directory" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["compare", "--dataset", "mnist", "--data-dir", "/nonexistent/mnist"], "--data-dir: mnist files not found"),
-    (["compare", "--l2", "0"], "--steps: auto is 2/(ηλ)"),
-    (["compare", "--widths", "64,64"], "--widths: values repeat"),
-    (["compare", "--steps", "0"], "--steps: must be >= 1"),
-    (["compare", "--seeds", "0"], "--seeds: must be >= 1"),
-    (["sweep", "--l2", "1e-3,-1e-3"], "--l2: expected comma-separated positive numbers"),
-    (["sweep", "--lr", "nan"], "--lr: expected comma-separated positive numbers"),
-    (["autol2", "--steps", "0"], "--steps: must be >= 1"),
-    (["autol2", "--steps", "10", "--window", "0"], "--window: must be >= 1"),
-    (["optimal-l2", "--budget-step", "-5"], "--budget-step: must be >= 1"),
-    (["deep-linear", "--seeds", "0"], "--seeds: must be >= 1"),
-    (["predict", "k.npz", *ARGS[:-2], "--times", ""], "--times: expected a comma-separated list"),
-    (["predict", "k.npz", *ARGS, "--max-memory", "lots"], "--max-memory: expected a size"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["compare", "--dataset", "mnist", "--data-dir", "/nonexistent/mnist"], "--data-dir: mnist files not found"),
+        (["compare", "--l2", "0"], "--steps: auto is 2/(ηλ)"),
+        (["compare", "--widths", "64,64"], "--widths: values repeat"),
+        (["compare", "--steps", "0"], "--steps: must be >= 1"),
+        (["compare", "--seeds", "0"], "--seeds: must be >= 1"),
+        (["sweep", "--l2", "1e-3,-1e-3"], "--l2: expected comma-separated positive numbers"),
+        (["sweep", "--lr", "nan"], "--lr: expected comma-separated positive numbers"),
+        (["autol2", "--steps", "0"], "--steps: must be >= 1"),
+        (["autol2", "--steps", "10", "--window", "0"], "--window: must be >= 1"),
+        (["optimal-l2", "--budget-step", "-5"], "--budget-step: must be >= 1"),
+        (["deep-linear", "--seeds", "0"], "--seeds: must be >= 1"),
+        (["predict", "k.npz", *ARGS[:-2], "--times", ""], "--times: expected a comma-separated list"),
+        (["predict", "k.npz", *ARGS, "--max-memory", "lots"], "--max-memory: expected a size"),
+    ],
+)
 def test_degenerate_settings_are_one_line(tmp_path, capsys, argv, message):
     out = tmp_path / "out"
     code = main(argv + ["--out", str(out)])
@@ -259,17 +307,36 @@ def test_xent_at_time_zero(tmp_path, capsys):
     """``--loss xent --times 0`` ended in a traceback; t = 0 is the initial outputs."""
     a = _arrays(nngp=False)
     path = _save(tmp_path, k_train_train=a["k_train_train"], y_train=np.eye(2)[np.arange(6) % 2] - 0.5)
-    assert main(["predict", str(path), "--lr", "0.5", "--l2", "1e-3", "--degree", "2", "--times", "0", "--loss", "xent",
-                 "--out", str(tmp_path / "o.npz")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(path),
+                "--lr",
+                "0.5",
+                "--l2",
+                "1e-3",
+                "--degree",
+                "2",
+                "--times",
+                "0",
+                "--loss",
+                "xent",
+                "--out",
+                str(tmp_path / "o.npz"),
+            ]
+        )
+        == 0
+    )
     with np.load(tmp_path / "o.npz") as res:
         np.testing.assert_array_equal(res["fx_train"], np.zeros((1, 6, 2)))
 
 
 def test_internal_errors_are_one_line_with_a_report_pointer(tmp_path, capsys, monkeypatch):
     path = _save(tmp_path, **_arrays(nngp=False))
-    import ntk_l2.predict_file
+    import ntk_l2.experiments.predict_file
 
-    monkeypatch.setattr(ntk_l2.predict_file, "predict_from_arrays", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(ntk_l2.experiments.predict_file, "predict_from_arrays", lambda *a, **k: 1 / 0)
     err = refused(tmp_path, capsys, ["predict", path, *ARGS], "internal error: ZeroDivisionError", inputs=[path])
     report = err.rsplit(" ", 1)[-1].strip()
     assert "please report it" in err and "ZeroDivisionError" in open(report).read()
@@ -277,6 +344,7 @@ def test_internal_errors_are_one_line_with_a_report_pointer(tmp_path, capsys, mo
 
 
 # --- bounds on memory ------------------------------------------------------------------------------
+
 
 def _huge_declared_kernel(path, n=2_000_000):
     """An .npz of a few hundred bytes whose header declares an n x n float64 kernel (32 TB at n = 2e6)."""
@@ -299,21 +367,27 @@ def test_request_that_cannot_fit_is_refused_before_loading(tmp_path, capsys, mon
 
 def test_max_memory_lowers_and_raises_the_bound(tmp_path, capsys):
     path = _save(tmp_path, **_arrays(nngp=False))
-    refused(tmp_path, capsys, ["predict", path, *ARGS, "--max-memory", "1K"], "more than the limit set (1 KiB)",
-            inputs=[path])
+    refused(
+        tmp_path,
+        capsys,
+        ["predict", path, *ARGS, "--max-memory", "1K"],
+        "more than the limit set (1 KiB)",
+        inputs=[path],
+    )
     assert main(["predict", str(path), *ARGS, "--max-memory", "1G", "--out", str(tmp_path / "o.npz")]) == 0
 
 
 def test_api_refuses_an_output_stack_larger_than_memory():
     p = make_problem(n=4, m=2, c=1)
     predict = gradient_descent_mse_l2(p.k_train_train, p.y_train[:, :1], 0.5, 1e-3, 2)
-    from ntk_l2.theory._memory import memory_limit
+    from ntk_l2.common.memory import memory_limit
 
     with memory_limit(1e4), pytest.raises(ValueError, match="^t: predicting 1000 time"):
         predict(np.arange(1000.0))
 
 
 # --- too strict ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("n,rank", [(10, 1), (100, 11), (512, 51), (512, 256)])
 def test_float32_kernels_of_deficient_rank_are_accepted(n, rank):
@@ -366,10 +440,32 @@ def test_infinite_time_is_the_limit_in_the_api_and_refused_by_the_file_writer(tm
     np.testing.assert_array_equal(gradient_descent_mse_l2(kernel, y, 1.0, 0.0, 2)(np.inf), [[1.0], [0.0]])
     np.testing.assert_array_equal(gradient_descent_mse_l2(np.diag([1.0, 1e-300]), y, 1.0, 0.0, 2)(np.inf), y)
     path = _save(tmp_path, k_train_train=K2, y_train=Y2)
-    refused(tmp_path, capsys, ["predict", path, "--lr", "0.5", "--l2", "0", "--degree", "2", "--times", "0,inf"],
-            "--times: inf cannot be written", inputs=[path])
-    assert main(["predict", str(path), "--lr", "0.5", "--l2", "0", "--degree", "2", "--times", "0,1e300",
-                 "--out", str(tmp_path / "o.npz")]) == 0
+    refused(
+        tmp_path,
+        capsys,
+        ["predict", path, "--lr", "0.5", "--l2", "0", "--degree", "2", "--times", "0,inf"],
+        "--times: inf cannot be written",
+        inputs=[path],
+    )
+    assert (
+        main(
+            [
+                "predict",
+                str(path),
+                "--lr",
+                "0.5",
+                "--l2",
+                "0",
+                "--degree",
+                "2",
+                "--times",
+                "0,1e300",
+                "--out",
+                str(tmp_path / "o.npz"),
+            ]
+        )
+        == 0
+    )
     with np.load(tmp_path / "o.npz") as res:
         np.testing.assert_allclose(res["fx_train"][1], Y2, rtol=0, atol=1e-14)
 
@@ -399,11 +495,17 @@ def test_zero_kernel_with_a_growing_degree_zero_kernel_is_inert():
     np.testing.assert_array_equal(out[0], Y2 * 0.5)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"learning_rate": True}, "^learning_rate: must be a real number"), ({"l2": False}, "^l2: must be a real number"),
-    ({"l2": -1.0}, "^l2: must be >= 0"), ({"learning_rate": -1.0}, "^learning_rate: must be > 0"),
-    ({"learning_rate": lambda t: "fast"}, "^learning_rate: schedule gave 'fast'"), ({"degree": 1e300}, "^degree: must be at most"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"learning_rate": True}, "^learning_rate: must be a real number"),
+        ({"l2": False}, "^l2: must be a real number"),
+        ({"l2": -1.0}, "^l2: must be >= 0"),
+        ({"learning_rate": -1.0}, "^learning_rate: must be > 0"),
+        ({"learning_rate": lambda t: "fast"}, "^learning_rate: schedule gave 'fast'"),
+        ({"degree": 1e300}, "^degree: must be at most"),
+    ],
+)
 def test_ode_arguments_are_checked_up_front(kwargs, message):
     from ntk_l2 import gradient_descent_l2_ode
 

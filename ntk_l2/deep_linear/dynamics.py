@@ -1,6 +1,6 @@
 """Training deep linear networks: gradient flow, gradient descent and minibatch SGD.
 
-Objective (DESIGN.md §2): L(W) + (λ/2)‖W‖², L = ‖X Pᵀ − Y‖²/(2N).
+Objective (`derivations/conventions.md`): L(W) + (λ/2)‖W‖², L = ‖X Pᵀ − Y‖²/(2N).
 
     gradient flow     dW/dt = −η (∇L + λW)                     (Radau IIA, rtol 1e-12)
     gradient descent  W_{s+1} = (1 − ηλ) W_s − η ∇L_s(W_s)
@@ -15,8 +15,8 @@ gradient flow with ``input_noise`` integrates that expected objective.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +27,7 @@ from scipy.integrate import solve_ivp
 
 from ntk_l2.deep_linear.imbalance import imbalance_norm
 from ntk_l2.deep_linear.network import check_data, loss, loss_jax, partial_products, product
-from ntk_l2.train import log_steps
+from ntk_l2.finite.train import log_steps
 
 Array = NDArray[np.float64]
 
@@ -107,15 +107,25 @@ def _finish(steps, weights, x, y, seeds, method) -> DeepLinearRun:
     bad = np.logical_or.accumulate(bad, axis=1)
     weights = tuple(np.where(bad[..., None, None], np.nan, w) for w in weights)
     with np.errstate(invalid="ignore", over="ignore"):
-        return DeepLinearRun(steps=np.asarray(steps, np.float64), weights=weights, loss=loss(weights, x, y),
-                             imbalance_norm=imbalance_norm(weights), product=product(weights),
-                             seeds=np.asarray(seeds), method=method, diverged=bad[:, -1])
+        return DeepLinearRun(
+            steps=np.asarray(steps, np.float64),
+            weights=weights,
+            loss=loss(weights, x, y),
+            imbalance_norm=imbalance_norm(weights),
+            product=product(weights),
+            seeds=np.asarray(seeds),
+            method=method,
+            diverged=bad[:, -1],
+        )
 
 
 def _unflatten(v, shapes):
     """Split flat weights (…, Σ sizes) into layers of the given shapes (leading axes kept)."""
     ends = np.cumsum([a * b for a, b in shapes])
-    return [part.reshape(part.shape[:-1] + tuple(shape)) for part, shape in zip(np.split(v, ends[:-1], axis=-1), shapes)]
+    return [
+        part.reshape(part.shape[:-1] + tuple(shape))
+        for part, shape in zip(np.split(v, ends[:-1], axis=-1), shapes, strict=True)
+    ]
 
 
 def _flow_gradient(x, y, l2, input_noise, shapes):
@@ -129,12 +139,21 @@ def _flow_gradient(x, y, l2, input_noise, shapes):
         below, above = partial_products(ws)
         p = above[0] @ ws[0]
         g = p @ xx - yx + noise_coef * p
-        return np.concatenate([(b.T @ g @ a.T + l2 * w).ravel() for w, a, b in zip(ws, below, above)])
+        return np.concatenate([(b.T @ g @ a.T + l2 * w).ravel() for w, a, b in zip(ws, below, above, strict=False)])
+
     return grad
 
 
-def gradient_flow(weights0: Sequence[ArrayLike], x: ArrayLike, y: ArrayLike, config: DeepLinearConfig, *,
-                  rtol: float = 1e-12, atol: float = 1e-14, method: str = "Radau") -> DeepLinearRun:
+def gradient_flow(
+    weights0: Sequence[ArrayLike],
+    x: ArrayLike,
+    y: ArrayLike,
+    config: DeepLinearConfig,
+    *,
+    rtol: float = 1e-12,
+    atol: float = 1e-14,
+    method: str = "Radau",
+) -> DeepLinearRun:
     """Integrate dW/dt = −η ∇_W [L + (λ/2)‖W‖² (+ input-noise penalty, DL7)] to t = ``config.steps``.
 
     Args:
@@ -157,8 +176,15 @@ def gradient_flow(weights0: Sequence[ArrayLike], x: ArrayLike, y: ArrayLike, con
     eta = config.learning_rate
     flat0 = np.concatenate([w.ravel() for w in weights0])
     if times[-1] > 0:
-        sol = solve_ivp(lambda _t, v: -eta * grad(v), (0.0, float(times[-1])), flat0, method=method, t_eval=times,
-                        rtol=rtol, atol=atol)
+        sol = solve_ivp(
+            lambda _t, v: -eta * grad(v),
+            (0.0, float(times[-1])),
+            flat0,
+            method=method,
+            t_eval=times,
+            rtol=rtol,
+            atol=atol,
+        )
         if not sol.success:
             raise RuntimeError(f"gradient_flow: the integrator failed: {sol.message}")
         path = sol.y.T
@@ -168,8 +194,9 @@ def gradient_flow(weights0: Sequence[ArrayLike], x: ArrayLike, y: ArrayLike, con
     return _finish(times, layers, x, y, np.asarray([0]), "flow")
 
 
-def gradient_descent(weights0: Sequence[ArrayLike], x: ArrayLike, y: ArrayLike, config: DeepLinearConfig,
-                     seeds: Sequence[int] = (0,)) -> DeepLinearRun:
+def gradient_descent(
+    weights0: Sequence[ArrayLike], x: ArrayLike, y: ArrayLike, config: DeepLinearConfig, seeds: Sequence[int] = (0,)
+) -> DeepLinearRun:
     """Run W_{s+1} = (1 − ηλ) W_s − η ∇L_s(W_s) from ``weights0`` for every seed (vmapped, float64).
 
     The seeds drive the noise only (minibatches and input noise); every member
@@ -201,7 +228,7 @@ def gradient_descent(weights0: Sequence[ArrayLike], x: ArrayLike, y: ArrayLike, 
             if sigma > 0:
                 xb = xb + sigma * jax.random.normal(k_noise, xb.shape, xb.dtype)
             g = grad(ws, xb, yb)
-            return tuple((1 - eta * lam) * w - eta * gi for w, gi in zip(ws, g)), key
+            return tuple((1 - eta * lam) * w - eta * gi for w, gi in zip(ws, g, strict=False)), key
 
         @jax.jit
         def advance(state, start, stop):

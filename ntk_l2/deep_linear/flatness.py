@@ -13,7 +13,7 @@ the exact Hessian (small networks) or Lanczos on Hessian-vector products.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -47,14 +47,15 @@ def hessian_trace(weights: Sequence[ArrayLike], x: ArrayLike, y: ArrayLike) -> A
     x, y = check_data(x, y)
     below, above = partial_products(weights)
     total = 0.0
-    for a, b in zip(below, above):
+    for a, b in zip(below, above, strict=False):
         ax = np.einsum("...ij,nj->...ni", a, x)
         total = total + np.sum(b**2, axis=(-2, -1)) * np.sum(ax**2, axis=(-2, -1))
     return np.asarray(total / y.size)
 
 
-def hessian_top_eigenvalue(weights: Sequence[ArrayLike], x: ArrayLike, y: ArrayLike, method: str = "auto",
-                           tol: float = 1e-10) -> float:
+def hessian_top_eigenvalue(
+    weights: Sequence[ArrayLike], x: ArrayLike, y: ArrayLike, method: str = "auto", tol: float = 1e-10
+) -> float:
     """The largest eigenvalue of H.
 
     Args:
@@ -71,8 +72,9 @@ def hessian_top_eigenvalue(weights: Sequence[ArrayLike], x: ArrayLike, y: ArrayL
     with enable_x64():
         flat, f = _flat_loss([np.asarray(w, np.float64) for w in weights], x, y)
         hvp = jax.jit(lambda v: jax.jvp(jax.grad(f), (flat,), (v,))[1])
-        op = spla.LinearOperator((flat.size, flat.size), matvec=lambda v: np.asarray(hvp(jnp.asarray(v, jnp.float64))),
-                                 dtype=np.float64)
+        op = spla.LinearOperator(
+            (flat.size, flat.size), matvec=lambda v: np.asarray(hvp(jnp.asarray(v, jnp.float64))), dtype=np.float64
+        )
         v0 = np.random.default_rng(0).standard_normal(flat.size)
         return float(spla.eigsh(op, k=1, which="LA", tol=tol, v0=v0, return_eigenvectors=False)[0])
 
@@ -95,6 +97,6 @@ def distance_to_minima(weights: Sequence[ArrayLike], x: ArrayLike, y: ArrayLike)
         return 0.0
     below, above = partial_products(ws)
     # ∂P/∂W_l[a, b] = B_l[:, a] A_l[b, :]: the Jacobian columns of layer l are kron(B_l, A_lᵀ).
-    jac = np.concatenate([np.kron(b, a.T) for a, b in zip(below, above)], axis=1)
+    jac = np.concatenate([np.kron(b, a.T) for a, b in zip(below, above, strict=False)], axis=1)
     step = np.linalg.lstsq(jac, delta, rcond=None)[0]
     return float(np.linalg.norm(step))

@@ -12,7 +12,7 @@ residual contracts it (DL3).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -25,7 +25,7 @@ Array = NDArray[np.float64]
 def imbalance(weights: Sequence[ArrayLike]) -> tuple[Array, ...]:
     """(D_1, …, D_{L−1}), D_l = W_{l+1}ᵀW_{l+1} − W_l W_lᵀ, batched over leading axes."""
     ws = [np.asarray(w, np.float64) for w in weights]
-    return tuple(np.swapaxes(b, -1, -2) @ b - a @ np.swapaxes(a, -1, -2) for a, b in zip(ws[:-1], ws[1:]))
+    return tuple(np.swapaxes(b, -1, -2) @ b - a @ np.swapaxes(a, -1, -2) for a, b in zip(ws[:-1], ws[1:], strict=False))
 
 
 def imbalance_norm(weights: Sequence[ArrayLike]) -> Array:

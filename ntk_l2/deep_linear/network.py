@@ -2,7 +2,7 @@
 
 Weights are a tuple (W_1, …, W_L) with W_l of shape (d_l, d_{l−1}); the
 widths are (d_0 = d_in, d_1, …, d_L = d_out). A *scalar chain* has every
-d_l = 1, so y = w_L ⋯ w_1 x. The data loss follows DESIGN.md §2:
+d_l = 1, so y = w_L ⋯ w_1 x. The data loss follows `derivations/conventions.md`:
 
     L(W) = ‖X Pᵀ − Y‖² / (2N),   P = W_L ⋯ W_1,   N = Y.size,
 
@@ -12,8 +12,8 @@ positively homogeneous of degree L in its weights (`derivations/deep_linear.md`,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -40,7 +40,7 @@ class DeepLinear:
         object.__setattr__(self, "widths", tuple(int(w) for w in widths))
 
     @classmethod
-    def scalar_chain(cls, depth: int) -> "DeepLinear":
+    def scalar_chain(cls, depth: int) -> DeepLinear:
         """y = w_L ⋯ w_1 x with scalar weights."""
         if not isinstance(depth, (int, np.integer)) or depth < 1:
             raise ValueError(f"depth: must be an integer >= 1, got {depth!r}")
@@ -57,22 +57,24 @@ class DeepLinear:
 
     @property
     def n_params(self) -> int:
-        return sum(a * b for a, b in zip(self.widths[1:], self.widths[:-1]))
+        return sum(a * b for a, b in zip(self.widths[1:], self.widths[:-1], strict=False))
 
     def init(self, seed: int = 0, scale: float = 1.0) -> Weights:
         """Gaussian weights with entries N(0, scale² / d_{l−1}) (variance-preserving for scale 1)."""
         if not (np.isfinite(scale) and scale > 0):
             raise ValueError(f"scale: must be finite and > 0, got {scale!r}")
         rng = np.random.default_rng(seed)
-        return tuple(rng.standard_normal((d_out, d_in)) * scale / np.sqrt(d_in)
-                     for d_in, d_out in zip(self.widths[:-1], self.widths[1:]))
+        return tuple(
+            rng.standard_normal((d_out, d_in)) * scale / np.sqrt(d_in)
+            for d_in, d_out in zip(self.widths[:-1], self.widths[1:], strict=False)
+        )
 
     def check(self, weights: Sequence[ArrayLike], name: str = "weights") -> Weights:
         """``weights`` as float64 arrays, after checking their shapes against ``widths``."""
         weights = tuple(np.asarray(w, np.float64) for w in weights)
-        expected = [(b, a) for a, b in zip(self.widths[:-1], self.widths[1:])]
+        expected = [(b, a) for a, b in zip(self.widths[:-1], self.widths[1:], strict=False)]
         got = [w.shape[-2:] if w.ndim >= 2 else w.shape for w in weights]
-        if len(weights) != self.depth or any(tuple(g) != e for g, e in zip(got, expected)):
+        if len(weights) != self.depth or any(tuple(g) != e for g, e in zip(got, expected, strict=False)):
             raise ValueError(f"{name}: expected layers of shapes {expected}, got {got}")
         if not all(np.all(np.isfinite(w)) for w in weights):
             raise ValueError(f"{name}: must be finite")
@@ -124,8 +126,10 @@ def check_data(x: ArrayLike, y: ArrayLike, net: DeepLinear | None = None) -> tup
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise ValueError("x, y: must be finite")
     if net is not None and (x.shape[1] != net.widths[0] or y.shape[1] != net.widths[-1]):
-        raise ValueError(f"x, y: the network maps {net.widths[0]} inputs to {net.widths[-1]} outputs, "
-                         f"got x with {x.shape[1]} and y with {y.shape[1]} columns")
+        raise ValueError(
+            f"x, y: the network maps {net.widths[0]} inputs to {net.widths[-1]} outputs, "
+            f"got x with {x.shape[1]} and y with {y.shape[1]} columns"
+        )
     return x, y
 
 
@@ -155,8 +159,16 @@ def min_loss(x: ArrayLike, y: ArrayLike) -> float:
     return float(loss((least_squares_product(x, y),), x, y))
 
 
-def regression_data(n: int, d_in: int = 1, d_out: int = 1, *, label_noise: float = 0.0, teacher: ArrayLike | None = None,
-                    seed: int = 0, whiten: bool = True) -> tuple[Array, Array]:
+def regression_data(
+    n: int,
+    d_in: int = 1,
+    d_out: int = 1,
+    *,
+    label_noise: float = 0.0,
+    teacher: ArrayLike | None = None,
+    seed: int = 0,
+    whiten: bool = True,
+) -> tuple[Array, Array]:
     """A linear teacher task: X with n rows (whitened so XᵀX/n = I when ``whiten``),
     Y = X Tᵀ + label_noise · ξ with T a (d_out, d_in) teacher (default: Gaussian, unit scale)."""
     if not isinstance(n, (int, np.integer)) or n < max(1, d_in if whiten else 1):
@@ -168,6 +180,10 @@ def regression_data(n: int, d_in: int = 1, d_out: int = 1, *, label_noise: float
     if whiten:
         q, r = np.linalg.qr(x)
         x = q * np.sqrt(n) * np.sign(np.diag(r))
-    t = rng.standard_normal((d_out, d_in)) / np.sqrt(d_in) if teacher is None else np.asarray(teacher, np.float64).reshape(d_out, d_in)
+    t = (
+        rng.standard_normal((d_out, d_in)) / np.sqrt(d_in)
+        if teacher is None
+        else np.asarray(teacher, np.float64).reshape(d_out, d_in)
+    )
     y = x @ t.T + label_noise * rng.standard_normal((n, d_out))
     return x, y

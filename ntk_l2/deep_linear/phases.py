@@ -13,8 +13,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 
-def optimization_phase_end(steps: ArrayLike, loss: ArrayLike, floor: float | None = None, fraction: float = 0.01,
-                           tail: float = 0.1) -> float:
+def optimization_phase_end(
+    steps: ArrayLike, loss: ArrayLike, floor: float | None = None, fraction: float = 0.01, tail: float = 0.1
+) -> float:
     """The first record step at which L − floor ≤ ``fraction`` × (L_0 − floor).
 
     Args:
@@ -31,7 +32,7 @@ def optimization_phase_end(steps: ArrayLike, loss: ArrayLike, floor: float | Non
     if not 0 < fraction < 1:
         raise ValueError(f"fraction: must be in (0, 1), got {fraction!r}")
     if floor is None:
-        floor = float(np.nanmedian(loss[-max(1, int(round(tail * loss.size))):]))
+        floor = float(np.nanmedian(loss[-max(1, int(round(tail * loss.size))) :]))
     excess0 = loss[0] - floor
     if not excess0 > 0:
         return math.nan

@@ -25,7 +25,9 @@ def ridge_solution(x: ArrayLike, y: ArrayLike, l2: float) -> NDArray[np.float64]
     return scipy.linalg.solve(gram, x.T @ y, assume_a="sym").T
 
 
-def ridge_flow(w0: ArrayLike, x: ArrayLike, y: ArrayLike, l2: float, learning_rate: float, t: float) -> NDArray[np.float64]:
+def ridge_flow(
+    w0: ArrayLike, x: ArrayLike, y: ArrayLike, l2: float, learning_rate: float, t: float
+) -> NDArray[np.float64]:
     """W(t) of gradient flow for L = 1: W* + (W_0 − W*) expm(−η t (XᵀX/N + λ I))."""
     x, y = check_data(x, y)
     w_star = ridge_solution(x, y, l2)

@@ -9,10 +9,12 @@ kernels, and accept a `KernelEigen` (`eigh_kernel`) so that many (λ, η) share 
 factorization. `ntk_l2.theory.reference` holds the NumPy implementation the
 tests compare them with; `gradient_descent_l2_ode` (schedules, cross-entropy) is
 a SciPy integrator.
+
+May import `ntk_l2.common` only: the theory knows nothing of networks, data or files.
 """
 
 from ntk_l2.theory.closed_form import gradient_descent_mse_l2
-from ntk_l2.theory.discrete import gradient_descent_mse_l2_discrete, stability_limit
+from ntk_l2.theory.discrete import check_discrete_stability, gradient_descent_mse_l2_discrete, stability_limit
 from ntk_l2.theory.eigen import KernelEigen, eigh_kernel
 from ntk_l2.theory.ensemble import Gaussian, gradient_descent_mse_l2_ensemble
 from ntk_l2.theory.modes import mode_factors
@@ -26,6 +28,7 @@ __all__ = [
     "KernelEigen",
     "PiecewiseConstant",
     "SGDPrediction",
+    "check_discrete_stability",
     "eigh_kernel",
     "gradient_descent_l2_ode",
     "gradient_descent_mse_l2",

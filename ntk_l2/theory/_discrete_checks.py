@@ -15,7 +15,7 @@ import scipy.optimize
 from jax.experimental import enable_x64
 
 from ntk_l2.theory._momentum_map import FLAT, GROW, MAX_TAIL_DEGREE, path_for
-from ntk_l2.theory._momentum_scale import MapSpec, log_scale_at, positivity_limit, scale_roots, tail_start
+from ntk_l2.theory.momentum_scale import MapSpec, log_scale_at, positivity_limit, scale_roots, tail_start
 from ntk_l2.theory.reference import discrete as reference
 
 # Work bound, counted as loop steps × modes (`discrete_time.md`, D6d): the compiled loop takes
@@ -35,7 +35,9 @@ def _jury(eta: float, lam: float, spec: MapSpec, mu: float, ratio: float, log_ke
         x = ratio ** (k - 1)
         trace = x * (1.0 + beta - c * ke)
         det = x * x * (beta * (1.0 - ke) if spec.nesterov else beta)
-        return float(np.nan_to_num(abs(trace) - 1.0 - det, nan=np.inf)), float(np.nan_to_num(abs(det) - 1.0, nan=np.inf))
+        return float(np.nan_to_num(abs(trace) - 1.0 - det, nan=np.inf)), float(
+            np.nan_to_num(abs(det) - 1.0, nan=np.inf)
+        )
 
 
 @functools.partial(jax.jit, static_argnums=1)
@@ -51,8 +53,9 @@ def _scale_logs(eta: float, lam: float, spec: MapSpec, steps: list[float]) -> li
         return [float(v) for v in np.asarray(_log_scales(np.float64(eta * lam), spec, np.asarray(steps, np.float64)))]
 
 
-def stability_limit(mu_max: float, norm: float, l2: float, degree: int, momentum: float = 0.0,
-                    nesterov: bool = False) -> float:
+def stability_limit(
+    mu_max: float, norm: float, l2: float, degree: int, momentum: float = 0.0, nesterov: bool = False
+) -> float:
     """The smallest η at which the step-0 companion matrix gets an eigenvalue beyond the unit circle (M11).
 
     With x = (1 − cηλ)^{k−1}, κ = λ + μ_max/N, the condition is Jury's |T'| ≤ 1 + D', |D'| ≤ 1 for
@@ -91,15 +94,19 @@ def check_positivity(eta: float, lam: float, spec: MapSpec) -> None:
     g = eta * lam
     if spec.momentum == 0.0:
         if g >= 1.0:
-            raise ValueError(f"learning_rate: learning_rate * l2 = {g:g} must be < 1 for the discrete map "
-                             f"(each step multiplies the parameters by 1 - learning_rate * l2)")
+            raise ValueError(
+                f"learning_rate: learning_rate * l2 = {g:g} must be < 1 for the discrete map "
+                f"(each step multiplies the parameters by 1 - learning_rate * l2)"
+            )
         return
     limit = positivity_limit(spec.momentum, spec.nesterov)
     if g > limit:
         form = "((1 - momentum)/(1 + momentum))^2" if spec.nesterov else "(1 - sqrt(momentum))^2"
-        raise ValueError(f"learning_rate: learning_rate * l2 = {g:g} must be <= {form} = {limit:.6g} with momentum "
-                         f"{spec.momentum:g}: beyond it the parameter scale a_s oscillates and changes sign, where "
-                         f"positive homogeneity f(c theta) = c^k f(theta), c > 0, no longer applies")
+        raise ValueError(
+            f"learning_rate: learning_rate * l2 = {g:g} must be <= {form} = {limit:.6g} with momentum "
+            f"{spec.momentum:g}: beyond it the parameter scale a_s oscillates and changes sign, where "
+            f"positive homogeneity f(c theta) = c^k f(theta), c > 0, no longer applies"
+        )
 
 
 def check_stability(eta: float, lam: float, spec: MapSpec, mu_max: float, last_step: int) -> None:
@@ -116,8 +123,10 @@ def check_stability(eta: float, lam: float, spec: MapSpec, mu_max: float, last_s
         limit = stability_limit(mu_max, spec.norm, lam, k, spec.momentum, spec.nesterov)
         where = "" if worst == 0 else f" at step {worst} (the degree-0 kernel grows)"
         form = "" if spec.momentum == 0.0 else f" with {'Nesterov ' if spec.nesterov else ''}momentum {spec.momentum:g}"
-        raise ValueError(f"learning_rate: {eta:g} is beyond the discrete-time stability limit{where}{form}; the limit "
-                         f"at step 0 is learning_rate <= {limit:.6g} (largest eigenvalue {mu_max:.6g}, N = {spec.norm:g})")
+        raise ValueError(
+            f"learning_rate: {eta:g} is beyond the discrete-time stability limit{where}{form}; the limit "
+            f"at step 0 is learning_rate <= {limit:.6g} (largest eigenvalue {mu_max:.6g}, N = {spec.norm:g})"
+        )
 
 
 def loop_steps(t_max: float, eta: float, lam: float, spec: MapSpec, mu_max: float) -> float:
@@ -135,8 +144,9 @@ def _tail_start(eta: float, lam: float, spec: MapSpec, mu_max: float) -> float:
         return float(_compiled_tail_start(np.float64(eta), np.float64(lam), np.float64(mu_max), spec))
 
 
-def check_loop_work(t_max: float, n: int, eta: float, lam: float, spec: MapSpec, mu_max: float,
-                    max_loop_steps: float) -> None:
+def check_loop_work(
+    t_max: float, n: int, eta: float, lam: float, spec: MapSpec, mu_max: float, max_loop_steps: float
+) -> None:
     """Raise a one-line ``ValueError`` starting ``t:`` when loop steps × n > ``max_loop_steps`` (M9, D6d).
 
     O(1): it evaluates S only (a bisection on the closed form of a_s), so it runs before any work.
@@ -148,14 +158,18 @@ def check_loop_work(t_max: float, n: int, eta: float, lam: float, spec: MapSpec,
     rate = "(1 - momentum)/(learning_rate * l2)" if beta else "1/(learning_rate * l2)"
     scale = (1.0 - beta) / g
     if k == 0:
-        why = (f"with degree 0 the kernel grows as a_s^(-2), so every step up to t is looped, and the stable steps "
-               f"scale as {rate} = {scale:.3g}")
+        why = (
+            f"with degree 0 the kernel grows as a_s^(-2), so every step up to t is looped, and the stable steps "
+            f"scale as {rate} = {scale:.3g}"
+        )
     elif path_for(k, lam) == GROW:
         why = f"with degree {k} > {MAX_TAIL_DEGREE} the map has no closed-form tail, so every step up to t is looped"
     else:
         start = _tail_start(eta, lam, spec, mu_max)
-        why = (f"with degree {k} the kernel a_s^({2 * (k - 1)}) falls below round-off only after S = {start:.6g} "
-               f"steps, about {start / scale:.3g} x {rate} with learning_rate * l2 = {g:.3g}")
+        why = (
+            f"with degree {k} the kernel a_s^({2 * (k - 1)}) falls below round-off only after S = {start:.6g} "
+            f"steps, about {start / scale:.3g} x {rate} with learning_rate * l2 = {g:.3g}"
+        )
     flow = "gradient_descent_mse_l2" + (" with learning_rate / (1 - momentum)" if beta else "")
     raise ValueError(
         f"t: {t_max:.6g} needs {steps:.6g} loop steps x {n} modes = {steps * n:.3g} > max_loop_steps = "
@@ -165,5 +179,11 @@ def check_loop_work(t_max: float, n: int, eta: float, lam: float, spec: MapSpec,
     )
 
 
-__all__ = ["DEFAULT_MAX_LOOP_STEPS", "check_loop_work", "check_positivity", "check_stability", "loop_steps",
-           "stability_limit"]
+__all__ = [
+    "DEFAULT_MAX_LOOP_STEPS",
+    "check_loop_work",
+    "check_positivity",
+    "check_stability",
+    "loop_steps",
+    "stability_limit",
+]

@@ -25,7 +25,7 @@ numbers do not count), with integers counting as float64: float32 inputs give
 float32 results (computed in float64, rounded once), float64 inputs float64.
 
 **Validation.** Concrete inputs are validated exactly as before
-(`ntk_l2.theory._checks`, V1–V4), and non-finite results are refused naming
+(`ntk_l2.theory.validation`, V1–V4), and non-finite results are refused naming
 the time and the eigenmode. Traced values (inside a transformation) cannot be
 inspected: their shapes and dtypes are checked, their values are not, and a
 non-finite result comes back as inf/NaN.
@@ -38,8 +38,9 @@ then work with one output column of n·c entries (N = n·c either way).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -47,15 +48,19 @@ import numpy as np
 from jax.experimental import enable_x64
 from numpy.typing import ArrayLike
 
-from ntk_l2.theory import _checks, _memory
-from ntk_l2.theory.eigen import KernelEigen, apply_left, eigh_kernel
+from ntk_l2.common import memory as _memory
+from ntk_l2.theory import validation as _checks
+from ntk_l2.theory._assembly import assemble, distinct
+from ntk_l2.theory.eigen import KernelEigen, eigh_kernel
 
 Scalar = Any  # a Python float (concrete) or a traced float64 scalar
 JArray = jax.Array
 
-X64_MESSAGE = ("ntk_l2 solvers compute in float64, and JAX cannot switch precision inside a trace: enable x64 around "
-               "the transformation (jax.config.update('jax_enable_x64', True), or call it inside "
-               "`with jax.experimental.enable_x64():`)")
+X64_MESSAGE = (
+    "ntk_l2 solvers compute in float64, and JAX cannot switch precision inside a trace: enable x64 around "
+    "the transformation (jax.config.update('jax_enable_x64', True), or call it inside "
+    "`with jax.experimental.enable_x64():`)"
+)
 
 
 def is_traced(*values: Any) -> bool:
@@ -186,7 +191,9 @@ class Problem:
 def _targets(y_train: Any, n: int | None) -> tuple[JArray, int, int]:
     if is_traced(y_train):
         if jnp.ndim(y_train) != 2 or (n is not None and y_train.shape[0] != n):
-            raise ValueError(f"y_train: expected shape ({n if n is not None else 'n'}, c), got {tuple(jnp.shape(y_train))}")
+            raise ValueError(
+                f"y_train: expected shape ({n if n is not None else 'n'}, c), got {tuple(jnp.shape(y_train))}"
+            )
         return jnp.asarray(y_train, jnp.float64), int(y_train.shape[0]), int(y_train.shape[1])
     if np.ndim(y_train) != 2:
         raise ValueError(f"y_train: expected a 2-D array (n, c), got shape {np.shape(y_train)}")
@@ -200,7 +207,9 @@ def _points(kernel: Any) -> int | None:
     if isinstance(kernel, KernelEigen):
         return None
     shape = tuple(np.shape(kernel))
-    if (len(shape) == 2 and shape[0] == shape[1]) or (len(shape) == 4 and shape[0] == shape[1] and shape[2] == shape[3]):
+    if (len(shape) == 2 and shape[0] == shape[1]) or (
+        len(shape) == 4 and shape[0] == shape[1] and shape[2] == shape[3]
+    ):
         return int(shape[0]) or None
     return None
 
@@ -211,19 +220,24 @@ def _factorize(kernel: Any, layout_n: int, c: int, name: str) -> tuple[JArray, J
         evals = _checks.as_float_array(kernel.evals, f"{name} (KernelEigen.evals)", ndim=1)
         size = evals.shape[0]
         if size not in (layout_n, layout_n * c):
-            raise ValueError(f"{name}: a factorization of size {size} does not match {layout_n} training points "
-                             f"(expected {layout_n}, or {layout_n * c} for an (n, n, c, c) kernel)")
+            raise ValueError(
+                f"{name}: a factorization of size {size} does not match {layout_n} training points "
+                f"(expected {layout_n}, or {layout_n * c} for an (n, n, c, c) kernel)"
+            )
         evecs = _checks.as_float_array(kernel.evecs, f"{name} (KernelEigen.evecs)", shape=(size, size))
         if np.any(evals < 0):
-            raise ValueError(f"{name}: a KernelEigen needs eigenvalues >= 0 (as eigh_kernel returns), "
-                             f"got {float(np.min(evals)):.6g}")
+            raise ValueError(
+                f"{name}: a KernelEigen needs eigenvalues >= 0 (as eigh_kernel returns), got {float(np.min(evals)):.6g}"
+            )
         return jnp.asarray(evals), evecs, size != layout_n, False
     shape = tuple(np.shape(kernel))
     full = len(shape) == 4
     expected = (layout_n, layout_n, c, c) if full else (layout_n, layout_n)
     if shape != expected:
-        raise ValueError(f"{name}: expected shape {expected if full else (layout_n, layout_n)} "
-                         f"(or ({layout_n}, {layout_n}, {c}, {c}) with output axes), got {shape}")
+        raise ValueError(
+            f"{name}: expected shape {expected if full else (layout_n, layout_n)} "
+            f"(or ({layout_n}, {layout_n}, {c}, {c}) with output axes), got {shape}"
+        )
     if is_traced(kernel):
         matrix = full_to_matrix(jnp.asarray(kernel, jnp.float64)) if full else jnp.asarray(kernel, jnp.float64)
         evals, evecs = jnp.linalg.eigh(0.5 * (matrix + matrix.T))
@@ -236,8 +250,9 @@ def _factorize(kernel: Any, layout_n: int, c: int, name: str) -> tuple[JArray, J
     return jnp.asarray(eig.evals), eig.evecs, full, False  # V stays in NumPy: no device copy of n² numbers
 
 
-def solver_inputs(k_train_train: Any, y_train: ArrayLike, learning_rate: Any, l2: Any, degree: Any,
-                  kernel_name: str = "k_train_train") -> Problem:
+def solver_inputs(
+    k_train_train: Any, y_train: ArrayLike, learning_rate: Any, l2: Any, degree: Any, kernel_name: str = "k_train_train"
+) -> Problem:
     """Check the common solver arguments and factorize the kernel (inside a float64 scope).
 
     ``k_train_train`` is an (n, n) or (n, n, c, c) kernel, or a `KernelEigen` computed once
@@ -249,9 +264,17 @@ def solver_inputs(k_train_train: Any, y_train: ArrayLike, learning_rate: Any, l2
         eta = scalar(learning_rate, "learning_rate", positive=True)
         lam = scalar(l2, "l2", nonnegative=True)
     layout = Layout(n=n, c=c, full=full)
-    return Problem(evals=evals, evecs=evecs, y=layout.flatten(y), eta=eta, lam=lam,
-                   degree=_checks.check_degree(degree), layout=layout,
-                   dtype=result_dtype(k_train_train, y_train, also=(learning_rate, l2)), traced_kernel=traced)
+    return Problem(
+        evals=evals,
+        evecs=evecs,
+        y=layout.flatten(y),
+        eta=eta,
+        lam=lam,
+        degree=_checks.check_degree(degree),
+        layout=layout,
+        dtype=result_dtype(k_train_train, y_train, also=(learning_rate, l2)),
+        traced_kernel=traced,
+    )
 
 
 def times_array(t: Any, name: str = "t") -> tuple[JArray, bool]:
@@ -276,14 +299,17 @@ def outputs(value: Any, name: str, layout: Layout, points: int) -> JArray:
     return arr.reshape(points * layout.c, 1) if layout.full else arr
 
 
-def cross_kernel(k_test_train: Any, layout: Layout, name: str = "k_test_train", rows: int | None = None
-                 ) -> tuple[JArray, int]:
+def cross_kernel(
+    k_test_train: Any, layout: Layout, name: str = "k_test_train", rows: int | None = None
+) -> tuple[JArray, int]:
     """Θ_*X as an (m, n) or, for an (m, n, c, c) kernel, an (m·c, n·c) float64 matrix (NumPy when concrete); and m."""
     shape = tuple(np.shape(k_test_train))
     if layout.full:
         if len(shape) != 4 or shape[1:] != (layout.n, layout.c, layout.c) or (rows is not None and shape[0] != rows):
-            raise ValueError(f"{name}: with an (n, n, c, c) training kernel expected shape "
-                             f"({rows if rows is not None else 'm'}, {layout.n}, {layout.c}, {layout.c}), got {shape}")
+            raise ValueError(
+                f"{name}: with an (n, n, c, c) training kernel expected shape "
+                f"({rows if rows is not None else 'm'}, {layout.n}, {layout.c}, {layout.c}), got {shape}"
+            )
         if is_traced(k_test_train):
             return full_to_matrix(jnp.asarray(k_test_train, jnp.float64)), shape[0]
         raw = _checks.as_float_array(k_test_train, name, ndim=4)
@@ -322,8 +348,11 @@ def refuse_non_finite(value: Any, name: str, times: JArray, evals: JArray | None
     _checks.check_finite_result(arr, name, np.asarray(times), None if evals is None else np.asarray(evals))
 
 
-def make_predict_fn(problem: Problem, coefficients: Callable[[JArray], ModeCoefficients],
-                    parse_times: Callable[[Any], tuple[JArray, bool]] = times_array) -> Callable[..., Any]:
+def make_predict_fn(
+    problem: Problem,
+    coefficients: Callable[[JArray], ModeCoefficients],
+    parse_times: Callable[[Any], tuple[JArray, bool]] = times_array,
+) -> Callable[..., Any]:
     """Build ``predict_fn(t=None, fx_train_0=0., fx_test_0=None, k_test_train=None, *,
     offset_train=None, offset_test=None)`` from a solver's coefficients.
 
@@ -332,13 +361,30 @@ def make_predict_fn(problem: Problem, coefficients: Callable[[JArray], ModeCoeff
     """
     lay = problem.layout
 
-    def predict_fn(t: Any = None, fx_train_0: Any = 0.0, fx_test_0: Any = None, k_test_train: Any = None, *,
-                   offset_train: Any = None, offset_test: Any = None):
-        args = (t, fx_train_0, fx_test_0, k_test_train, offset_train, offset_test, problem.eta, problem.lam,
-                problem.evals, problem.y)
+    def predict_fn(
+        t: Any = None,
+        fx_train_0: Any = 0.0,
+        fx_test_0: Any = None,
+        k_test_train: Any = None,
+        *,
+        offset_train: Any = None,
+        offset_test: Any = None,
+    ):
+        args = (
+            t,
+            fx_train_0,
+            fx_test_0,
+            k_test_train,
+            offset_train,
+            offset_test,
+            problem.eta,
+            problem.lam,
+            problem.evals,
+            problem.y,
+        )
         with float64(*args):
             times, is_scalar = parse_times(t)
-            times, order = _distinct(times)
+            times, order = distinct(times)
             f0 = outputs(fx_train_0, "fx_train_0", lay, lay.n)
             c_train = outputs(0.0 if offset_train is None else offset_train, "offset_train", lay, lay.n)
             with_test = fx_test_0 is not None or k_test_train is not None
@@ -350,17 +396,28 @@ def make_predict_fn(problem: Problem, coefficients: Callable[[JArray], ModeCoeff
                 c_test = outputs(0.0 if offset_test is None else offset_test, "offset_test", lay, m)
             m_rows = k_xt.shape[0] if with_test else 0
             n_rows, cols = lay.rows, lay.columns
-            _memory.check_fits(8.0 * times.size * (4 * n_rows + 3 * (n_rows + m_rows) * cols),
-                               f"predicting {times.size} time(s) for {lay.n} + {m_rows} points x {lay.c} outputs", "t")
-            dtype = result_dtype(problem.dtype, fx_train_0, fx_test_0, k_test_train, offset_train, offset_test,
-                                 also=(t, problem.eta, problem.lam))
+            _memory.check_fits(
+                8.0 * times.size * (4 * n_rows + 3 * (n_rows + m_rows) * cols),
+                f"predicting {times.size} time(s) for {lay.n} + {m_rows} points x {lay.c} outputs",
+                "t",
+            )
+            dtype = result_dtype(
+                problem.dtype,
+                fx_train_0,
+                fx_test_0,
+                k_test_train,
+                offset_train,
+                offset_test,
+                also=(t, problem.eta, problem.lam),
+            )
             co = coefficients(times)
             refuse_non_finite((co.p, co.q), "fx_train", times, problem.evals)
             if with_test:
                 refuse_non_finite((co.wz, co.wy, co.e[:, None]), "fx_test", times, problem.evals)
             test = (k_xt, fs0, c_test) if with_test else None
-            fx_train, fx_test = _assemble(problem, co, f0, c_train, test, numpy=not (dtype.as_jax or is_traced(
-                co.p, co.wz, f0, c_train, test)))
+            fx_train, fx_test = assemble(
+                problem, co, f0, c_train, test, numpy=not (dtype.as_jax or is_traced(co.p, co.wz, f0, c_train, test))
+            )
             refuse_non_finite(fx_train, "fx_train", times)
             fx_train = dtype(lay.unflatten(fx_train[0] if is_scalar else fx_train[order]))
             if not with_test:
@@ -370,65 +427,3 @@ def make_predict_fn(problem: Problem, coefficients: Callable[[JArray], ModeCoeff
             return fx_train, fx_test
 
     return predict_fn
-
-
-def _assemble(problem: Problem, co: ModeCoefficients, f0: Any, c_train: Any, test: tuple | None, *,
-              numpy: bool) -> tuple[Any, Any]:
-    """f_X = c + V(P z_0 + Q y), f_* = c_* + E(f_*(0) − c_*) + Θ_*X V(W^z z_0 + W^y y) (C6–C7, D4, M4).
-
-    With ``numpy`` (every input concrete and the result leaving as NumPy) the products run in
-    NumPy's BLAS, faster on CPU than XLA's for these large GEMMs; otherwise in jax.numpy.
-    """
-    xp = np if numpy else jnp
-    cast = np.asarray if numpy else (lambda a: a)
-    evecs = cast(problem.evecs)
-    p, q, wz, wy, e = (cast(x) for x in (co.p, co.q, co.wz, co.wy, co.e))
-    f0, c_train = cast(f0), cast(c_train)
-    z0 = evecs.T @ (f0 - c_train)
-    zy = evecs.T @ (cast(problem.y) - c_train)
-    with np.errstate(over="ignore", invalid="ignore"):  # refused afterwards, naming time and mode
-        fx_train = _plus(c_train, apply_left(evecs, _stack(p, z0, q, zy, numpy)), numpy)
-        if test is None:
-            return fx_train, None
-        k_xt, fs0, c_test = (cast(x) for x in test)
-        moved = _test_kernel_times_modes(k_xt, evecs, _stack(wz, z0, wy, zy, numpy))
-        if numpy and not (np.any(fs0) or np.any(c_test)):
-            return fx_train, moved
-        return fx_train, c_test + e[:, None, None] * (fs0 - c_test) + moved
-
-
-def _stack(p: Any, z0: Any, q: Any, zy: Any, numpy: bool) -> Any:
-    """P z_0 + Q z_y over (T, rows, columns). In NumPy a zero z_0 (the usual f(0) = 0) skips its term:
-    the same numbers, since the coefficients were checked finite, for less work."""
-    if numpy and not np.any(z0):
-        return q[..., None] * zy
-    return p[..., None] * z0 + q[..., None] * zy
-
-
-def _plus(offset: Any, moved: Any, numpy: bool) -> Any:
-    """offset + moved, skipping a zero offset in NumPy (the same numbers)."""
-    return moved if numpy and not np.any(offset) else offset + moved
-
-
-def _distinct(times: JArray) -> tuple[JArray, Any]:
-    """Concrete times: the distinct ones (computed once each, so repeated times give identical
-    outputs) and the index that restores the order asked for. Traced times: as they are."""
-    if is_traced(times):
-        return times, slice(None)
-    values = np.asarray(times)
-    if np.all(values[1:] > values[:-1]):  # already distinct and increasing: no reordering copy
-        return times, slice(None)
-    distinct, inverse = np.unique(values, return_inverse=True)
-    return jnp.asarray(distinct), inverse
-
-
-def _test_kernel_times_modes(k_xt: Any, evecs: Any, stack: Any) -> Any:
-    """Θ_*X V s for a stack s (T, rows, columns), in the cheaper association order.
-
-    (Θ_*X V) s costs m·n² + m·n·T·c flops; Θ_*X (V s) costs n²·T·c + m·n·T·c,
-    less whenever T·c < m.
-    """
-    m, n = k_xt.shape[0], evecs.shape[0]
-    if stack.size // n < m:
-        return apply_left(k_xt, apply_left(evecs, stack))
-    return apply_left(k_xt @ evecs, stack)

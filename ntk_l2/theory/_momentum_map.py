@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
-from ntk_l2.theory._momentum_scale import MapSpec, positivity_limit, scale_at, scale_roots, tail_start
 from ntk_l2.theory._powers import exp_times, row_powers, symmetric_power_gap, time_bits
+from ntk_l2.theory.momentum_scale import MapSpec, positivity_limit, scale_at, scale_roots, tail_start
 
 JArray = jax.Array
 Sequences = tuple[JArray, JArray, JArray, JArray, JArray]  # P, Q, W^z, W^y (T, n) and E (T,)
@@ -54,6 +54,7 @@ def path_for(degree: int, lam: float | None) -> str:
 
 
 # --------------------------------------------------------------------------- the step-by-step loop (M3)
+
 
 def _step(s: JArray, state: tuple, eta: JArray, lam: JArray, mu: JArray, roots, spec: MapSpec) -> tuple:
     """One step of M3 for both affine parts (z_0 and y) of every mode."""
@@ -92,6 +93,7 @@ def loop_states(eta: JArray, lam: JArray, mu: JArray, ends: JArray, spec: MapSpe
 
 # --------------------------------------------------------------------------- ρ = 1: one constant system (M7)
 
+
 def _flat_sequences(eta: JArray, lam: JArray, mu: JArray, times: JArray, spec: MapSpec, n_bits: int) -> Sequences:
     """λ = 0 or k = 1: κ = λ + μ/N is constant and the forcing is a_s z_0 − y; state (ũ, ŵ, a, b̂, 1) (M7a)."""
     beta, c, carry = spec.momentum, spec.c, spec.carry
@@ -99,13 +101,16 @@ def _flat_sequences(eta: JArray, lam: JArray, mu: JArray, times: JArray, spec: M
     ke = g + eta * mu / spec.norm  # ηκ per mode
     zero, one = jnp.zeros_like(ke), jnp.ones_like(ke)
     row = lambda *entries: jnp.stack([e * one for e in entries], axis=-1)  # noqa: E731
-    gap = jnp.stack([
-        row(-c * ke, -carry * one, -c * eps, zero, c * eps),
-        row(ke, (beta - 1.0) * one, eps, zero, -eps),
-        row(zero, zero, -c * g, -carry * one, zero),
-        row(zero, zero, g, (beta - 1.0) * one, zero),
-        row(zero, zero, zero, zero, zero),
-    ], axis=-2)  # (n, 5, 5): A − I
+    gap = jnp.stack(
+        [
+            row(-c * ke, -carry * one, -c * eps, zero, c * eps),
+            row(ke, (beta - 1.0) * one, eps, zero, -eps),
+            row(zero, zero, -c * g, -carry * one, zero),
+            row(zero, zero, g, (beta - 1.0) * one, zero),
+            row(zero, zero, zero, zero, zero),
+        ],
+        axis=-2,
+    )  # (n, 5, 5): A − I
     first = jnp.zeros((5,), jnp.float64).at[0].set(1.0)
     rows = row_powers(gap, first, time_bits(times, n_bits))  # (T, n, 5) = e_0ᵀ A^t
     a_t, _ = scale_at(times, scale_roots(g, spec))
@@ -114,6 +119,7 @@ def _flat_sequences(eta: JArray, lam: JArray, mu: JArray, times: JArray, spec: M
 
 
 # --------------------------------------------------------------------------- k ≥ 2, λ > 0: loop, then the tail (M8)
+
 
 def _balance(g: JArray, spec: MapSpec) -> JArray:
     """θ with b̃ = b̂/θ: L̂'s off-diagonal entries become ±√(g β_u), so Sym^d stays well scaled."""
@@ -133,13 +139,17 @@ def _tail_rows(eta: JArray, lam: JArray, extra: JArray, spec: MapSpec, n_bits: i
     g, eps = eta * lam, eta / spec.norm
     theta = _balance(g, spec)
     scale_gap = jnp.array([[-c, 0.0], [1.0, 0.0]]) * g + jnp.array([[0.0, -carry], [0.0, beta - 1.0]])
-    scaled = scale_gap * jnp.stack([jnp.stack([jnp.ones_like(theta), theta]), jnp.stack([1.0 / theta, jnp.ones_like(theta)])])
+    scaled = scale_gap * jnp.stack(
+        [jnp.stack([jnp.ones_like(theta), theta]), jnp.stack([1.0 / theta, jnp.ones_like(theta)])]
+    )
     sizes = (2 * k + 2, k + 2)
     gap = jnp.zeros((sum(sizes), sum(sizes)), jnp.float64)
     for offset, degree, sign in ((0, 2 * k - 1, 1.0), (sizes[0], k - 1, -1.0)):
-        gap = gap.at[offset:offset + 2, offset:offset + 2].set(scale_gap)  # (ũ, ŵ) with the coupling dropped: L̂_λ
+        gap = gap.at[offset : offset + 2, offset : offset + 2].set(scale_gap)  # (ũ, ŵ) with the coupling dropped: L̂_λ
         gap = gap.at[offset, offset + 2].set(-c * eps * sign).at[offset + 1, offset + 2].set(eps * sign)
-        gap = gap.at[offset + 2:offset + degree + 3, offset + 2:offset + degree + 3].set(symmetric_power_gap(scaled, degree))
+        gap = gap.at[offset + 2 : offset + degree + 3, offset + 2 : offset + degree + 3].set(
+            symmetric_power_gap(scaled, degree)
+        )
     # Everything decays at least as r_1^n: power A/r_1 (slow eigenvalue exactly 1, so its gap form keeps
     # relative precision) and multiply by r_1^n = exp(n log r_1), as D6a's x^t = exp(t log1p(−gap)).
     roots = scale_roots(g, spec)
@@ -147,7 +157,7 @@ def _tail_rows(eta: JArray, lam: JArray, extra: JArray, spec: MapSpec, n_bits: i
     first = jnp.zeros((2, sum(sizes)), jnp.float64).at[0, 0].set(1.0).at[1, sizes[0]].set(1.0)
     rows = row_powers(normalized, first, time_bits(extra, n_bits))  # (T, 2, D)
     rows = exp_times(extra, roots.log_r1)[:, None, None] * rows
-    return rows[:, 0, :sizes[0]], rows[:, 1, sizes[0]:]
+    return rows[:, 0, : sizes[0]], rows[:, 1, sizes[0] :]
 
 
 def _monomials(a: JArray, b: JArray, degree: int) -> JArray:
@@ -189,6 +199,7 @@ def _outputs(a_t: JArray, mu: JArray, u_z: JArray, u_y: JArray, k: int) -> Seque
 
 # --------------------------------------------------------------------------- dispatch and derivatives
 
+
 def _primal(eta: JArray, lam: JArray, mu: JArray, times: JArray, spec: MapSpec, n_bits: int, path: str) -> Sequences:
     if path == FLAT:
         return _flat_sequences(eta, lam, mu, times, spec, n_bits)
@@ -199,15 +210,19 @@ def _primal(eta: JArray, lam: JArray, mu: JArray, times: JArray, spec: MapSpec, 
     # SWITCH: λ traced, degree ≠ 1; λ = 0 is the flat system, λ > 0 the loop (run on a safe λ when unused)
     positive = lam > 0.0
     safe = jnp.where(positive, lam, 0.5 * positivity_limit(spec.momentum, spec.nesterov) / eta)
-    looped = (_decay_sequences(eta, safe, mu, times, spec, n_bits) if 2 <= spec.degree <= MAX_TAIL_DEGREE
-              else _grow_sequences(eta, safe, mu, times, spec))
+    looped = (
+        _decay_sequences(eta, safe, mu, times, spec, n_bits)
+        if 2 <= spec.degree <= MAX_TAIL_DEGREE
+        else _grow_sequences(eta, safe, mu, times, spec)
+    )
     flat = _flat_sequences(eta, jnp.zeros_like(lam), mu, times, spec, n_bits)
-    return tuple(jnp.where(positive, a, b) for a, b in zip(looped, flat))
+    return tuple(jnp.where(positive, a, b) for a, b in zip(looped, flat, strict=False))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(4, 5, 6))
-def mode_sequences(eta: JArray, lam: JArray, mu: JArray, times: JArray, spec: MapSpec, n_bits: int,
-                   path: str) -> Sequences:
+def mode_sequences(
+    eta: JArray, lam: JArray, mu: JArray, times: JArray, spec: MapSpec, n_bits: int, path: str
+) -> Sequences:
     """(P, Q, W^z, W^y, E) at whole float64 ``times`` (T,) for eigenvalues ``mu`` (n,) (M3–M9).
 
     Differentiable in η, λ and μ (forward-mode Jacobians inside a ``custom_jvp`` rule, M10);
@@ -227,16 +242,21 @@ def _mode_sequences_jvp(spec: MapSpec, n_bits: int, path: str, primals: tuple, t
     d_eta, d_lam, d_mu, _ = tangents
 
     def push(direction):
-        e, l, m = direction
-        return jax.jvp(lambda x, y, z: _primal(x, y, z, times, spec, n_bits, path), (eta, lam, mu), (e, l, m))[1]
+        d_eta, d_lam, d_mu = direction
+        return jax.jvp(
+            lambda x, y, z: _primal(x, y, z, times, spec, n_bits, path), (eta, lam, mu), (d_eta, d_lam, d_mu)
+        )[1]
 
-    basis = (jnp.array([1.0, 0.0, 0.0]), jnp.array([0.0, 1.0, 0.0]),
-             jnp.stack([jnp.zeros_like(mu), jnp.zeros_like(mu), jnp.ones_like(mu)]))
+    basis = (
+        jnp.array([1.0, 0.0, 0.0]),
+        jnp.array([0.0, 1.0, 0.0]),
+        jnp.stack([jnp.zeros_like(mu), jnp.zeros_like(mu), jnp.ones_like(mu)]),
+    )
     jac = jax.vmap(push)(basis)  # each (3, ...) : rows J_η, J_λ, J_μ
     if path == SWITCH and spec.degree != 1:  # at λ = 0 the structure changes: no derivative in λ there
         jac = tuple(j.at[1].set(jnp.where(lam > 0.0, j[1], jnp.nan)) for j in jac)
     tangent_out = []
-    for j, o in zip(jac, out):
+    for j, o in zip(jac, out, strict=False):
         total = jnp.zeros_like(o)
         if not isinstance(d_eta, SymbolicZero):
             total = total + j[0] * d_eta

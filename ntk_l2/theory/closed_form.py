@@ -26,7 +26,8 @@ The NumPy reference is `ntk_l2.theory.reference.closed_form`.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

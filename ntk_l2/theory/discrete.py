@@ -1,6 +1,6 @@
 """Gradient descent with a finite step, L2 and optionally momentum: the exact discrete map, in JAX.
 
-Training rule (`ntk_l2.train`), g_s = ∇L(θ_s) + λθ_s, L = ‖f − Y‖²/(2N), v_0 = 0:
+Training rule (`ntk_l2.finite.train`), g_s = ∇L(θ_s) + λθ_s, L = ‖f − Y‖²/(2N), v_0 = 0:
 
     plain (β = 0):  θ ← (1 − ηλ)θ − η∇L                        (`derivations/discrete_time.md`, D1–D6)
     heavy ball:     v ← βv + g,  θ ← θ − ηv                     (`derivations/momentum.md`, M1–M11)
@@ -22,21 +22,22 @@ kernel, the targets, the initial outputs and (for values, not derivatives) t (M1
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ntk_l2.theory import _checks, _engine
-from ntk_l2.theory._discrete_checks import (DEFAULT_MAX_LOOP_STEPS, check_loop_work, check_stability,
-                                             stability_limit)
+from ntk_l2.theory import _engine
+from ntk_l2.theory import validation as _checks
+from ntk_l2.theory._discrete_checks import DEFAULT_MAX_LOOP_STEPS, check_loop_work, check_stability, stability_limit
 from ntk_l2.theory._momentum_map import compiled_mode_sequences, path_for
-from ntk_l2.theory._momentum_scale import MapSpec
 from ntk_l2.theory._powers import TRACED_BITS, bits_needed
+from ntk_l2.theory.momentum_scale import MapSpec
 
-__all__ = ["DEFAULT_MAX_LOOP_STEPS", "gradient_descent_mse_l2_discrete", "stability_limit"]
+__all__ = ["DEFAULT_MAX_LOOP_STEPS", "check_discrete_stability", "gradient_descent_mse_l2_discrete", "stability_limit"]
 
 
 def _check_momentum(momentum: Any, nesterov: Any) -> tuple[float, bool]:
@@ -113,9 +114,46 @@ def gradient_descent_mse_l2_discrete(
 
     def coefficients(times: jax.Array) -> _engine.ModeCoefficients:
         n_bits = TRACED_BITS if _engine.is_traced(times) else bits_needed(float(np.max(np.asarray(times))))
-        p, q, wz, wy, e = compiled_mode_sequences(jnp.asarray(problem.eta, jnp.float64),
-                                                  jnp.asarray(problem.lam, jnp.float64), problem.evals, times,
-                                                  compiled_spec, n_bits, path)
+        p, q, wz, wy, e = compiled_mode_sequences(
+            jnp.asarray(problem.eta, jnp.float64),
+            jnp.asarray(problem.lam, jnp.float64),
+            problem.evals,
+            times,
+            compiled_spec,
+            n_bits,
+            path,
+        )
         return _engine.ModeCoefficients(p=p, q=q, wz=wz, wy=wy, e=e)
 
     return _engine.make_predict_fn(problem, coefficients, parse_steps)
+
+
+def check_discrete_stability(
+    learning_rate: float,
+    l2: float,
+    degree: int,
+    mu_max: float,
+    norm: float,
+    *,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    last_step: int = 0,
+) -> None:
+    """Refuse an unstable step of the discrete map, as `gradient_descent_mse_l2_discrete` does before any work.
+
+    For a kernel whose largest eigenvalue is ``mu_max`` and a loss ‖f − Y‖²/(2N), N = ``norm``:
+    ηλ beyond the scale's positivity bound (M6; β = 0: ηλ < 1), or the companion condition
+    (M11; β = 0: D5, κ^k − ηκ^{k−1}μ_max/N ≥ −1 with κ = 1 − ηλ) failing at step 0, or at
+    ``last_step`` for degree 0 (whose kernel grows), raises the solvers' one-line ``ValueError``
+    starting ``learning_rate:``. A map whose λ changes between steps (AutoL2) calls it with
+    the kernel it has reached, ``mu_max`` = μ_max·ρ_s. Concrete numbers only.
+    """
+    eta = _checks.check_scalar(learning_rate, "learning_rate", positive=True)
+    lam = _checks.check_scalar(l2, "l2", nonnegative=True)
+    mu = _checks.check_scalar(mu_max, "mu_max", nonnegative=True)
+    n = _checks.check_scalar(norm, "norm", positive=True)
+    beta, nesterov = _check_momentum(momentum, nesterov)
+    last = _checks.check_scalar(last_step, "last_step", nonnegative=True)
+    if not last.is_integer():
+        raise ValueError(f"last_step: must be a whole number of steps, got {last_step!r}")
+    check_stability(eta, lam, MapSpec(_checks.check_degree(degree), beta, nesterov, n), mu, int(min(last, 1e300)))

@@ -14,8 +14,8 @@ import numpy as np
 import scipy.linalg
 from numpy.typing import ArrayLike, NDArray
 
-from ntk_l2.theory._checks import check_eigenvalues, check_kernel, input_eps
-from ntk_l2.theory._memory import check_fits
+from ntk_l2.common.memory import check_fits
+from ntk_l2.theory.validation import check_eigenvalues, check_kernel, input_eps
 
 Array = NDArray[np.float64]
 
@@ -65,7 +65,7 @@ def eigh_kernel(k_train_train: ArrayLike, name: str = "k_train_train") -> Kernel
     """Validate and diagonalize a PSD kernel (LAPACK ``syevd``, float64).
 
     Symmetry and definiteness are held to tolerances scaled to the precision the
-    kernel arrived in (`ntk_l2.theory._checks`): a float32 kernel of deficient rank passes.
+    kernel arrived in (`ntk_l2.theory.validation`): a float32 kernel of deficient rank passes.
     """
     n = int(np.shape(k_train_train)[0]) if np.ndim(k_train_train) == 2 else 0
     check_fits(8.0 * 4 * n * n, f"the eigendecomposition of a {n} x {n} kernel", name)

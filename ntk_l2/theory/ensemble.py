@@ -18,16 +18,27 @@ like every solver of the engine; the NumPy reference is
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ntk_l2.theory import _checks, _memory
-from ntk_l2.theory._engine import (Layout, cross_kernel, float64, full_to_matrix, is_traced,
-                                   refuse_non_finite, result_dtype, solver_inputs, times_array)
+from ntk_l2.common import memory as _memory
+from ntk_l2.theory import validation as _checks
+from ntk_l2.theory._engine import (
+    Layout,
+    cross_kernel,
+    float64,
+    full_to_matrix,
+    is_traced,
+    refuse_non_finite,
+    result_dtype,
+    solver_inputs,
+    times_array,
+)
 from ntk_l2.theory.eigen import apply_left
 from ntk_l2.theory.modes import carry_factor, mode_factors, output_decay
 
@@ -75,7 +86,9 @@ def gradient_descent_mse_l2_ensemble(
             times, is_scalar = times_array(t)
             k_st, m = cross_kernel(ntk_test_train, lay, "ntk_test_train")
             k_sx, _ = cross_kernel(nngp_test_train, lay, "nngp_test_train", rows=m)
-            dtype = result_dtype(problem.dtype, nngp_train_train, ntk_test_train, nngp_test_train, nngp_test_test, also=(t,))
+            dtype = result_dtype(
+                problem.dtype, nngp_train_train, ntk_test_train, nngp_test_train, nngp_test_test, also=(t,)
+            )
             theta_v = k_st @ problem.evecs
             eta, g, norm = problem.eta, problem.eta * problem.lam, problem.norm
             rates = eta * problem.evals / norm
@@ -86,8 +99,11 @@ def gradient_descent_mse_l2_ensemble(
             cov = None
             if nngp_test_test is not None:
                 k_ss = _test_nngp(k_xx, k_sx, nngp_test_test, nngp_test_train, eps_xx, lay, m)
-                _memory.check_fits(8.0 * times.size * k_ss.shape[0] ** 2,
-                                   f"the covariance of {m} test points at {times.size} time(s)", "t")
+                _memory.check_fits(
+                    8.0 * times.size * k_ss.shape[0] ** 2,
+                    f"the covariance of {m} test points at {times.size} time(s)",
+                    "t",
+                )
                 q = (eta / norm) * carry_factor(rates[None, :], g, problem.degree, times[:, None])
                 decay = output_decay(g, problem.degree, times)
                 cov = _covariance(theta_v, k_sx @ problem.evecs, k_xx_eig, k_ss, q, decay)
@@ -128,8 +144,9 @@ def _train_nngp(nngp_train_train: Any, lay: Layout) -> Any:
     return jnp.asarray(k)
 
 
-def _test_nngp(k_xx: Any, k_sx: Any, nngp_test_test: Any, nngp_test_train: Any, eps_xx: float, lay: Layout,
-               m: int) -> Any:
+def _test_nngp(
+    k_xx: Any, k_sx: Any, nngp_test_test: Any, nngp_test_train: Any, eps_xx: float, lay: Layout, m: int
+) -> Any:
     """K_** as a (m_rows, m_rows) matrix; when concrete, the joint NNGP [[K_XX, K_X*], [K_*X, K_**]] must be
     positive semi-definite, or the propagated covariance is not one."""
     name = "nngp_test_test"
@@ -148,6 +165,8 @@ def _test_nngp(k_xx: Any, k_sx: Any, nngp_test_test: Any, nngp_test_train: Any, 
     try:
         _checks.check_psd(joint, "nngp_test_train", eps)
     except ValueError as err:
-        raise ValueError(f"nngp_test_train: the joint NNGP kernel [[K_XX, K_X*], [K_*X, K_**]] of the "
-                         f"{lay.n} + {m} points is not positive semi-definite ({str(err).split(': ', 2)[-1]})") from None
+        raise ValueError(
+            f"nngp_test_train: the joint NNGP kernel [[K_XX, K_X*], [K_*X, K_**]] of the "
+            f"{lay.n} + {m} points is not positive semi-definite ({str(err).split(': ', 2)[-1]})"
+        ) from None
     return jnp.asarray(k_ss)

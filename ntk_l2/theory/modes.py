@@ -16,9 +16,9 @@ derivation, with the boundaries of the NumPy reference `ntk_l2.theory.reference.
                        G by a continued fraction (a `lax.while_loop`)
     C   xt < 1 < x0    split at w = 1: series on [xt, 1] + quadrature or G on [1, x0]
 
-JAX evaluation (C9–C10): R/a is formed directly (never as (R/x0)/b, whose g-derivative
-cancels) with U = a φ(b, t); the part of A with bt ≤ ln 2 (A_Q) uses B1's quadrature in
-u = U s. Every regime is computed with ``jnp.where`` on safe inputs ("double where": an
+JAX evaluation (C9–C10): R/a is formed directly (never as (R/x0)/b, whose g-derivative cancels)
+with U = a φ(b, t); the part of A with bt ≤ ln 2 (A_Q) uses B1's quadrature in u = U s.
+Every regime is computed with ``jnp.where`` on safe inputs ("double where": an
 unselected element gets a value inside the regime, so neither its value nor its derivative
 is NaN), inside a `lax.cond` that skips it when no element falls in it (concrete inputs: the
 regimes are classified first and the absent ones left out before tracing). G and the series
@@ -50,6 +50,7 @@ _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(20)
 _CF_MAX_ITER = 1000
 _CF_EPS = 4.5e-16  # two ulps of 1: a smaller bound may never be met in float64
 _CF_TINY = 1e-300
+_NORMAL_MIN = float(np.finfo(np.float64).tiny)  # XLA flushes subnormal numbers to 0 on CPU
 _X0_MAX = 1e300  # x0 = a/b beyond this is refused (concrete) or taken at its b → 0 limit (traced)
 _EXP_MAX = 709.0  # e^x overflows float64 for x > 709.78
 _FLOAT_MAX = float(np.finfo(np.float64).max)
@@ -99,7 +100,7 @@ def _scaled_upper_gamma_jvp(p: float, primals: tuple[JArray], tangents: tuple[JA
     return _scaled_upper_gamma(x, p), slope * dx
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _g_one(p: float) -> float:
     """G(1) for exponent p, a constant (evaluated once per p, also inside a trace)."""
     with jax.ensure_compile_time_eval(), _engine.float64():
@@ -133,9 +134,11 @@ def _series_scan(x: JArray, p: float, scale: JArray, length: JArray, derivatives
         exponent = q * scale * length
         new = [sums[0] + c * power * length * _psi(exponent)]
         if derivatives:
-            new += [sums[1] + c * dpower * length * _psi(exponent),
-                    sums[2] + c * power * q * length**2 * _dpsi(exponent),
-                    sums[3] + c * power * jnp.exp(-exponent)]
+            new += [
+                sums[1] + c * dpower * length * _psi(exponent),
+                sums[2] + c * power * q * length**2 * _dpsi(exponent),
+                sums[3] + c * power * jnp.exp(-exponent),
+            ]
         return (tuple(new), power * x, dpower * x + power), None
 
     zeros = tuple(jnp.zeros(shape) for _ in range(4 if derivatives else 1))
@@ -201,13 +204,14 @@ def _regimes(a: JArray, g: Any, t: JArray, *, k: int) -> JArray:
     return _classify(*_geometry(a, g, k, tf), tf)
 
 
-def _present(regime: Any) -> Present:
+def _present(regime: Any) -> Present:  # from the regime of every element
     counts = np.bincount(np.asarray(regime, np.int64).ravel(), minlength=len(REGIMES))
     return bool(counts[A]), bool(counts[A_Q] + counts[B1]), bool(counts[B2]), bool(counts[C])
 
 
-def _response_homogeneous(a: JArray, g: Any, k: int, t: JArray, regime: JArray | None = None,
-                          present: Present | None = None) -> JArray:
+def _response_homogeneous(
+    a: JArray, g: Any, k: int, t: JArray, regime: JArray | None = None, present: Present | None = None
+) -> JArray:
     """R/a for k ≥ 2, g > 0, t finite (C5; regimes A, A_Q, B1, B2, C, each only if some element is in it).
 
     R/a is formed directly, never as (R/x0)/b, whose derivatives in g would cancel (C10).
@@ -233,13 +237,18 @@ def _response_homogeneous(a: JArray, g: Any, k: int, t: JArray, regime: JArray |
     def quadrature():  # C10b: R/a = φ(b, t) ∫_0^1 e^{−Us} (1 + s (e^{bt} − 1))^{−p} ds
         um, lq = jnp.where(in_q, u_total, 0.5), jnp.where(in_q, b * t, 0.5)  # safe: e^{bt} overflows elsewhere
         grow = lq * _psi(-lq)
-        integral = _gauss_legendre(lambda s: -um[..., None] * s - p * jnp.log1p(s * grow[..., None]),
-                                   jnp.zeros_like(um), jnp.ones_like(um))
+        integral = _gauss_legendre(
+            lambda s: -um[..., None] * s - p * jnp.log1p(s * grow[..., None]), jnp.zeros_like(um), jnp.ones_like(um)
+        )
         return _phi(b, t) * integral
 
     x0g, xtg = jnp.where(x0 >= 1.0, x0, _SAFE_G_ARG), jnp.where(in_b2, xt, _SAFE_G_ARG)
-    g_x0 = _when(jnp.any(in_b2 | in_c), lambda: _scaled_upper_gamma(x0g, p), jnp.ones(x0.shape),
-                 None if either is None else either[0])
+    g_x0 = _when(
+        jnp.any(in_b2 | in_c),
+        lambda: _scaled_upper_gamma(x0g, p),
+        jnp.ones(x0.shape),
+        None if either is None else either[0],
+    )
     g_xt = _when(jnp.any(in_b2), lambda: _scaled_upper_gamma(xtg, p), zeros, has_b2)
     sums = _when(jnp.any(in_a | in_c), series, zeros, None if either is None else either[1])
     out = jnp.where(in_q, _when(jnp.any(in_q), quadrature, zeros, has_q), 0.0)
@@ -263,8 +272,11 @@ def _span_response(a: JArray, b: Any, t: JArray) -> tuple[JArray, JArray, JArray
     span = jnp.where(over, _FLOAT_MAX, _phi(b, jnp.where(over, 0.0, t)))
     u_total = jnp.where(a * span >= _U_MAX, _U_MAX, a * span)
     small = u_total < 1.0
-    body = jnp.where(small, span * _psi(jnp.where(small, u_total, 0.0)),
-                     (1.0 - jnp.exp(-u_total)) / jnp.where(small | (a <= 0.0), 1.0, a))
+    body = jnp.where(
+        small,
+        span * _psi(jnp.where(small, u_total, 0.0)),
+        (1.0 - jnp.exp(-u_total)) / jnp.where(small | (a <= 0.0), 1.0, a),
+    )
     return span, u_total, body
 
 
@@ -275,8 +287,9 @@ def _limit(rate: JArray, vanishes: Any) -> tuple[JArray, JArray]:
 
 
 @partial(jax.jit, static_argnames=("k", "branch", "present"))
-def _mode_factors(a: JArray, g: Any, t: JArray, regime: JArray | None = None, *, k: int, branch: str,
-                  present: Present | None = None) -> tuple[JArray, JArray]:
+def _mode_factors(
+    a: JArray, g: Any, t: JArray, regime: JArray | None = None, *, k: int, branch: str, present: Present | None = None
+) -> tuple[JArray, JArray]:
     """(D, R/a) of one branch: "b0" (b = 0), "k0", "homogeneous" (k ≥ 2, g > 0), "traced" (k ≥ 2, any g).
 
     "homogeneous" takes the ``regime`` of every element and the ``present`` flags when known beforehand."""
@@ -303,8 +316,10 @@ def _mode_factors(a: JArray, g: Any, t: JArray, regime: JArray | None = None, *,
             ra = jnp.where(homogeneous, ra_h, _phi(a + d, tf))
             decay_inf, ra_inf = _limit(jnp.where(g > 0.0, 0.0, a), g > 0.0)
     shape = jnp.broadcast_shapes(a.shape, t.shape)
-    return (jnp.broadcast_to(jnp.where(at_infinity, decay_inf, decay), shape),
-            jnp.broadcast_to(jnp.where(at_infinity, ra_inf, ra), shape))
+    return (
+        jnp.broadcast_to(jnp.where(at_infinity, decay_inf, decay), shape),
+        jnp.broadcast_to(jnp.where(at_infinity, ra_inf, ra), shape),
+    )
 
 
 def _validate(a: Any, g: Any, k: Any, t: Any) -> None:
@@ -319,12 +334,18 @@ def _validate(a: Any, g: Any, k: Any, t: Any) -> None:
         raise ValueError("mode rates a = learning_rate * eigenvalue / N must be finite and >= 0")
     if t_value is not None and (np.any(np.isnan(t_value)) or np.any(t_value < 0)):
         raise ValueError("times must be >= 0 and not NaN")
-    if a_value is not None and a_value.size and g_value and k >= 2:
-        with np.errstate(over="ignore"):
-            too_small = not np.max(a_value) / (2.0 * (k - 1) * g_value) < _X0_MAX
-        if too_small:
-            raise ValueError(f"l2: learning_rate * l2 = {g_value:.3g} is too small for the closed form (x0 = a/(2(k-1)"
-                             f"ηλ) overflows); use l2 = 0, the same prediction for t << 1/(learning_rate * l2)")
+    if g_value and k >= 2 and (g_value < _NORMAL_MIN or (a_value is not None and not _fits(a_value, g_value, k))):
+        raise ValueError(
+            f"l2: learning_rate * l2 = {g_value:.3g} is too small for the closed form (x0 = a/(2(k-1)"
+            f"ηλ) overflows, or ηλ is subnormal, which XLA reads as 0); use l2 = 0, the same prediction "
+            f"for t << 1/(learning_rate * l2)"
+        )
+
+
+def _fits(a: np.ndarray, g: float, k: int) -> bool:
+    """x0 = a/(2(k−1)g) stays below 1e300 for every mode (no modes: nothing overflows)."""
+    with np.errstate(over="ignore"):
+        return not a.size or bool(np.max(a) / (2.0 * (k - 1) * g) < _X0_MAX)
 
 
 def _branch(g: Any, k: int) -> str:

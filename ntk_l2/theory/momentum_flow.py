@@ -25,9 +25,10 @@ At λ = 0 this is neural-tangents' ``gradient_descent(..., momentum=β)`` (MF5).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +37,9 @@ from jax import lax
 from jax.experimental import ode
 from numpy.typing import ArrayLike
 
-from ntk_l2.theory import _checks, _engine, _memory
+from ntk_l2.common import memory as _memory
+from ntk_l2.theory import _engine
+from ntk_l2.theory import validation as _checks
 from ntk_l2.theory.schedules import PiecewiseConstant, Schedule, jump_times
 
 MAX_STEPS = 100_000  # Dormand–Prince steps per segment: measured 0.4 s to use them up at n = 20, 3.5 s at n = 300
@@ -55,26 +58,40 @@ class _Flow:
     atol: float
     max_steps: int
 
-    def rhs(self, y: jax.Array, t: jax.Array, lo: jax.Array, eta_c: jax.Array, lam_c: jax.Array,
-            gamma: jax.Array, mu_hat: jax.Array, rho: jax.Array) -> jax.Array:
+    def rhs(
+        self,
+        y: jax.Array,
+        t: jax.Array,
+        lo: jax.Array,
+        eta_c: jax.Array,
+        lam_c: jax.Array,
+        gamma: jax.Array,
+        mu_hat: jax.Array,
+        rho: jax.Array,
+    ) -> jax.Array:
         """(MF2, MF4) for the state [a, b, u^z, w^z, u^y, w^y], u = m U, w = m V, μ̂ = μ/m, ρ = m/N."""
         t = jnp.maximum(t, lo)  # never evaluate a schedule before its segment (the grid may start an ulp early)
         eta = eta_c if self.eta_fn is None else jnp.asarray(self.eta_fn(t), jnp.float64)
         lam = lam_c if self.lam_fn is None else jnp.asarray(self.lam_fn(t), jnp.float64)
         n = mu_hat.shape[0]
         a, b = y[0], y[1]
-        uz, wz, uy, wy = (y[2 + i * n: 2 + (i + 1) * n] for i in range(4))
-        ak, e1 = a ** self.degree, a ** (self.degree - 1)
+        uz, wz, uy, wy = (y[2 + i * n : 2 + (i + 1) * n] for i in range(4))
+        ak, e1 = a**self.degree, a ** (self.degree - 1)
         stiffness = lam + e1 * e1 * rho * mu_hat
-        return jnp.concatenate([
-            jnp.stack([-eta * b, -gamma * b + lam * a]),
-            -eta * wz, -gamma * wz + stiffness * uz + rho * e1 * ak,
-            -eta * wy, -gamma * wy + stiffness * uy - rho * e1,
-        ])
+        return jnp.concatenate(
+            [
+                jnp.stack([-eta * b, -gamma * b + lam * a]),
+                -eta * wz,
+                -gamma * wz + stiffness * uz + rho * e1 * ak,
+                -eta * wy,
+                -gamma * wy + stiffness * uy - rho * e1,
+            ]
+        )
 
 
-def _dopri(func: Callable, rtol: float, atol: float, max_steps: int, y0: jax.Array, ts: jax.Array, *args: Any
-           ) -> tuple[jax.Array, jax.Array]:
+def _dopri(
+    func: Callable, rtol: float, atol: float, max_steps: int, y0: jax.Array, ts: jax.Array, *args: Any
+) -> tuple[jax.Array, jax.Array]:
     """``jax.experimental.ode.odeint``'s forward pass (same steps, same values) with one step budget for all
     of ``ts`` (strictly increasing): returns y at ``ts`` and the time reached (< ts[-1] when over budget)."""
     fun = lambda y, t: func(y, t, *args)  # noqa: E731
@@ -93,7 +110,7 @@ def _dopri(func: Callable, rtol: float, atol: float, max_steps: int, y0: jax.Arr
             dt = jnp.clip(ode.optimal_step_size(dt, ratio), min=0.0)
             new = [i + 1, next_y, next_f, next_t, dt, t, new_coeff]
             old = [i + 1, y, f, t, dt, last_t, coeff]
-            return [jnp.where(ratio <= 1.0, x, z) for x, z in zip(new, old)]
+            return [jnp.where(ratio <= 1.0, x, z) for x, z in zip(new, old, strict=False)]
 
         carry = lax.while_loop(cond, body, carry)
         _, _, _, t, _, last_t, coeff = carry
@@ -118,8 +135,18 @@ def _odeint_budget_fwd(func, rtol, atol, max_steps, y0, ts, *args):
 def _odeint_budget_bwd(func, rtol, atol, max_steps, residuals, cotangents):
     """The adjoint of ``jax.experimental.ode.odeint`` (it recomputes the same forward pass)."""
     y0, ts, args = residuals
-    solve = lambda y0_, ts_, *args_: ode.odeint(func, y0_, ts_, *args_, rtol=rtol, atol=atol,  # noqa: E731
-                                                mxstep=_BACKWARD_STEPS)
+
+    def solve(y0_, ts_, *args_):
+        return ode.odeint(
+            func,
+            y0_,
+            ts_,
+            *args_,
+            rtol=rtol,
+            atol=atol,  # noqa: E731
+            mxstep=_BACKWARD_STEPS,
+        )
+
     return jax.vjp(solve, y0, ts, *args)[1](cotangents[0])
 
 
@@ -129,6 +156,7 @@ _odeint_budget.defvjp(_odeint_budget_fwd, _odeint_budget_bwd)
 def _strictly_increasing(ts: jax.Array) -> jax.Array:
     """Raise each time to at least two ulps past its predecessor: repeated times become distinct (moving them
     by ~1e-16 relative), since a zero-length interval gives 0/0 in odeint's interpolation and adjoint."""
+
     def step(prev, t):
         t = jnp.maximum(t, prev + jnp.abs(prev) * 2.0**-51 + 2.0**-990)
         return t, t
@@ -137,8 +165,9 @@ def _strictly_increasing(ts: jax.Array) -> jax.Array:
 
 
 @partial(jax.jit, static_argnums=0)
-def _solve(flow: _Flow, ts: jax.Array, etas: jax.Array, lams: jax.Array, gamma: jax.Array, mu_hat: jax.Array,
-           rho: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _solve(
+    flow: _Flow, ts: jax.Array, etas: jax.Array, lams: jax.Array, gamma: jax.Array, mu_hat: jax.Array, rho: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """States at the sorted times ``ts`` (T, 2 + 4n), and whether every segment reached its end within the
     step budget (MF7). A scan over segments restarts at each jump: segment j integrates from its start to
     min(its end, ts[-1]) at the times clipped into it, and each time takes the values of its own segment."""
@@ -161,8 +190,9 @@ def _solve(flow: _Flow, ts: jax.Array, etas: jax.Array, lams: jax.Array, gamma: 
     return outs[index, jnp.arange(ts.shape[0])], jnp.all(reached)
 
 
-def _segment_rates(schedule: Schedule, name: str, edges: tuple[float, ...], *, positive: bool
-                   ) -> tuple[Callable[[Any], Any] | None, Any]:
+def _segment_rates(
+    schedule: Schedule, name: str, edges: tuple[float, ...], *, positive: bool
+) -> tuple[Callable[[Any], Any] | None, Any]:
     """(callable or None, value per segment): a number or traced scalar is checked once, a
     `PiecewiseConstant` is read at each segment's start (its values checked), a callable is kept."""
     if isinstance(schedule, PiecewiseConstant):
@@ -190,16 +220,20 @@ def _check_callable(fn: Callable[[Any], Any] | None, times: jax.Array, name: str
     bad = ~np.isfinite(values) | ((values <= 0) if positive else (values < 0))
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"{name}: schedule gave {float(values[i]):g} at t = {float(at[i]):g}; must be finite and "
-                         f"{'> 0' if positive else '>= 0'}")
+        raise ValueError(
+            f"{name}: schedule gave {float(values[i]):g} at t = {float(at[i]):g}; must be finite and "
+            f"{'> 0' if positive else '>= 0'}"
+        )
 
 
 def _finite_times(t: Any) -> tuple[jax.Array, bool]:
     """Times in steps, ≥ 0, not NaN (checked when concrete) and finite: there is no t = ∞ here."""
     times, is_scalar = _engine.times_array(t)
     if not _engine.is_traced(times) and not bool(jnp.all(jnp.isfinite(times))):
-        raise ValueError("t: times must be finite (the momentum flow is integrated step by step and has no "
-                         "t = inf limit); pass large finite times")
+        raise ValueError(
+            "t: times must be finite (the momentum flow is integrated step by step and has no "
+            "t = inf limit); pass large finite times"
+        )
     return times, is_scalar
 
 
@@ -256,7 +290,7 @@ def _check_scale(flow: _Flow, states: jax.Array, ts: jax.Array, etas: Any, lams:
         zero = float(ts[below[0]]) if below.size else math.inf
     else:
         zero, slope, edges = math.inf, 0.0, flow.edges + (math.inf,)
-        for j, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        for j, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=False)):
             length = min(float(ts[-1]), hi) - lo
             if length <= 0:
                 break
@@ -268,10 +302,12 @@ def _check_scale(flow: _Flow, states: jax.Array, ts: jax.Array, etas: Any, lams:
                 zero = lo + within
                 break
     if zero <= float(ts[-1]):
-        raise ValueError(f"l2: the weight scale a(t) (a'' + (1 - momentum) a' + learning_rate * l2 * a = 0) "
-                         f"reaches 0 at t = {zero:.6g}: it oscillates when learning_rate * l2 > (1 - momentum)^2 / 4, "
-                         f"and the infinite-width limit of a degree-{flow.degree} network ends at a = 0 (only degree "
-                         f"1 goes on); use a smaller l2, learning rate or momentum, or earlier times")
+        raise ValueError(
+            f"l2: the weight scale a(t) (a'' + (1 - momentum) a' + learning_rate * l2 * a = 0) "
+            f"reaches 0 at t = {zero:.6g}: it oscillates when learning_rate * l2 > (1 - momentum)^2 / 4, "
+            f"and the infinite-width limit of a degree-{flow.degree} network ends at a = 0 (only degree "
+            f"1 goes on); use a smaller l2, learning rate or momentum, or earlier times"
+        )
 
 
 def _check_momentum(momentum: Any) -> Any:
@@ -322,20 +358,25 @@ def gradient_descent_mse_l2_momentum(
         atol = _checks.check_scalar(atol, "atol", positive=True)
     if isinstance(max_steps, (bool, np.bool_)) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"max_steps: must be a positive integer, got {max_steps!r}")
-    problem = _engine.solver_inputs(k_train_train, y_train, 1.0 if eta_fn else etas[0], 0.0 if lam_fn else lams[0],
-                                    degree)
+    problem = _engine.solver_inputs(
+        k_train_train, y_train, 1.0 if eta_fn else etas[0], 0.0 if lam_fn else lams[0], degree
+    )
     flow = _Flow(problem.degree, eta_fn, lam_fn, edges, rtol, atol, int(max_steps))
     return _engine.make_predict_fn(problem, partial(_coefficients, problem, flow, etas, lams, beta), _finite_times)
 
 
-def _coefficients(problem: _engine.Problem, flow: _Flow, etas: tuple, lams: tuple, beta: Any, times: jax.Array
-                  ) -> _engine.ModeCoefficients:
+def _coefficients(
+    problem: _engine.Problem, flow: _Flow, etas: tuple, lams: tuple, beta: Any, times: jax.Array
+) -> _engine.ModeCoefficients:
     """MF4 → P, Q, W^z, W^y, E at ``times`` (any order), after the checks of MF2 and MF7."""
     _check_callable(flow.eta_fn, times, "learning_rate", positive=True)
     _check_callable(flow.lam_fn, times, "l2", positive=False)
     n = problem.evals.shape[0]
-    _memory.check_fits(8.0 * 3 * len(flow.edges) * (times.size + 2) * (2 + 4 * n),
-                       f"integrating {times.size} time(s) for {n} modes", "t")
+    _memory.check_fits(
+        8.0 * 3 * len(flow.edges) * (times.size + 2) * (2 + 4 * n),
+        f"integrating {times.size} time(s) for {n} modes",
+        "t",
+    )
     order = jnp.argsort(times)
     ts = times[order]
     mu = problem.evals
@@ -345,13 +386,16 @@ def _coefficients(problem: _engine.Problem, flow: _Flow, etas: tuple, lams: tupl
     lam_arr = jnp.stack([jnp.asarray(v, jnp.float64) for v in lams])
     states, reached = _solve(flow, ts, eta_arr, lam_arr, gamma, mu / scale, scale / problem.norm)
     if not _engine.is_traced(reached) and not bool(reached):
-        raise ValueError(f"t: the momentum flow needs more than {flow.max_steps} integration steps per segment to "
-                         f"reach t = {float(ts[-1]):g} (the fastest mode, the friction and a growing kernel set "
-                         f"the step); ask for earlier times or raise max_steps")
+        raise ValueError(
+            f"t: the momentum flow needs more than {flow.max_steps} integration steps per segment to "
+            f"reach t = {float(ts[-1]):g} (the fastest mode, the friction and a growing kernel set "
+            f"the step); ask for earlier times or raise max_steps"
+        )
     _check_scale(flow, states, ts, etas, lams, gamma)
     states = jnp.where(reached, states, jnp.nan)[jnp.argsort(order)]  # traced and over budget: NaN
     a = states[:, :1]
-    uz, uy = states[:, 2: 2 + n], states[:, 2 + 2 * n: 2 + 3 * n]
-    ak, e1 = a ** flow.degree, a ** (flow.degree - 1)
-    return _engine.ModeCoefficients(p=ak + e1 * (mu / scale) * uz, q=e1 * (mu / scale) * uy,
-                                    wz=e1 * uz / scale, wy=e1 * uy / scale, e=ak[:, 0])
+    uz, uy = states[:, 2 : 2 + n], states[:, 2 + 2 * n : 2 + 3 * n]
+    ak, e1 = a**flow.degree, a ** (flow.degree - 1)
+    return _engine.ModeCoefficients(
+        p=ak + e1 * (mu / scale) * uz, q=e1 * (mu / scale) * uy, wz=e1 * uz / scale, wy=e1 * uy / scale, e=ak[:, 0]
+    )

@@ -23,17 +23,18 @@ Jumps of `PiecewiseConstant` schedules restart the integrator.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import scipy.sparse
-from scipy.integrate import solve_ivp
 from numpy.typing import ArrayLike, NDArray
+from scipy.integrate import solve_ivp
 
-from ntk_l2._quiet import silenced_fds
-from ntk_l2.theory import _checks
-from ntk_l2.theory.reference._affine import ModeCoefficients, make_predict_fn
+from ntk_l2.common.quiet import silenced_fds
+from ntk_l2.theory import validation as _checks
 from ntk_l2.theory.eigen import eigh_kernel
+from ntk_l2.theory.reference._affine import ModeCoefficients, make_predict_fn
 from ntk_l2.theory.schedules import Schedule, as_callable, jump_times
 
 Array = NDArray[np.float64]
@@ -42,7 +43,7 @@ LOSSES = ("mse", "xent")
 
 def _segments(t_end: float, jumps: tuple[float, ...]) -> list[tuple[float, float]]:
     edges = [0.0] + [j for j in jumps if 0.0 < j < t_end] + [t_end]
-    return list(zip(edges[:-1], edges[1:]))
+    return list(zip(edges[:-1], edges[1:], strict=False))
 
 
 MAX_EVALUATIONS = 200_000  # right-hand sides per prediction: ~5 s for a tiny system, minutes for xent at n = 512
@@ -52,8 +53,18 @@ class _OverBudget(Exception):
     pass
 
 
-def integrate(rhs, y0: Array, times: Array, jumps, *, method: str, rtol: float, atol: float, jac=None,
-              max_evaluations: int | None = None) -> Array:
+def integrate(
+    rhs,
+    y0: Array,
+    times: Array,
+    jumps,
+    *,
+    method: str,
+    rtol: float,
+    atol: float,
+    jac=None,
+    max_evaluations: int | None = None,
+) -> Array:
     """Solve y' = rhs(t, y), y(0) = y0, restarting at ``jumps``; y at sorted ``times`` (repeats allowed).
 
     An integration that needs more than ``max_evaluations`` right-hand sides (a problem
@@ -83,12 +94,16 @@ def integrate(rhs, y0: Array, times: Array, jumps, *, method: str, rtol: float, 
             with np.errstate(over="ignore", invalid="ignore"), quiet:
                 sol = solve_ivp(counted, (lo, hi), state, method=method, t_eval=t_eval, rtol=rtol, atol=atol, jac=jac)
         except _OverBudget:
-            raise ValueError(f"t: the ODE needs more than {max_evaluations} evaluations to reach t = {hi:g} (stiff, or "
-                             f"growing without bound); try earlier times, a smaller learning rate or a rescaled "
-                             f"kernel") from None
+            raise ValueError(
+                f"t: the ODE needs more than {max_evaluations} evaluations to reach t = {hi:g} (stiff, or "
+                f"growing without bound); try earlier times, a smaller learning rate or a rescaled "
+                f"kernel"
+            ) from None
         if not sol.success or not np.all(np.isfinite(sol.y)):
-            raise ValueError(f"t: the ODE integration failed on [{lo:g}, {hi:g}] ({sol.message}); "
-                             f"try earlier times, a smaller learning rate or a rescaled kernel")
+            raise ValueError(
+                f"t: the ODE integration failed on [{lo:g}, {hi:g}] ({sol.message}); "
+                f"try earlier times, a smaller learning rate or a rescaled kernel"
+            )
         out[inside] = sol.y.T[: np.count_nonzero(inside)]
         state = sol.y[:, -1]
     return out[inverse]
@@ -173,8 +188,7 @@ def _full_kernel(k_train_train: Any, y_train: Any, *args: Any, **kwargs: Any) ->
     softmax acts on each point's c outputs, and applies Θ̄ to the flattened gradient.)"""
     y = _checks.check_targets(y_train, np.shape(k_train_train)[0])
     n, c = y.shape
-    inner = gradient_descent_l2_ode(_full_matrix(k_train_train, n, c), y.reshape(n * c, 1), *args, loss="mse",
-                                    **kwargs)
+    inner = gradient_descent_l2_ode(_full_matrix(k_train_train, n, c), y.reshape(n * c, 1), *args, loss="mse", **kwargs)
 
     def predict_fn(t, fx_train_0=0.0, fx_test_0=None, k_test_train=None):
         f0 = _checks.check_outputs(fx_train_0, "fx_train_0", (n, c)).reshape(n * c, 1)
@@ -195,8 +209,9 @@ def _full_cross(k_test_train: Any, n: int, c: int) -> tuple[Array, int]:
         raise ValueError("k_test_train: required to predict test outputs")
     shape = np.shape(k_test_train)
     if len(shape) != 4 or shape[1:] != (n, c, c):
-        raise ValueError(f"k_test_train: with an (n, n, c, c) training kernel expected shape (m, {n}, {c}, {c}), "
-                         f"got {shape}")
+        raise ValueError(
+            f"k_test_train: with an (n, n, c, c) training kernel expected shape (m, {n}, {c}, {c}), got {shape}"
+        )
     raw = _checks.as_float_array(k_test_train, "k_test_train", ndim=4)
     return raw.transpose(0, 2, 1, 3).reshape(shape[0] * c, n * c), shape[0]
 
@@ -214,8 +229,13 @@ def _mse_predict_fn(eig, y, k, rates, jumps, method, rtol, atol):
         decay = k * eta * lam
         r = gain * mu + decay
         return np.concatenate(
-            [-r * p, -r * q + gain * mu, -decay * wz - gain * p, -decay * wy - gain * (q - 1.0),
-             [-2.0 * (k - 1) * eta * lam, -decay]]
+            [
+                -r * p,
+                -r * q + gain * mu,
+                -decay * wz - gain * p,
+                -decay * wy - gain * (q - 1.0),
+                [-2.0 * (k - 1) * eta * lam, -decay],
+            ]
         )
 
     def jac(t, state):
@@ -225,10 +245,24 @@ def _mse_predict_fn(eig, y, k, rates, jumps, method, rtol, atol):
         decay = k * eta * lam
         r = gain * mu + decay
         ls = 4 * n
-        rows = np.concatenate([idx, idx + n, idx + 2 * n, idx + 2 * n, idx + 3 * n, idx + 3 * n, idx, idx + n, idx + 2 * n, idx + 3 * n])
+        rows = np.concatenate(
+            [idx, idx + n, idx + 2 * n, idx + 2 * n, idx + 3 * n, idx + 3 * n, idx, idx + n, idx + 2 * n, idx + 3 * n]
+        )
         cols = np.concatenate([idx, idx + n, idx + 2 * n, idx, idx + 3 * n, idx + n, np.full(4 * n, ls)])
-        vals = np.concatenate([-r, -r, np.full(n, -decay), np.full(n, -gain), np.full(n, -decay), np.full(n, -gain),
-                               -gain * mu * p, gain * mu * (1.0 - q), -gain * p, -gain * (q - 1.0)])
+        vals = np.concatenate(
+            [
+                -r,
+                -r,
+                np.full(n, -decay),
+                np.full(n, -gain),
+                np.full(n, -decay),
+                np.full(n, -gain),
+                -gain * mu * p,
+                gain * mu * (1.0 - q),
+                -gain * p,
+                -gain * (q - 1.0),
+            ]
+        )
         return scipy.sparse.csc_matrix((vals, (rows, cols)), shape=(4 * n + 2, 4 * n + 2))
 
     def coefficients(times: Array) -> ModeCoefficients:
@@ -304,9 +338,13 @@ def _xent_predict_fn(eig, y, k, rates, jumps, method, rtol, atol, full=False):
             fs = state[n * c : (n + m) * c].reshape(m, c)
             grad = (_softmax(f) - probs) / n
             scale = eta * np.exp(state[-1])
-            return np.concatenate([(-scale * apply(theta, grad) - k * eta * lam * f).ravel(),
-                                   (-scale * apply(k_xt, grad) - k * eta * lam * fs).ravel(),
-                                   [-2.0 * (k - 1) * eta * lam]])
+            return np.concatenate(
+                [
+                    (-scale * apply(theta, grad) - k * eta * lam * f).ravel(),
+                    (-scale * apply(k_xt, grad) - k * eta * lam * fs).ravel(),
+                    [-2.0 * (k - 1) * eta * lam],
+                ]
+            )
 
         order = np.argsort(times, kind="stable")
         y0 = np.concatenate([f0.ravel(), fs0.ravel(), [0.0]])

@@ -6,12 +6,12 @@ A schedule is a float (constant), a callable t ↦ value, or a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Union
 
 import numpy as np
 
-from ntk_l2.theory import _checks
+from ntk_l2.theory import validation as _checks
 
 
 @dataclass(frozen=True)
@@ -35,14 +35,14 @@ class PiecewiseConstant:
             raise ValueError(f"values: need len(boundaries) + 1 = {len(b) + 1} values, got {len(v)}")
         if any(not np.isfinite(x) for x in b + v):
             raise ValueError("boundaries/values: must be finite")
-        if any(b1 <= b0 for b0, b1 in zip(b, b[1:])) or any(x < 0 for x in b):
+        if any(b1 <= b0 for b0, b1 in zip(b, b[1:], strict=False)) or any(x < 0 for x in b):
             raise ValueError(f"boundaries: must be increasing and >= 0, got {b}")
 
     def __call__(self, t: float) -> float:
         return self.values[int(np.searchsorted(self.boundaries, t, side="right"))]
 
 
-Schedule = Union[float, Callable[[float], float], PiecewiseConstant]
+Schedule = float | Callable[[float], float] | PiecewiseConstant
 
 
 def as_callable(schedule: Schedule, name: str, *, positive: bool = False) -> Callable[[float], float]:

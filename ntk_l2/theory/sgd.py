@@ -1,7 +1,7 @@
 """Minibatch SGD with L2 in the kernel regime: mean and covariance over batch draws, in JAX.
 
 Each step draws a uniform batch of B distinct training points, independently of
-the past (what `ntk_l2.train.train` does), and descends the batch loss
+the past (what `ntk_l2.finite.train.train` does), and descends the batch loss
 L_B = ‖f_B − Y_B‖²/(2Bc), whose expectation is L = ‖f − Y‖²/(2N), N = n·c.
 In function space (`derivations/sgd.md`, S2–S3), with u = f − c the outputs
 minus their offsets, r_s = u_X(s) − (Y − c) and M_s the batch mask on points
@@ -31,16 +31,28 @@ from __future__ import annotations
 
 import functools
 import numbers
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ntk_l2.theory import _checks, _memory
-from ntk_l2.theory._engine import (Problem, concrete, cross_kernel, float64, is_traced, outputs, refuse_non_finite,
-                                   result_dtype, scalar, solver_inputs)
+from ntk_l2.common import memory as _memory
+from ntk_l2.theory import validation as _checks
+from ntk_l2.theory._engine import (
+    Problem,
+    concrete,
+    cross_kernel,
+    float64,
+    is_traced,
+    outputs,
+    refuse_non_finite,
+    result_dtype,
+    scalar,
+    solver_inputs,
+)
 from ntk_l2.theory.eigen import KernelEigen
 
 # State rows (n + m)·c, doubled with momentum: the covariance is a dense D × D matrix per step and per
@@ -89,8 +101,9 @@ def _variances(cov: Any) -> Any:
 def check_batch_size(batch_size: Any, n: int) -> int:
     """B: an integer with 1 ≤ B ≤ n (bool and non-integral numbers refused)."""
     if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, numbers.Integral):
-        raise ValueError(f"batch_size: must be an integer in [1, {n}] (the number of training points), "
-                         f"got {batch_size!r}")
+        raise ValueError(
+            f"batch_size: must be an integer in [1, {n}] (the number of training points), got {batch_size!r}"
+        )
     if not 1 <= int(batch_size) <= n:
         raise ValueError(f"batch_size: must be in [1, {n}] (the number of training points), got {int(batch_size)}")
     return int(batch_size)
@@ -123,7 +136,7 @@ def gradient_descent_mse_l2_sgd(
       y_train: (n, c) targets.
       learning_rate: η > 0; l2: λ ≥ 0 (ηλ < 1 without momentum); degree: homogeneity degree k ≥ 0.
       batch_size: B, 1 ≤ B ≤ n distinct points per step (B = n: full batch, zero covariance).
-      momentum: heavy-ball β ∈ [0, 1) as in `ntk_l2.train` (v ← βv + ∇L_B + λθ, θ ← θ − ηv), degree 1 only.
+      momentum: heavy-ball β ∈ [0, 1) as in `ntk_l2.finite.train` (v ← βv + ∇L_B + λθ, θ ← θ − ηv), degree 1 only.
       max_work: bound on the scan's flops (S7); beyond it ``t`` is refused before any work.
 
     Returns:
@@ -141,19 +154,42 @@ def gradient_descent_mse_l2_sgd(
     if concrete(beta) is not None and beta >= 1.0:
         raise ValueError(f"momentum: must be in [0, 1), got {beta!r}")
     if velocity and problem.degree != 1:
-        raise ValueError(f"momentum: supported for degree 1 only (the linearized network, exact), got degree "
-                         f"{problem.degree}; use momentum=0")
+        raise ValueError(
+            f"momentum: supported for degree 1 only (the linearized network, exact), got degree "
+            f"{problem.degree}; use momentum=0"
+        )
     eta, lam = concrete(problem.eta), concrete(problem.lam)
     if not velocity and eta is not None and lam is not None and eta * lam >= 1.0:
-        raise ValueError(f"learning_rate: learning_rate * l2 = {eta * lam:g} must be < 1 (each step multiplies "
-                         f"the parameters by 1 - learning_rate * l2)")
+        raise ValueError(
+            f"learning_rate: learning_rate * l2 = {eta * lam:g} must be < 1 (each step multiplies "
+            f"the parameters by 1 - learning_rate * l2)"
+        )
     work = _checks.check_scalar(max_work, "max_work", positive=True)
 
-    def predict_fn(t: Any, fx_train_0: Any = 0.0, fx_test_0: Any = None, k_test_train: Any = None, *,
-                   offset_train: Any = None, offset_test: Any = None) -> SGDPrediction:
+    def predict_fn(
+        t: Any,
+        fx_train_0: Any = 0.0,
+        fx_test_0: Any = None,
+        k_test_train: Any = None,
+        *,
+        offset_train: Any = None,
+        offset_test: Any = None,
+    ) -> SGDPrediction:
         """Mean, covariance and expected loss over batch draws after ``t`` steps (S4–S6)."""
-        return _predict(problem, theta, batch, beta, velocity, work, t, fx_train_0, fx_test_0, k_test_train,
-                        offset_train=offset_train, offset_test=offset_test)
+        return _predict(
+            problem,
+            theta,
+            batch,
+            beta,
+            velocity,
+            work,
+            t,
+            fx_train_0,
+            fx_test_0,
+            k_test_train,
+            offset_train=offset_train,
+            offset_test=offset_test,
+        )
 
     return predict_fn
 
@@ -162,9 +198,11 @@ def _check_rows_early(k_train_train: Any, y_train: Any) -> None:
     """Refuse n·c > `MAX_ROWS` from the shapes, before the kernel is factorized."""
     shape = tuple(np.shape(y_train))
     if len(shape) == 2 and shape[0] * shape[1] > MAX_ROWS:
-        raise ValueError(f"k_train_train: {shape[0]} points x {shape[1]} outputs = {shape[0] * shape[1]} rows exceed "
-                         f"the SGD moment solver's bound of {MAX_ROWS} (it propagates a dense covariance of "
-                         f"(n + m)·c rows step by step); use fewer points")
+        raise ValueError(
+            f"k_train_train: {shape[0]} points x {shape[1]} outputs = {shape[0] * shape[1]} rows exceed "
+            f"the SGD moment solver's bound of {MAX_ROWS} (it propagates a dense covariance of "
+            f"(n + m)·c rows step by step); use fewer points"
+        )
 
 
 def _kernel_matrix(problem: Problem) -> Any:
@@ -186,14 +224,37 @@ def _step_times(t: Any) -> tuple[np.ndarray, bool]:
     return times.astype(np.int64), is_scalar
 
 
-def _predict(problem: Problem, theta: Any, batch: int, beta: Any, velocity: bool, max_work: float, t: Any,
-             fx_train_0: Any = 0.0, fx_test_0: Any = None, k_test_train: Any = None, *, offset_train: Any = None,
-             offset_test: Any = None) -> SGDPrediction:
+def _predict(
+    problem: Problem,
+    theta: Any,
+    batch: int,
+    beta: Any,
+    velocity: bool,
+    max_work: float,
+    t: Any,
+    fx_train_0: Any = 0.0,
+    fx_test_0: Any = None,
+    k_test_train: Any = None,
+    *,
+    offset_train: Any = None,
+    offset_test: Any = None,
+) -> SGDPrediction:
     """The ``predict_fn`` of `gradient_descent_mse_l2_sgd`: S4–S6 at the requested steps."""
     lay = problem.layout
     n, c = lay.n, lay.c
-    args = (t, fx_train_0, fx_test_0, k_test_train, offset_train, offset_test, problem.eta, problem.lam, beta,
-            theta, problem.y)
+    args = (
+        t,
+        fx_train_0,
+        fx_test_0,
+        k_test_train,
+        offset_train,
+        offset_test,
+        problem.eta,
+        problem.lam,
+        beta,
+        theta,
+        problem.y,
+    )
     with float64(*args):
         times, is_scalar = _step_times(t)
         u0 = outputs(fx_train_0, "fx_train_0", lay, n).reshape(-1)
@@ -217,9 +278,20 @@ def _predict(problem: Problem, theta: Any, batch: int, beta: Any, velocity: bool
         if velocity:
             x0 = jnp.concatenate([x0, jnp.zeros_like(x0)])
         unique, inverse = np.unique(times, return_inverse=True)
-        mean, cov = _moments(h, coef, y_res, x0, log_rho, _same_point(n, c), inclusion(n, batch), n,
-                             _slots(unique), records=len(unique), with_zero=bool(unique[0] == 0),
-                             velocity=velocity)
+        mean, cov = _moments(
+            h,
+            coef,
+            y_res,
+            x0,
+            log_rho,
+            _same_point(n, c),
+            inclusion(n, batch),
+            n,
+            _slots(unique),
+            records=len(unique),
+            with_zero=bool(unique[0] == 0),
+            velocity=velocity,
+        )
         mean, cov = mean[inverse], cov[inverse]
         refuse_non_finite(mean, "mean", jnp.asarray(times, jnp.float64))
         refuse_non_finite(cov, "covariance", jnp.asarray(times, jnp.float64))
@@ -230,17 +302,22 @@ def _check_cost(rows: int, nc: int, m: int, times: np.ndarray, velocity: bool, m
     """S7: the state-row bound (naming the test kernel when it is what tips it over), the flop bound and memory."""
     if rows > MAX_ROWS:
         what = "momentum doubles the state; " if velocity else ""
-        raise ValueError(f"k_test_train: {rows} state rows ((n + m)·c = {rows // (2 if velocity else 1)}; {what}"
-                         f"m = {m} test points) exceed the SGD moment solver's bound of {MAX_ROWS}; "
-                         f"use fewer test points")
+        raise ValueError(
+            f"k_test_train: {rows} state rows ((n + m)·c = {rows // (2 if velocity else 1)}; {what}"
+            f"m = {m} test points) exceed the SGD moment solver's bound of {MAX_ROWS}; "
+            f"use fewer test points"
+        )
     steps = int(times.max())
     work = steps * (2.0 * (3.0 * rows * rows * nc + rows * nc * nc) + STEP_OVERHEAD)
     if work > max_work:
-        raise ValueError(f"t: {steps} steps of the moment recursion for {rows} state rows need about {work:.3g} "
-                         f"flops, more than max_work = {max_work:.3g}; ask for fewer steps or raise max_work")
+        raise ValueError(
+            f"t: {steps} steps of the moment recursion for {rows} state rows need about {work:.3g} "
+            f"flops, more than max_work = {max_work:.3g}; ask for fewer steps or raise max_work"
+        )
     records = len(np.unique(times)) + 1 + times.size
-    _memory.check_fits(8.0 * rows * rows * (records + 4),
-                       f"covariances of {rows} state rows at {times.size} step(s)", "t")
+    _memory.check_fits(
+        8.0 * rows * rows * (records + 4), f"covariances of {rows} state rows at {times.size} step(s)", "t"
+    )
 
 
 def _model(problem: Problem, g: Any, batch: int, beta: Any, velocity: bool) -> tuple[Any, Any, Any]:
@@ -274,8 +351,21 @@ def _slots(unique: np.ndarray) -> np.ndarray:
 
 
 @functools.partial(jax.jit, static_argnames=("n", "records", "with_zero", "velocity"))
-def _moments(h: Any, coef: Any, y_res: Any, x0: Any, log_rho: Any, same_point: Any, probs: Any, n: int,
-             slots: Any, *, records: int, with_zero: bool, velocity: bool) -> tuple[Any, Any]:
+def _moments(
+    h: Any,
+    coef: Any,
+    y_res: Any,
+    x0: Any,
+    log_rho: Any,
+    same_point: Any,
+    probs: Any,
+    n: int,
+    slots: Any,
+    *,
+    records: int,
+    with_zero: bool,
+    velocity: bool,
+) -> tuple[Any, Any]:
     """Mean (U, D) and covariance (U, D, D) after each requested step: S4–S5 run by one `jax.lax.scan`."""
     p1, _, nu = probs
     nc = y_res.shape[0]
@@ -284,7 +374,7 @@ def _moments(h: Any, coef: Any, y_res: Any, x0: Any, log_rho: Any, same_point: A
     def apply_l(x: Any) -> Any:
         if not velocity:
             return coef[0] * x
-        xu, xw = x[: size // 2], x[size // 2:]
+        xu, xw = x[: size // 2], x[size // 2 :]
         return jnp.concatenate([coef[0] * xu + coef[1] * xw, coef[2] * xu + coef[3] * xw])
 
     def apply_a(x: Any, hs: Any) -> Any:  # A_s x = L x − (B/n) h_s H x_X (S5)
@@ -312,8 +402,9 @@ def _moments(h: Any, coef: Any, y_res: Any, x0: Any, log_rho: Any, same_point: A
     return buf_m[:records], buf_c[:records]
 
 
-def _assemble(mean: Any, cov: Any, c_train: Any, c_test: Any, y: Any, n: int, m: int, c: int, is_scalar: bool,
-              dtype: Any) -> SGDPrediction:
+def _assemble(
+    mean: Any, cov: Any, c_train: Any, c_test: Any, y: Any, n: int, m: int, c: int, is_scalar: bool, dtype: Any
+) -> SGDPrediction:
     """Split the state moments into train/test blocks, add the offsets and the expected loss (S6)."""
     nc, mc = n * c, m * c
     mean_x = c_train + mean[:, :nc]
@@ -330,6 +421,9 @@ def _assemble(mean: Any, cov: Any, c_train: Any, c_test: Any, y: Any, n: int, m:
     pred = SGDPrediction(first(mean_x.reshape(-1, n, c)), shaped(cov_xx, n), first(loss))
     if not m:
         return pred
-    mean_s = (c_test + mean[:, nc:nc + mc]).reshape(-1, m, c)
-    return pred._replace(mean_test=first(mean_s), cov_test=shaped(cov[:, nc:nc + mc, nc:nc + mc], m),
-                         cov_test_train=shaped(cov[:, nc:nc + mc, :nc], m))
+    mean_s = (c_test + mean[:, nc : nc + mc]).reshape(-1, m, c)
+    return pred._replace(
+        mean_test=first(mean_s),
+        cov_test=shaped(cov[:, nc : nc + mc, nc : nc + mc], m),
+        cov_test_train=shaped(cov[:, nc : nc + mc, :nc], m),
+    )

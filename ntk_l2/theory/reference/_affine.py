@@ -14,13 +14,15 @@ turns it into the neural-tangents style ``predict_fn``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ntk_l2.theory import _checks, _memory
+from ntk_l2.common import memory as _memory
+from ntk_l2.theory import validation as _checks
 from ntk_l2.theory.eigen import KernelEigen, apply_left, eigh_kernel
 
 Array = NDArray[np.float64]
@@ -38,7 +40,11 @@ class ModeCoefficients:
 
 
 def solver_inputs(
-    k_train_train: ArrayLike, y_train: ArrayLike, learning_rate: Any, l2: Any, degree: Any,
+    k_train_train: ArrayLike,
+    y_train: ArrayLike,
+    learning_rate: Any,
+    l2: Any,
+    degree: Any,
     kernel_name: str = "k_train_train",
 ) -> tuple[KernelEigen, Array, float, float, int]:
     """Validate the common solver arguments; diagonalize the kernel."""
@@ -84,8 +90,11 @@ def make_predict_fn(
             fs0 = _checks.check_outputs(0.0 if fx_test_0 is None else fx_test_0, "fx_test_0", (m, c))
             c_test = _checks.check_outputs(0.0 if offset_test is None else offset_test, "offset_test", (m, c))
         m_test = k_xt.shape[0] if with_test else 0
-        _memory.check_fits(8.0 * times.size * (4 * n + 3 * (n + m_test) * c), f"predicting {times.size} time(s) "
-                           f"for {n} + {m_test} points x {c} outputs", "t")
+        _memory.check_fits(
+            8.0 * times.size * (4 * n + 3 * (n + m_test) * c),
+            f"predicting {times.size} time(s) for {n} + {m_test} points x {c} outputs",
+            "t",
+        )
         z0 = eig.to_eigenbasis(f0 - c_train)
         zy = eig.to_eigenbasis(y - c_train)
         co = coefficients(times)
@@ -96,8 +105,9 @@ def make_predict_fn(
         fx_train = fx_train[0] if scalar else fx_train
         if not with_test:
             return fx_train
-        _checks.check_finite_result(np.stack([co.wz, co.wy, np.broadcast_to(co.e[:, None], co.p.shape)], axis=-1),
-                                    "fx_test", times, eig.evals)
+        _checks.check_finite_result(
+            np.stack([co.wz, co.wy, np.broadcast_to(co.e[:, None], co.p.shape)], axis=-1), "fx_test", times, eig.evals
+        )
         with np.errstate(over="ignore", invalid="ignore"):
             moved = _test_kernel_times_modes(k_xt, eig, co.wz[..., None] * z0 + co.wy[..., None] * zy)
             fx_test = c_test + co.e[:, None, None] * (fs0 - c_test) + moved

@@ -16,13 +16,14 @@ follows the equations above with targets Y − c.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ntk_l2.theory.reference._affine import ModeCoefficients, make_predict_fn, solver_inputs
 from ntk_l2.theory.eigen import KernelEigen
+from ntk_l2.theory.reference._affine import ModeCoefficients, make_predict_fn, solver_inputs
 from ntk_l2.theory.reference.modes import carry_factor, mode_factors, output_decay
 
 Array = NDArray[np.float64]

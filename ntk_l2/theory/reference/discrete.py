@@ -28,7 +28,8 @@ before any work, with the way out.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -37,9 +38,9 @@ import scipy.optimize
 from jax.experimental import enable_x64
 from numpy.typing import ArrayLike, NDArray
 
-from ntk_l2.theory import _checks
-from ntk_l2.theory.reference._affine import ModeCoefficients, make_predict_fn, solver_inputs
+from ntk_l2.theory import validation as _checks
 from ntk_l2.theory.eigen import KernelEigen
+from ntk_l2.theory.reference._affine import ModeCoefficients, make_predict_fn, solver_inputs
 
 Array = NDArray[np.float64]
 
@@ -204,14 +205,16 @@ def tail_start(eta: float, lam: float, k: int, mu_max: float, norm: float) -> fl
         return 0.0
     log_keep = np.log1p(-eta * lam)
     log_rho = 2 * (k - 1) * log_keep
-    excess = (np.log(eta) + np.log(mu_max) - np.log(norm) - np.log(-np.expm1(log_rho)) - log_keep
-              - np.log(TAIL_TOLERANCE))  # a sum of logs: no overflow for subnormal ηλ or huge μ_max
+    excess = (
+        np.log(eta) + np.log(mu_max) - np.log(norm) - np.log(-np.expm1(log_rho)) - log_keep - np.log(TAIL_TOLERANCE)
+    )  # a sum of logs: no overflow for subnormal ηλ or huge μ_max
     with np.errstate(over="ignore"):  # subnormal ηλ: S = inf, the kernel never decays in float64
         return float(max(0.0, np.ceil(excess / -log_rho)))
 
 
-def _tail(state: Sequences, mu: Array, extra: Array, start: float, eta: float, lam: float, k: int,
-          norm: float) -> Sequences:
+def _tail(
+    state: Sequences, mu: Array, extra: Array, start: float, eta: float, lam: float, k: int, norm: float
+) -> Sequences:
     """The map from step S on, for n = s − S more steps, ρ < 1 (D6c):
 
         P_s   = α^n P_S,
@@ -274,8 +277,9 @@ def loop_steps(t_max: float, eta: float, lam: float, k: int, mu_max: float, norm
     return min(float(t_max), tail_start(eta, lam, k, mu_max, norm))
 
 
-def check_loop_work(t_max: float, n: int, eta: float, lam: float, k: int, mu_max: float, norm: float,
-                    max_loop_steps: float) -> None:
+def check_loop_work(
+    t_max: float, n: int, eta: float, lam: float, k: int, mu_max: float, norm: float, max_loop_steps: float
+) -> None:
     """Raise a one-line ``ValueError`` starting ``t:`` when loop steps × n > ``max_loop_steps`` (D6d).
 
     O(1): it only evaluates `tail_start`, so it runs before any work.
@@ -285,12 +289,16 @@ def check_loop_work(t_max: float, n: int, eta: float, lam: float, k: int, mu_max
         return
     g, start = eta * lam, tail_start(eta, lam, k, mu_max, norm)
     if k == 0:
-        why = ("with degree 0 the kernel grows as (1 - learning_rate * l2)^(-2s), so every step up to t is looped, "
-               f"and the stable steps scale as 1/(learning_rate * l2) = {1.0 / g:.3g}")
+        why = (
+            "with degree 0 the kernel grows as (1 - learning_rate * l2)^(-2s), so every step up to t is looped, "
+            f"and the stable steps scale as 1/(learning_rate * l2) = {1.0 / g:.3g}"
+        )
     else:
-        why = (f"with degree {k} the kernel (1 - learning_rate * l2)^({2 * (k - 1)}s) falls below round-off only "
-               f"after S = {start:.6g} steps, about {start * g:.3g}/(learning_rate * l2) "
-               f"with learning_rate * l2 = {g:.3g}")
+        why = (
+            f"with degree {k} the kernel (1 - learning_rate * l2)^({2 * (k - 1)}s) falls below round-off only "
+            f"after S = {start:.6g} steps, about {start * g:.3g}/(learning_rate * l2) "
+            f"with learning_rate * l2 = {g:.3g}"
+        )
     raise ValueError(
         f"t: {t_max:.6g} needs {steps:.6g} loop steps x {n} modes = {steps * n:.3g} > max_loop_steps = "
         f"{max_loop_steps:.3g}: {why}; the way out: the gradient-flow closed form gradient_descent_mse_l2 "
@@ -328,8 +336,9 @@ def gradient_descent_mse_l2_discrete(
     return _make_predict_fn(*solver_inputs(k_train_train, y_train, learning_rate, l2, degree), max_loop_steps=limit)
 
 
-def _make_predict_fn(eig: KernelEigen, y: Array, eta: float, lam: float, k: int,
-                     max_loop_steps: float = DEFAULT_MAX_LOOP_STEPS) -> Callable[..., Any]:
+def _make_predict_fn(
+    eig: KernelEigen, y: Array, eta: float, lam: float, k: int, max_loop_steps: float = DEFAULT_MAX_LOOP_STEPS
+) -> Callable[..., Any]:
     norm = float(y.size)
     mu_max = float(eig.evals[-1])
     check_stability(eta, lam, k, mu_max, norm, 0)

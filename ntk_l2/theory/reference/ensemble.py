@@ -12,14 +12,16 @@ with M_t = Θ_*X V diag((η/N) q_t) Vᵀ (q_t from `modes.carry_factor`). With
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ntk_l2.theory import _checks, _memory
-from ntk_l2.theory.reference._affine import solver_inputs
+from ntk_l2.common import memory as _memory
+from ntk_l2.theory import validation as _checks
 from ntk_l2.theory.eigen import apply_left
+from ntk_l2.theory.reference._affine import solver_inputs
 from ntk_l2.theory.reference.modes import carry_factor, mode_factors, output_decay
 
 Array = NDArray[np.float64]
@@ -82,13 +84,15 @@ def gradient_descent_mse_l2_ensemble(
         _checks.check_finite_result(mean, "mean", times)
         cov = None
         if k_ss is not None:
-            _memory.check_fits(8.0 * times.size * m * m, f"the covariance of {m} test points at {times.size} time(s)", "t")
+            _memory.check_fits(
+                8.0 * times.size * m * m, f"the covariance of {m} test points at {times.size} time(s)", "t"
+            )
             q = (eta / norm) * carry_factor(rates[None, :], g, k, times[:, None])  # (T, n)
             out_decay = output_decay(g, k, times)
             k_sx_v = k_sx @ eig.evecs  # K_*X V
             cov = np.empty((times.size, m, m))
             with np.errstate(over="ignore", invalid="ignore"):
-                for i, (qi, di) in enumerate(zip(q, out_decay)):
+                for i, (qi, di) in enumerate(zip(q, out_decay, strict=False)):
                     mv = theta_v * qi  # M_t V = Θ_*X V diag(q)
                     cross = mv @ k_sx_v.T  # M_t K_X*
                     cov[i] = di * di * k_ss - di * (cross + cross.T) + mv @ k_xx_eig @ mv.T
@@ -100,7 +104,9 @@ def gradient_descent_mse_l2_ensemble(
     return predict_fn
 
 
-def _joint_nngp(k_xx: Array, k_sx: Array, nngp_test_test: ArrayLike, eps_xx: float, nngp_test_train: ArrayLike) -> Array:
+def _joint_nngp(
+    k_xx: Array, k_sx: Array, nngp_test_test: ArrayLike, eps_xx: float, nngp_test_train: ArrayLike
+) -> Array:
     """K_** (m, m), checked with the whole NNGP [[K_XX, K_X*], [K_*X, K_**]]: the covariance of
     (f_X(0), f_*(0)) must be positive semi-definite, or the propagated covariance is not one."""
     m, n = k_sx.shape
@@ -111,6 +117,8 @@ def _joint_nngp(k_xx: Array, k_sx: Array, nngp_test_test: ArrayLike, eps_xx: flo
     try:
         _checks.check_psd(joint, "nngp_test_train", eps)
     except ValueError as err:
-        raise ValueError(f"nngp_test_train: the joint NNGP kernel [[K_XX, K_X*], [K_*X, K_**]] of the "
-                         f"{n} + {m} points is not positive semi-definite ({str(err).split(': ', 2)[-1]})") from None
+        raise ValueError(
+            f"nngp_test_train: the joint NNGP kernel [[K_XX, K_X*], [K_*X, K_**]] of the "
+            f"{n} + {m} points is not positive semi-definite ({str(err).split(': ', 2)[-1]})"
+        ) from None
     return k_ss

@@ -163,9 +163,7 @@ def _response_homogeneous(a: Array, g: float, k: int, t: Array) -> Array:
         upper = np.empty_like(x0m)
         near = x0m <= 2.0
         if near.any():
-            upper[near] = _gauss_legendre(
-                lambda w: w ** (-p) * np.exp(-w), np.ones(near.sum()), x0m[near]
-            )
+            upper[near] = _gauss_legendre(lambda w: w ** (-p) * np.exp(-w), np.ones(near.sum()), x0m[near])
         far = ~near
         if far.any():
             xf = x0m[far]
@@ -188,8 +186,10 @@ def _validate(a: Array, g: float, k: int, t: Array) -> None:
     with np.errstate(over="ignore"):
         x0_max = np.max(a) / (2.0 * (k - 1) * g) if g > 0 and k >= 2 and a.size else 0.0
     if not x0_max < 1e300:
-        raise ValueError(f"l2: learning_rate * l2 = {g:.3g} is too small for the closed form (x0 = a/(2(k-1)ηλ) "
-                         f"overflows); use l2 = 0, the same prediction for t << 1/(learning_rate * l2)")
+        raise ValueError(
+            f"l2: learning_rate * l2 = {g:.3g} is too small for the closed form (x0 = a/(2(k-1)ηλ) "
+            f"overflows); use l2 = 0, the same prediction for t << 1/(learning_rate * l2)"
+        )
 
 
 def mode_factors(a: ArrayLike, g: float, k: int, t: ArrayLike) -> tuple[Array, Array]:

@@ -1,0 +1,422 @@
+"""Figures of every experiment, for a paper: PNG + PDF, column widths, mathtext, written atomically.
+
+Each ``save_*`` draws one figure (`plot_style`: 8 pt fonts, 3.4 in single-column or 7 in
+double-column layouts, one colour per width or λ) and writes ``<name>.png`` (300 dpi) and
+``<name>.pdf`` beside it, each atomically; it returns the PNG's path. The ``*_figure`` functions
+return the `matplotlib.figure.Figure` without writing anything.
+
+`replot` draws a result directory's figures again from what the experiment stored, without
+recomputing: ``summary.json`` holds everything the comparison, demo and deep-linear figures need;
+the law figures (sweep, optimal λ, AutoL2), whose summaries leave out the curves, store what they
+draw beside the figure as ``<name>_data.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ntk_l2.common import io
+from ntk_l2.experiments import plot_style as S
+from ntk_l2.experiments.plot_comparison import comparison_figure
+
+__all__ = [
+    "comparison_figure",
+    "dynamics_figure",
+    "dynamics_title",
+    "laws_figure",
+    "autol2_figure",
+    "optimal_l2_figure",
+    "deep_linear_figure",
+    "save_dynamics",
+    "save_comparison",
+    "save_laws",
+    "save_autol2",
+    "save_optimal_l2",
+    "save_deep_linear",
+    "figure_files",
+    "replot",
+]
+
+
+def figure_files(png: str | Path) -> list[Path]:
+    """The files one figure is written to: the PNG and the PDF beside it."""
+    return [Path(png), S.vector_path(png)]
+
+
+def dynamics_title(architecture: str, degree: int, learning_rate: float) -> str:
+    """The demo's dynamics title (the same when the figure is drawn again by `replot`)."""
+    return f"{architecture}, degree $k = {degree}$, $\\eta = {S.sci(learning_rate)}$"
+
+
+def _number(text: str) -> float:
+    """A λ label as a number (NaN if it is not one: drawn, but unmarked and ordered last)."""
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
+def dynamics_figure(
+    times: Sequence[float],
+    curves: Mapping[str, Mapping[str, Sequence[float]]],
+    title: str = "",
+    learning_rate: float | None = None,
+) -> Figure:
+    """Loss and accuracy against steps, one colour per λ (keys of ``curves``: λ as text), test solid,
+    train dashed; with ``learning_rate`` a dotted line at t = 1/(ηλ) for each λ > 0 (null values,
+    undefined accuracies, are not drawn)."""
+    t = S.floats(times)
+    shown = t > 0  # log axis
+    lams = {label: _number(label) for label in curves}
+    colors = S.ranked_colors(list(curves), list(lams.values()), cmap="plasma")
+    with S.style():
+        fig, ((ax_loss, ax_acc),) = S.new_figure(1, 2, S.DOUBLE_COLUMN, 2.6)
+        for label, c in curves.items():
+            color = colors[label]
+            name = f"$\\lambda = {S.sci(lams[label])}$" if np.isfinite(lams[label]) else f"$\\lambda$ = {label}"
+            ax_loss.plot(t[shown], S.floats(c["loss_train"])[shown], "--", color=color)
+            ax_loss.plot(t[shown], S.floats(c["loss_test"])[shown], "-", color=color, label=name)
+            ax_acc.plot(t[shown], 100 * S.floats(c["acc_train"])[shown], "--", color=color)
+            ax_acc.plot(t[shown], 100 * S.floats(c["acc_test"])[shown], "-", color=color, label=name)
+            known = learning_rate is not None and np.isfinite(lams[label])
+            scale = S.time_scale(learning_rate, lams[label]) if known else None
+            if scale is not None:
+                for ax in (ax_loss, ax_acc):
+                    S.mark_time(ax, scale[0], t[shown], color=color)
+        top = max(np.nanmax(S.floats(c["loss_test"])) for c in curves.values())
+        ax_loss.set_ylim(1e-3 * top, 1.5 * top)  # an interpolating train loss would squash the rest
+        ax_loss.set(xscale="log", yscale="log", xlabel=r"step $t$", ylabel=r"MSE loss $\|f - Y\|^2/(2N)$")
+        ax_acc.set(xscale="log", xlabel=r"step $t$", ylabel="accuracy (%)")
+        marks = r"; dotted: $t = 1/(\eta\lambda)$" if learning_rate is not None else ""
+        S.panel_title(ax_loss, "a", "loss (test solid, train dashed" + marks + ")")
+        S.panel_title(ax_acc, "b", "accuracy")
+        ax_loss.legend(loc="lower left")  # below the curves: the axis reaches 10^-3 of the top test loss
+        if title:
+            fig.suptitle(title)
+    return fig
+
+
+def save_dynamics(
+    path: str | Path,
+    times: Sequence[float],
+    curves: Mapping[str, Mapping[str, Sequence[float]]],
+    title: str = "",
+    learning_rate: float | None = None,
+) -> Path:
+    """`dynamics_figure`, written to ``path`` (PNG) and its PDF."""
+    return S.save(path, dynamics_figure(times, curves, title, learning_rate))
+
+
+def save_comparison(path: str | Path, summary: Mapping) -> Path:
+    """`comparison_figure` of a `ntk_l2.experiments.compare.run_comparison` summary, written to
+    ``path`` (PNG) and its PDF."""
+    return S.save(path, comparison_figure(summary))
+
+
+def _runs_for_figure(runs: Sequence[Mapping] | None) -> list[dict[str, Any]] | None:
+    """What the laws figure reads of each run (no curves)."""
+    keep = ("l2", "lr", "t_star", "t_star_eta_l2", "max_test_acc", "budget_test_acc")
+    return None if runs is None else [{k: r.get(k) for k in keep} for r in runs]
+
+
+def laws_figure(
+    runs: Sequence[Mapping],
+    title: str = "",
+    reference_acc: float | None = None,
+    theory: Sequence[Mapping] | None = None,
+) -> Figure:
+    """The paper's three panels: t* vs λ (a colour per η, dotted c/(ηλ) with c the median t*ηλ),
+    best test accuracy vs λ (with the λ = 0 reference), accuracy at the fixed budget vs λ; theory
+    open markers, dashed, where given."""
+    etas = sorted({r["lr"] for r in runs} | {r["lr"] for r in theory or []})
+    color = {eta: f"C{i}" for i, eta in enumerate(etas)}
+    with S.style():
+        fig, ((ax_t, ax_best, ax_budget),) = S.new_figure(1, 3, S.DOUBLE_COLUMN, 2.5)
+        for source, style, suffix in ((runs, "o-", ""), (theory or [], "s--", " (theory)")):
+            for eta in sorted({r["lr"] for r in source}):
+                rs = sorted((r for r in source if r["lr"] == eta), key=lambda r: r["l2"])
+                lam, kw = (
+                    [r["l2"] for r in rs],
+                    {
+                        "color": color[eta],
+                        "mfc": "none" if suffix else None,
+                        "label": f"$\\eta = {S.sci(eta)}$" + suffix,
+                    },
+                )
+                ax_t.loglog(lam, S.floats([r["t_star"] for r in rs]), style, **kw)
+                ax_best.semilogx(lam, 100 * S.floats([r["max_test_acc"] for r in rs]), style, **kw)
+                if any(r.get("budget_test_acc") is not None for r in rs):
+                    ax_budget.semilogx(lam, 100 * S.floats([r.get("budget_test_acc") for r in rs]), style, **kw)
+        lams = np.array(sorted({r["l2"] for r in runs}))
+        for eta in sorted({r["lr"] for r in runs}):
+            c = np.nanmedian(S.floats([r["t_star_eta_l2"] for r in runs if r["lr"] == eta]))
+            ax_t.loglog(lams, c / (eta * lams), ":", color=color[eta], lw=0.8)
+        if not ax_budget.lines:
+            ax_budget.text(0.5, 0.5, "no budget $T$ given", ha="center", va="center", transform=ax_budget.transAxes)
+        if reference_acc is not None:
+            ax_best.axhline(100 * reference_acc, color="k", lw=0.8, ls=":", label=r"$\lambda = 0$")
+        ax_t.set(xlabel=r"$\lambda$", ylabel=r"$t^*$ (steps)")
+        S.panel_title(ax_t, "a", r"$t^*$ vs $\lambda$ (dotted: $c/(\eta\lambda)$)")
+        ax_best.set(xlabel=r"$\lambda$", ylabel="best test accuracy (%)")
+        S.panel_title(ax_best, "b", "best test accuracy")
+        ax_budget.set(xlabel=r"$\lambda$", ylabel="test accuracy at the budget (%)")
+        S.panel_title(ax_budget, "c", "accuracy at a fixed budget $T$")
+        for ax in (ax_t, ax_best, ax_budget):
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend()
+        if title:
+            fig.suptitle(title)
+    return fig
+
+
+def _save_with_data(path: str | Path, name: str, draw: Callable[..., Figure], data: dict[str, Any]) -> Path:
+    """Draw ``draw(**data)``, write it, and store ``data`` as ``<stem>_data.json`` for `replot`."""
+    png = S.save(path, draw(**data))
+    io.save_json(_data_path(png), {"figure": name, "data": json.loads(json.dumps(data, default=_plain))})
+    return png
+
+
+def _data_path(png: Path) -> Path:
+    """Where a law figure's data is stored: ``<stem>_data.json`` beside its PNG."""
+    return png.with_name(f"{png.stem}_data.json")
+
+
+def _plain(value: Any) -> Any:
+    """JSON for NumPy values in figure data."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    raise TypeError(f"figure data: {type(value).__name__} is not JSON-serializable")
+
+
+def save_laws(
+    path: str | Path,
+    runs: Sequence[Mapping],
+    title: str = "",
+    reference_acc: float | None = None,
+    theory: Sequence[Mapping] | None = None,
+) -> Path:
+    """`laws_figure`, written to ``path`` (PNG) and its PDF, its data to ``<stem>_data.json``."""
+    data = {
+        "runs": _runs_for_figure(runs),
+        "title": title,
+        "reference_acc": reference_acc,
+        "theory": _runs_for_figure(theory),
+    }
+    return _save_with_data(path, "laws", laws_figure, data)
+
+
+def autol2_figure(autol2: Mapping, constant: Sequence[Mapping], title: str = "") -> Figure:
+    """Test accuracy and λ over time: AutoL2 (black) against constant-λ runs (a colour per λ)."""
+    colors = S.ranked_colors([str(i) for i in range(len(constant))], [r["l2"] for r in constant], cmap="plasma")
+    with S.style():
+        fig, ((ax_acc, ax_l2),) = S.new_figure(1, 2, S.DOUBLE_COLUMN, 2.5)
+        for i, run in enumerate(constant):
+            ax_acc.semilogx(
+                np.maximum(S.floats(run["steps"]), 1),
+                100 * S.floats(run["acc_test"]),
+                color=colors[str(i)],
+                label=f"$\\lambda = {S.sci(run['l2'])}$",
+            )
+        steps = np.maximum(S.floats(autol2["steps"]), 1)
+        ax_acc.semilogx(steps, 100 * S.floats(autol2["acc_test"]), "k-", lw=1.6, label="AutoL2")
+        ax_l2.loglog(steps, S.floats(autol2["l2"]), "k-", lw=1.6)
+        ax_acc.set(xlabel=r"step $t$", ylabel="test accuracy (%)")
+        S.panel_title(ax_acc, "a", r"AutoL2 vs constant $\lambda$")
+        ax_l2.set(xlabel=r"step $t$", ylabel=r"$\lambda_t$")
+        S.panel_title(ax_l2, "b", "AutoL2 schedule")
+        ax_acc.legend()
+        if title:
+            fig.suptitle(title)
+    return fig
+
+
+def save_autol2(path: str | Path, autol2: Mapping, constant: Sequence[Mapping], title: str = "") -> Path:
+    """`autol2_figure`, written to ``path`` (PNG) and its PDF, its data to ``<stem>_data.json``."""
+    data = {
+        "autol2": {k: autol2[k] for k in ("steps", "acc_test", "l2")},
+        "constant": [{k: r[k] for k in ("l2", "steps", "acc_test")} for r in constant],
+        "title": title,
+    }
+    return _save_with_data(path, "autol2", autol2_figure, data)
+
+
+def optimal_l2_figure(summary: Mapping, kernel: Mapping) -> Figure:
+    """Accuracy at the budget T against λ (single column): the grid search, the kernel-only curve,
+    and the three λ_opt (one run, kernel, grid) as vertical lines."""
+    grid = summary["grid"]
+    with S.style():
+        fig, ((ax,),) = S.new_figure(1, 1, S.SINGLE_COLUMN, 2.6)
+        ax.semilogx(
+            [g["l2"] for g in grid],
+            100 * S.floats([g["budget_test_acc"] for g in grid]),
+            "o-",
+            label=f"grid search ({summary['mode']})",
+        )
+        ax.semilogx(
+            kernel["l2_grid"], 100 * S.floats(kernel["acc_grid"]), "k--", lw=0.9, label="theory from the kernel"
+        )
+        for key, color, name in (
+            ("l2_opt_one_run", "C1", "one run"),
+            ("l2_opt_kernel", "C2", "kernel"),
+            ("l2_opt_grid", "C0", "grid"),
+        ):
+            ax.axvline(
+                summary[key],
+                color=color,
+                ls=":",
+                lw=0.9,
+                label=f"$\\lambda_{{\\rm opt}}$, {name}: ${S.sci(float(f'{summary[key]:.2g}'))}$",
+            )
+        ax.set(xlabel=r"$\lambda$", ylabel=f"test accuracy at $T = {summary['budget_step']}$ (%)")
+        ax.set_title(f"{summary['dataset']}: optimal $\\lambda$ for a budget ($\\eta = {S.sci(summary['lr'])}$)")
+        ax.legend(loc="best")
+    return fig
+
+
+def save_optimal_l2(path: str | Path, summary: Mapping, kernel: Mapping) -> Path:
+    """`optimal_l2_figure`, written to ``path`` (PNG) and its PDF, its data to ``<stem>_data.json``."""
+    keys = ("grid", "mode", "dataset", "lr", "budget_step", "l2_opt_one_run", "l2_opt_kernel", "l2_opt_grid")
+    data = {"summary": {k: summary[k] for k in keys}, "kernel": {k: kernel[k] for k in ("l2_grid", "acc_grid")}}
+    return _save_with_data(path, "optimal_l2", optimal_l2_figure, data)
+
+
+def deep_linear_figure(summary: Mapping, title: str = "") -> Figure:
+    """The two phases of a deep linear run: loss above its minimum, layer imbalance ‖D‖, distance to
+    the minima and Hessian top eigenvalue / trace against steps; dotted: the end of the
+    optimization phase (median over seeds)."""
+    steps = np.maximum(S.floats(summary["steps"]), 1.0)
+    with S.style():
+        fig, (axes,) = S.new_figure(1, 4, S.DOUBLE_COLUMN, 2.1)
+        axes[0].loglog(steps, np.maximum(S.floats(summary["loss"]) - summary["min_loss"], 1e-300))
+        axes[0].set(xlabel=r"step $t$", ylabel=r"$L - \min\,L$")
+        S.panel_title(axes[0], "a", "loss above its minimum")
+        axes[1].semilogx(steps, S.floats(summary["imbalance_norm"]))
+        axes[1].set(xlabel=r"step $t$", ylabel=r"$\|D\|$")
+        S.panel_title(axes[1], "b", "layer imbalance")
+        axes[2].loglog(steps, np.maximum(S.floats(summary["distance_to_minima"]), 1e-300))
+        axes[2].set(xlabel=r"step $t$", ylabel="distance")
+        S.panel_title(axes[2], "c", "distance to minima")
+        h = np.maximum(S.floats(summary["hessian_steps"]), 1.0)
+        axes[3].semilogx(h, S.floats(summary["hessian_top"]), "o-", label="top eigenvalue")
+        axes[3].semilogx(h, S.floats(summary["hessian_trace"]), "s--", mfc="none", label="trace")
+        axes[3].set(xlabel=r"step $t$")
+        S.panel_title(axes[3], "d", "Hessian")
+        axes[3].legend()
+        ends = S.floats(summary["optimization_phase_end"])
+        if np.isfinite(ends).any():
+            for ax in axes:
+                ax.axvline(max(float(np.nanmedian(ends)), 1.0), color="0.45", ls=":", lw=0.8)
+        cfg = summary["config"]
+        reg = cfg["regularizer"] + ("" if cfg["regularizer"] == "none" else f" {cfg['strength']:g}")
+        eta = S.sci(cfg["learning_rate"])
+        fig.suptitle(
+            title
+            or f"deep linear, widths {tuple(cfg['widths'])}, {reg}, $\\eta = {eta}$ "
+            f"({summary['method']}); dotted: end of the optimization phase"
+        )
+    return fig
+
+
+def save_deep_linear(path: str | Path, summary: Mapping, title: str = "") -> Path:
+    """`deep_linear_figure`, written to ``path`` (PNG) and its PDF."""
+    return S.save(path, deep_linear_figure(summary, title))
+
+
+def _stored_data(directory: Path, name: str, png: str) -> dict[str, Any]:
+    """The figure data a law figure stored beside itself (`_save_with_data`)."""
+    path = _data_path(directory / png)
+    if not path.is_file():
+        raise ValueError(
+            f"result_dir: {directory} holds a {name} result without {path.name} (written before figures "
+            "stored their data); run the command again to draw it (finished runs are reused)"
+        )
+    stored = _read_json(path)
+    if not isinstance(stored, dict) or stored.get("figure") != name or not isinstance(stored.get("data"), dict):
+        raise ValueError(f"result_dir: {path} is not the figure data of a {name} figure")
+    return stored["data"]
+
+
+def _redraw_demo(d: Path, s: Mapping) -> list[Path]:
+    """The demo's two figures from its summary.json (the comparison is ``s["comparison"]``)."""
+    title = dynamics_title(s["architecture"], s["degree"], s["learning_rate"])
+    return [
+        S.save(d / "dynamics.png", dynamics_figure(s["times"], s["curves"], title, s["learning_rate"])),
+        S.save(d / "comparison.png", comparison_figure(s["comparison"])),
+    ]
+
+
+def _redraw_law(name: str, png: str, draw: Callable[..., Figure]) -> Callable[[Path, Mapping], list[Path]]:
+    """A redraw of the law figure ``png`` from the data stored beside it."""
+    return lambda d, s: [S.save(d / png, draw(**_stored_data(d, name, png)))]
+
+
+# (kind, how its summary.json is recognized, what draws its figures from the directory and summary)
+_KINDS: tuple[tuple[str, Callable[[Mapping], bool], Callable[[Path, Mapping], list[Path]]], ...] = (
+    ("demo", lambda s: "curves" in s and "comparison" in s, _redraw_demo),
+    (
+        "compare",
+        lambda s: "widths" in s and "median_rel_err_test_max" in s,
+        lambda d, s: [S.save(d / "comparison.png", comparison_figure(s))],
+    ),
+    (
+        "deep-linear",
+        lambda s: "hessian_steps" in s,
+        lambda d, s: [S.save(d / "deep_linear.png", deep_linear_figure(s))],
+    ),
+    ("sweep", lambda s: "t_star_eta_l2_spread" in s, _redraw_law("laws", "laws.png", laws_figure)),
+    ("optimal-l2", lambda s: "l2_opt_grid" in s, _redraw_law("optimal_l2", "optimal_l2.png", optimal_l2_figure)),
+    ("autol2", lambda s: "autol2_changes" in s, _redraw_law("autol2", "autol2.png", autol2_figure)),
+)
+
+
+def _read_json(path: Path) -> Any:
+    """A stored JSON file, or a one-line ValueError naming it."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        reason = " ".join(str(err).split())
+        raise ValueError(f"result_dir: {path} cannot be read ({type(err).__name__}: {reason})") from None
+
+
+def _summary(directory: Path) -> dict[str, Any]:
+    """A result directory's ``summary.json``, or a one-line ValueError naming the directory."""
+    if not directory.is_dir():
+        raise ValueError(f"result_dir: {directory} is not a directory")
+    path = directory / "summary.json"
+    if not path.is_file():
+        raise ValueError(f"result_dir: {directory} is not a result directory (it has no summary.json)")
+    summary = _read_json(path)
+    if not isinstance(summary, dict):
+        raise ValueError(f"result_dir: {path} is not a result summary (a JSON {type(summary).__name__})")
+    return summary
+
+
+def replot(result_dir: str | Path) -> list[Path]:
+    """Draw a result directory's figures again from its stored results, without recomputing
+    anything; returns the files written (each figure's PNG and PDF).
+
+    Known results: ``demo`` (dynamics.png, comparison.png), ``compare`` (comparison.png),
+    ``deep-linear`` (deep_linear.png), from ``summary.json``; ``sweep`` (laws.png),
+    ``optimal-l2`` (optimal_l2.png), ``autol2`` (autol2.png), from their ``<name>_data.json``.
+    Anything else is refused with a one-line ValueError naming the directory.
+    """
+    directory = Path(result_dir)
+    summary = _summary(directory)
+    for kind, recognize, redraw in _KINDS:
+        if recognize(summary):
+            try:
+                pngs = redraw(directory, summary)
+            except (KeyError, TypeError, IndexError) as err:
+                raise ValueError(
+                    f"result_dir: {directory} is a {kind} result whose stored data the figure cannot "
+                    f"read ({type(err).__name__}: {' '.join(str(err).split())})"
+                ) from None
+            return [f for png in pngs for f in figure_files(png)]
+    known = ", ".join(kind for kind, _, _ in _KINDS)
+    raise ValueError(f"result_dir: {directory}/summary.json is not the summary of a known result ({known})")
