@@ -116,3 +116,36 @@ def test_the_checker_catches_what_it_should(tmp_path, monkeypatch):
     assert any("theory/bad.py:1" in p and "not a lower layer" in p for p in problems)
     assert any("cli/bad.py:1" in p and "private _engine" in p for p in problems)
     assert any("cli/bad.py:2" in p and "private _x" in p for p in problems)
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 80
+
+
+def _sizes(package: Path) -> tuple[list[str], list[str]]:
+    """Modules over MAX_MODULE_LINES lines and functions over MAX_FUNCTION_LINES (def to last line)."""
+    modules, functions = [], []
+    for path in sorted(package.rglob("*.py")):
+        source = path.read_text()
+        if len(source.splitlines()) > MAX_MODULE_LINES:
+            modules.append(f"{path.relative_to(package.parent)}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    functions.append(f"{path.relative_to(package.parent)}:{node.name}: {length} lines")
+    return modules, functions
+
+
+def test_no_module_over_400_lines_and_no_function_over_80():
+    modules, functions = _sizes(PACKAGE)
+    assert modules == [] and functions == [], "\n".join(modules + functions)
+
+
+def test_the_size_check_catches_a_long_module_and_a_long_function(tmp_path):
+    fake = tmp_path / "ntk_l2"
+    fake.mkdir()
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    (fake / "long.py").write_text(f"def f():\n{body}\n" + "\n" * MAX_MODULE_LINES)
+    modules, functions = _sizes(fake)
+    assert modules == [f"ntk_l2/long.py: {MAX_MODULE_LINES + MAX_FUNCTION_LINES + 1} lines"]
+    assert functions == [f"ntk_l2/long.py:f: {MAX_FUNCTION_LINES + 1} lines"]

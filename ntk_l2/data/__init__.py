@@ -1,4 +1,4 @@
-"""Datasets: the embedded digits, MNIST and CIFAR-10 as `Dataset` (`datasets`), their file
+"""Datasets: the embedded digits, MNIST and CIFAR-10 as `Dataset` (`container`, loaded by `datasets`), their file
 formats (`formats`) and verified downloads (`download`). May import `ntk_l2.common` and
 `ntk_l2.theory` only.
 """

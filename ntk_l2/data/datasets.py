@@ -1,4 +1,4 @@
-"""Datasets in the toolkit's conventions: a `Dataset` container and loaders.
+"""Datasets in the toolkit's conventions: the loaders, each returning a `Dataset` (`ntk_l2.data.container`).
 
 Every loader returns a frozen `Dataset` whose arrays are read-only, with
 targets one-hot minus 1/c (rows of mean zero, `derivations/conventions.md`) and integer labels
@@ -15,105 +15,22 @@ Subsets are deterministic functions of `seed`.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import types
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import numpy as np
-from numpy.typing import ArrayLike, DTypeLike, NDArray
+from numpy.typing import DTypeLike, NDArray
 
 from ntk_l2.data import formats as datasets_io
+from ntk_l2.data.container import Dataset, one_hot_targets
 
 __all__ = ["Dataset", "DATASETS", "one_hot_targets", "load_digits", "load_mnist", "load_cifar10", "load_dataset"]
 
 _DIGITS_SIZE = 1797  # images in sklearn.datasets.load_digits
 _DIGITS_MAX = 16.0  # pixel values are integers in [0, 16]
 _STD_FLOOR = 1e-8  # features with smaller train std are constant: set to 0
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Dataset:
-    """A train/test split with regression targets and class labels.
-
-    Attributes:
-      x_train, x_test: float inputs, shapes (n, *input_shape), (m, *input_shape),
-        flat (n, d) or NHWC images.
-      y_train, y_test: float targets, shapes (n, n_classes), (m, n_classes).
-      labels_train, labels_test: integer class labels, shapes (n,), (m,).
-      n_classes: number of classes c.
-      name: dataset name, as understood by `load_dataset`, possibly followed by
-        the protocol in parentheses, e.g. "mnist(test-split protocol)".
-
-    The constructor checks shapes and stores read-only views (no copy) of the arrays.
-    """
-
-    x_train: NDArray[np.floating]
-    y_train: NDArray[np.floating]
-    x_test: NDArray[np.floating]
-    y_test: NDArray[np.floating]
-    labels_train: NDArray[np.integer]
-    labels_test: NDArray[np.integer]
-    n_classes: int
-    name: str
-
-    def __post_init__(self) -> None:
-        for field in dataclasses.fields(self)[:6]:
-            view = np.asarray(getattr(self, field.name)).view()
-            view.setflags(write=False)
-            object.__setattr__(self, field.name, view)
-        for split in ("train", "test"):
-            x, y, labels = (getattr(self, f"{k}_{split}") for k in ("x", "y", "labels"))
-            if not (np.issubdtype(x.dtype, np.floating) and np.issubdtype(y.dtype, np.floating)):
-                raise ValueError(f"x_{split} and y_{split} must be floating arrays")
-            if not np.issubdtype(labels.dtype, np.integer) or labels.ndim != 1:
-                raise ValueError(f"labels_{split} must be a 1-D integer array")
-            if (
-                y.shape != (labels.shape[0], self.n_classes)
-                or x.shape[0] != labels.shape[0]
-                or x.shape[1:] != self.x_train.shape[1:]
-            ):
-                raise ValueError(
-                    f"inconsistent {split} shapes: x {x.shape}, y {y.shape}, labels "
-                    f"{labels.shape}, n_classes {self.n_classes}"
-                )
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        """Shape of one input, e.g. (64,) flat or (8, 8, 1) NHWC."""
-        return tuple(self.x_train.shape[1:])
-
-
-def one_hot_targets(
-    labels: ArrayLike, n_classes: int, *, centered: bool = True, dtype: DTypeLike = np.float64
-) -> NDArray[np.floating]:
-    """Regression targets from integer class labels.
-
-    Args:
-      labels: integer labels in [0, n_classes), shape (n,).
-      n_classes: number of classes c ≥ 1.
-      centered: subtract 1/c from every entry (the toolkit's convention), so that each
-        row sums to zero; False gives plain one-hot vectors.
-      dtype: floating dtype of the result.
-
-    Returns:
-      Array of shape (n, c): e_label − 1/c if centered, else e_label.
-
-    Raises:
-      ValueError: if labels are not 1-D integers in [0, n_classes).
-    """
-    labels = np.asarray(labels)
-    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
-        raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be a 1-D integer array, got dtype {labels.dtype} and shape {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(f"labels must lie in [0, {n_classes}), got range [{labels.min()}, {labels.max()}]")
-    targets = np.eye(n_classes, dtype=np.float64)[labels]
-    if centered:
-        targets -= 1.0 / n_classes
-    return targets.astype(dtype, copy=False)
 
 
 def _check_args(dtype: DTypeLike, n_train: Any, n_test: Any) -> None:

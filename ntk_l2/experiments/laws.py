@@ -1,131 +1,129 @@
 """The laws of L2 as experiments: sweep, optimal λ, AutoL2 — in theory or on finite networks.
 
-Each function runs one experiment end to end on a `Dataset`, writes its figure and
+Each ``run_*`` function runs one experiment end to end on a `Dataset`, writes its figure and
 ``summary.json`` (atomically) to an output directory and returns the summary. The
 finite-width runs of a sweep are resumable (`ntk_l2.experiments.runs`). Used by the ``ntk-l2 sweep``,
-``optimal-l2`` and ``autol2`` commands and the notebooks 02 and 03.
+``optimal-l2`` and ``autol2`` commands and the notebooks 02 and 03. The sweep and the optimal λ
+live here; the shared pieces (`finite_sweep`, `law_problem`, `reference_accuracy`) in
+`ntk_l2.experiments.law_runs` and AutoL2 (`run_autol2`, `autol2_theory_samples`,
+`autol2_theory_scan`) in `ntk_l2.experiments.law_autol2`, all importable from here.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ntk_l2 import laws
-from ntk_l2.common import io, metrics
+from ntk_l2.common import io
 from ntk_l2.data.datasets import Dataset
+from ntk_l2.experiments.law_autol2 import autol2_theory_samples, autol2_theory_scan, run_autol2
+from ntk_l2.experiments.law_runs import (
+    MODES,
+    _check_mode,
+    _problem,
+    finite_sweep,
+    law_problem,
+    reference_accuracy,
+)
 from ntk_l2.laws import (
-    AutoL2Config,
     FiniteSweepConfig,
     LawProblem,
     at_budget,
-    autol2_finite,
-    autol2_theory,
-    log_steps,
     optimal_l2_from_kernel,
     optimal_l2_from_run,
-    steps_to_reach,
     theory_sweep,
-    time_to_best,
 )
-from ntk_l2.theory import gradient_descent_mse_l2
 
-MODES = ("theory", "finite")
-# FiniteSweepConfig fields newer than stored sweeps: left out of a run's stored settings at these values
-_ADDED_LATER = {"parameterization": "ntk", "arch": "fc", "batchnorm": False}
-
-
-def finite_sweep(
-    ds: Dataset,
-    l2_values: Sequence[float],
-    learning_rates: Sequence[float],
-    config: FiniteSweepConfig = FiniteSweepConfig(),
-    out_dir: str | Path | None = None,
-    progress: bool | None = None,
-    log: Callable[[str], None] | None = None,
-) -> list[dict[str, Any]]:
-    """`ntk_l2.laws.finite_sweep`, with every run kept in ``out_dir`` when given.
-
-    Each run is saved as it finishes (`ntk_l2.experiments.runs.RunStore` in ``out_dir/runs``:
-    ``l2=<λ>_lr=<η>.json/.npz``, λ and η exact, e.g. ``l2=0.01_lr=1.0``) and read back instead of
-    trained when the sweep is run again with the same network, settings and data, so a killed
-    sweep resumes and ends with the same results as an uninterrupted one; runs stored by earlier
-    versions (names rounded to six digits, no checksums) are trained again. ``log`` gets one line
-    per stored run. Returns what `ntk_l2.laws.finite_sweep` returns.
-    """
-    if out_dir is None:
-        return laws.finite_sweep(ds, l2_values, learning_rates, config, progress=progress)
-    from ntk_l2.experiments.runs import RunStore, fingerprint, run_name, settings
-
-    store = RunStore(Path(out_dir) / "runs")
-    data_id = fingerprint(ds.x_train, ds.y_train, ds.x_test, ds.labels_test)
-
-    def run(l2: float, lr: float, compute: laws.Compute) -> dict[str, Any]:
-        run_config = {**settings(config, _ADDED_LATER), "l2": l2, "lr": lr, "data": data_id}
-        summary, _, reused = store.run(run_name(l2=l2, lr=lr), run_config, compute)
-        if log is not None:
-            log(
-                f"λ = {l2:g}, η = {lr:g}: {'finished earlier' if reused else 'trained'}; "
-                f"t* = {summary['t_star']:g}, t*ηλ = {summary['t_star_eta_l2']:.3g}, "
-                f"best test acc {summary['max_test_acc']:.4f}"
-            )
-        return summary
-
-    return laws.finite_sweep(ds, l2_values, learning_rates, config, run=run, progress=progress)
-
-
-def law_problem(
-    ds: Dataset, depth: int = 3, parameterization: str = "ntk", width: int = 512, arch_kind: str = "fc"
-) -> LawProblem:
-    """The NTK problem of the bias-free ReLU network on ``ds`` (degree depth + 1), with the joint
-    NNGP of train and test points for single-network (sampled f_0) predictions.
-
-    In the NTK parameterization the kernel is the infinite-width one; in the standard
-    parameterization it grows with the width, and neural-tangents computes it for the
-    given ``width`` (`derivations/laws.md`, L4). ``arch_kind`` "cnn": the bias-free ReLU CNN of
-    `FiniteSweepConfig.network` (3×3 convolutions, stride 2, ``width`` channels), degree depth + 1."""
-    net = FiniteSweepConfig(depth=depth, width=width, parameterization=parameterization, arch=arch_kind).architecture(
-        ds.n_classes, ds.input_shape
-    )
-    return LawProblem(
-        net.ntk(ds.x_train),
-        net.ntk(ds.x_test, ds.x_train),
-        ds.y_train,
-        ds.labels_test,
-        depth + 1,
-        nngp=net.nngp(np.concatenate([ds.x_train, ds.x_test])),
-    )
-
-
-def reference_accuracy(problem: LawProblem, learning_rate: float, last_step: int) -> float:
-    """The λ = 0 reference of the laws' figure: the best test accuracy of the theory's mean
-    prediction without L2 over ``last_step`` steps."""
-    predict0 = gradient_descent_mse_l2(problem.k_train_train, problem.y_train, learning_rate, 0.0, problem.degree)
-    t0 = log_steps(last_step, 200).astype(float)
-    return float(np.nanmax(metrics.accuracy(predict0(t0, 0.0, 0.0, problem.k_test_train)[1], problem.labels_test)))
-
-
-def _problem(ds: Dataset, finite: FiniteSweepConfig) -> LawProblem | None:
-    """The theory's problem for the finite runs' network, or None with batch normalization (no theory)."""
-    if finite.batchnorm:
-        return None
-    return law_problem(ds, finite.depth, finite.parameterization, finite.width, finite.arch)
-
-
-def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ValueError(f"mode: must be one of {MODES}, got {mode!r}")
+__all__ = [
+    "MODES",
+    "autol2_theory_samples",
+    "autol2_theory_scan",
+    "finite_sweep",
+    "law_problem",
+    "reference_accuracy",
+    "run_autol2",
+    "run_optimal_l2",
+    "run_sweep",
+]
 
 
 def _spread(runs: Sequence[dict[str, Any]]) -> float | None:
+    """max/min of t*·η·λ over the runs that did not diverge (finite, > 0); None if there are none."""
     c = np.array([r["t_star_eta_l2"] for r in runs if not r["diverged"]], float)
     c = c[np.isfinite(c) & (c > 0)]
     return float(c.max() / c.min()) if c.size else None
+
+
+def _without_curves(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs as the summary stores them: without their ``steps`` and ``acc_test`` curves."""
+    return [{k: v for k, v in r.items() if k not in ("steps", "acc_test")} for r in runs]
+
+
+def _sweep_theory(
+    problem: LawProblem | None,
+    mode: str,
+    l2_values: Sequence[float],
+    learning_rates: Sequence[float],
+    budget: float,
+    budget_step: int | None,
+    with_theory: bool,
+    init_samples: int,
+) -> list[dict[str, Any]] | None:
+    """The theory's runs (`theory_sweep`) in theory mode or overlaid on finite runs (``with_theory``);
+    None without them, or with batch normalization (``problem`` None: no theory; refused in theory mode)."""
+    if problem is None and mode == "theory":
+        raise ValueError("mode: there is no theory for batch normalization; use mode 'finite'")
+    if problem is None or not (mode == "theory" or with_theory):
+        return None
+    return theory_sweep(problem, l2_values, learning_rates, budget, budget_step, init_samples=init_samples)
+
+
+def _sweep_title(ds: Dataset, mode: str, finite: FiniteSweepConfig, shown_t: int) -> str:
+    """The sweep figure's title: the dataset, the network (architecture, parameterization, width or
+    theory), the runs' length budget/(ηλ) and the budget T shown in the third panel."""
+    par = (
+        "" if finite.arch == "fc" else f"CNN{' + BatchNorm' if finite.batchnorm else ''} ({finite.width} channels), "
+    ) + ("" if finite.parameterization == "ntk" else f"standard param. (width {finite.width}), ")
+    what = par + (
+        "theory (infinite width)"
+        if mode == "theory" and finite.parameterization == "ntk"
+        else "theory"
+        if mode == "theory"
+        else f"finite width {finite.width}, {finite.seeds} seed(s)"
+    )
+    return f"{ds.name}: {what}; runs to t = {finite.budget:g}/(ηλ), budget T = {shown_t}"
+
+
+def _sweep_figure(
+    out: Path,
+    ds: Dataset,
+    mode: str,
+    finite: FiniteSweepConfig,
+    runs: list[dict[str, Any]],
+    theory: list[dict[str, Any]] | None,
+    reference: float | None,
+) -> dict[str, Any]:
+    """Draw ``out/laws.png`` (`plots.save_laws`; the theory overlaid on finite runs); returns the
+    summary's ``figure_budget_step`` (the budget T of the third panel) and ``figure`` (its path)."""
+    from ntk_l2.experiments import plots
+
+    budget_step = finite.budget_step
+    # Without a budget T, the third panel shows the accuracy at T = the shortest run's length.
+    shown_t = budget_step if budget_step is not None else int(min(max(r["steps"]) for r in runs))
+    fig_runs, fig_theory = runs, theory if mode == "finite" else None
+    if budget_step is None:
+        fig_runs, fig_theory = at_budget(runs, shown_t), None if fig_theory is None else at_budget(fig_theory, shown_t)
+    path = plots.save_laws(
+        out / "laws.png",
+        fig_runs,
+        reference_acc=reference,
+        theory=fig_theory,
+        title=_sweep_title(ds, mode, finite, shown_t),
+    )
+    return {"figure_budget_step": shown_t, "figure": str(path)}
 
 
 def run_sweep(
@@ -152,13 +150,7 @@ def run_sweep(
     _check_mode(mode)
     out = Path(out_dir)
     problem = _problem(ds, finite)
-    if problem is None and mode == "theory":
-        raise ValueError("mode: there is no theory for batch normalization; use mode 'finite'")
-    theory = (
-        theory_sweep(problem, l2_values, learning_rates, budget, budget_step, init_samples=init_samples)
-        if problem is not None and (mode == "theory" or with_theory)
-        else None
-    )
+    theory = _sweep_theory(problem, mode, l2_values, learning_rates, budget, budget_step, with_theory, init_samples)
     finite = FiniteSweepConfig(**{**finite.__dict__, "budget": budget, "budget_step": budget_step})
     runs = theory if mode == "theory" else finite_sweep(ds, l2_values, learning_rates, finite, out, log=log)
     reference = (
@@ -176,41 +168,13 @@ def run_sweep(
         "finite": finite.__dict__ if mode == "finite" else None,
         "parameterization": finite.parameterization,
         "theory_init_samples": init_samples,
-        "runs": [{k: v for k, v in r.items() if k not in ("steps", "acc_test")} for r in runs],
+        "runs": _without_curves(runs),
         "t_star_eta_l2_spread": _spread(runs),
         "theory_t_star_eta_l2_spread": _spread(theory) if theory is not None else None,
-        "theory_runs": None
-        if theory is None or mode == "theory"
-        else [{k: v for k, v in r.items() if k not in ("steps", "acc_test")} for r in theory],
+        "theory_runs": None if theory is None or mode == "theory" else _without_curves(theory),
         "reference_max_test_acc": reference,
     }
-    from ntk_l2.experiments import plots
-
-    par = (
-        "" if finite.arch == "fc" else f"CNN{' + BatchNorm' if finite.batchnorm else ''} ({finite.width} channels), "
-    ) + ("" if finite.parameterization == "ntk" else f"standard param. (width {finite.width}), ")
-    what = par + (
-        "theory (infinite width)"
-        if mode == "theory" and finite.parameterization == "ntk"
-        else "theory"
-        if mode == "theory"
-        else f"finite width {finite.width}, {finite.seeds} seed(s)"
-    )
-    # Without a budget T, the third panel shows the accuracy at T = the shortest run's length.
-    shown_t = budget_step if budget_step is not None else int(min(max(r["steps"]) for r in runs))
-    fig_runs, fig_theory = runs, theory if mode == "finite" else None
-    if budget_step is None:
-        fig_runs, fig_theory = at_budget(runs, shown_t), None if fig_theory is None else at_budget(fig_theory, shown_t)
-    summary["figure_budget_step"] = shown_t
-    summary["figure"] = str(
-        plots.save_laws(
-            out / "laws.png",
-            fig_runs,
-            reference_acc=reference,
-            theory=fig_theory,
-            title=f"{ds.name}: {what}; runs to t = {budget:g}/(ηλ), budget T = {shown_t}",
-        )
-    )
+    summary.update(_sweep_figure(out, ds, mode, finite, runs, theory, reference))
     io.save_json(out / "summary.json", summary)
     return summary
 
@@ -273,196 +237,5 @@ def run_optimal_l2(
     from ntk_l2.experiments import plots
 
     summary["figure"] = str(plots.save_optimal_l2(out / "optimal_l2.png", summary, kernel))
-    io.save_json(out / "summary.json", summary)
-    return summary
-
-
-def _autol2_finite_stored(
-    ds: Dataset,
-    directory: Path,
-    learning_rate: float,
-    steps: int,
-    config: AutoL2Config,
-    finite: FiniteSweepConfig,
-    log: Callable[[str], None] | None,
-) -> dict[str, Any]:
-    """`autol2_finite` on ``finite``'s network, saved in ``directory`` (`ntk_l2.experiments.runs.RunStore`) and
-    reused when the same run (network, η, steps, AutoL2 settings, data) is asked for again."""
-    from ntk_l2.experiments.runs import RunStore, fingerprint
-
-    network = {
-        k: getattr(finite, k) for k in ("depth", "width", "seeds", "float64", "parameterization", "arch", "batchnorm")
-    }
-
-    def compute() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        auto = autol2_finite(ds, learning_rate, steps, config, progress=True, **network)
-        summary = {**auto, **{k: io.json_floats(auto[k]) for k in ("acc_test", "acc_train", "loss_train")}}
-        return summary, {"l2": np.asarray(auto["l2"], np.float64)}
-
-    run_config = {
-        **network,
-        "lr": float(learning_rate),
-        "steps": int(steps),
-        "autol2": config.__dict__,
-        "data": fingerprint(ds.x_train, ds.y_train, ds.x_test, ds.labels_test),
-    }
-    named = {k: v for k, v in run_config.items() if k != "data"}  # every setting: no two settings share a file
-    name = "autol2_" + fingerprint(np.frombuffer(json.dumps(named, sort_keys=True).encode(), np.uint8))[:8]
-    auto, _, reused = RunStore(directory).run(name, run_config, compute)  # one file per AutoL2 setting
-    if log is not None:
-        log(f"AutoL2: {'finished earlier' if reused else 'trained'}; λ changes (step, seed, λ): {auto['changes']}")
-    return auto
-
-
-def autol2_theory_samples(
-    problem: LawProblem, ds: Dataset, learning_rate: float, steps: int, config: AutoL2Config, init_samples: int
-) -> dict[str, Any]:
-    """`autol2_theory` for the mean prediction (``init_samples`` = 0), or averaged over single
-    networks started from ``init_samples`` NNGP draws of f_0 (`LawProblem.initial_outputs`,
-    seed 0), each with its own schedule: accuracies and losses averaged over the draws, λ as
-    their geometric mean, the changes as (step, draw, λ) like the finite runs'."""
-    if not init_samples:
-        return autol2_theory(problem, learning_rate, steps, config, labels_train=ds.labels_train)
-    draws = problem.initial_outputs(init_samples, seed=0)
-    runs = [
-        autol2_theory(problem, learning_rate, steps, config, labels_train=ds.labels_train, fx_train_0=f0, fx_test_0=fs0)
-        for f0, fs0 in zip(*draws, strict=False)
-    ]
-    mean = {k: np.nanmean([r[k] for r in runs], axis=0).tolist() for k in ("acc_test", "acc_train", "loss_train")}
-    return {
-        **runs[0],
-        **mean,
-        "l2": np.exp(np.mean(np.log([r["l2"] for r in runs]), axis=0)).tolist(),
-        "changes": [(step, i, lam) for i, r in enumerate(runs) for step, lam in r["changes"]],
-    }
-
-
-def _reach(auto: dict[str, Any], best: dict[str, Any]) -> tuple[float | None, float | None]:
-    """(steps, ratio): the first step at which ``auto`` comes within 0.5 points of the best
-    constant run's best accuracy, and those steps over that run's t* (None, None: never)."""
-    reach = steps_to_reach(auto["steps"], auto["acc_test"], best["max_test_acc"])
-    if not math.isfinite(reach):
-        return None, None
-    return reach, (reach / best["t_star"] if best["t_star"] > 0 else None)
-
-
-def autol2_theory_scan(
-    problem: LawProblem,
-    ds: Dataset,
-    learning_rate: float,
-    steps: int,
-    constant_l2: Sequence[float],
-    configs: Sequence[AutoL2Config],
-    init_samples: int = 4,
-) -> dict[str, Any]:
-    """Choose AutoL2's settings from the kernel alone (`derivations/laws.md`, L3): each
-    configuration's AutoL2 and the constant-λ grid on the theory (single networks with
-    ``init_samples`` > 0), over ``steps``.
-
-    Returns the best constant run (``best_constant_l2``, ``best_constant_acc``,
-    ``best_constant_steps`` = its t*), and per configuration (in order) ``config``,
-    ``steps_to_best_constant_acc`` (None: never within 0.5 points), ``ratio`` (those steps over
-    the constant's t*, None if never) and ``max_test_acc``; ``best`` is the index of the smallest
-    ratio (None if no configuration reaches the constant run's accuracy).
-    """
-    n_records = max(100, steps // min(c.check_every for c in configs))
-    constant = theory_sweep(
-        problem, constant_l2, [learning_rate], 0.0, steps, n_records=n_records, init_samples=init_samples
-    )
-    best = max(constant, key=lambda r: r["max_test_acc"])
-    rows = []
-    for cfg in configs:
-        auto = autol2_theory_samples(problem, ds, learning_rate, steps, cfg, init_samples)
-        reach, ratio = _reach(auto, best)
-        rows.append(
-            {
-                "config": cfg.__dict__.copy(),
-                "steps_to_best_constant_acc": reach,
-                "ratio": ratio,
-                "max_test_acc": float(np.nanmax(np.asarray(auto["acc_test"], float))),
-            }
-        )
-    ratios = [np.inf if r["ratio"] is None else r["ratio"] for r in rows]
-    return {
-        "best_constant_l2": best["l2"],
-        "best_constant_acc": best["max_test_acc"],
-        "best_constant_steps": best["t_star"],
-        "rows": rows,
-        "best": int(np.argmin(ratios)) if np.isfinite(min(ratios)) else None,
-    }
-
-
-def run_autol2(
-    ds: Dataset,
-    out_dir: str | Path,
-    mode: str,
-    learning_rate: float,
-    steps: int,
-    constant_l2: Sequence[float],
-    config: AutoL2Config = AutoL2Config(),
-    finite: FiniteSweepConfig = FiniteSweepConfig(),
-    log: Callable[[str], None] | None = None,
-    init_samples: int = 0,
-) -> dict[str, Any]:
-    """AutoL2 against a grid of constant λ over the same ``steps``: the best constant run (by
-    best test accuracy), the steps it needed (its t*), and the steps AutoL2 needs to come
-    within 0.5 points of that accuracy (None if it never does); ``speedup_ratio`` = AutoL2 steps /
-    constant steps. ``init_samples`` > 0 (theory): single networks, the accuracy averaged over
-    that many NNGP draws of the initial outputs, each draw with its own AutoL2 schedule."""
-    _check_mode(mode)
-    out = Path(out_dir)
-    # the constant runs are recorded (log-spaced) about as finely as AutoL2 is checked near the end,
-    # so both reach times are read off grids of similar resolution
-    n_records = max(finite.n_records, steps // config.check_every)
-    cfg = FiniteSweepConfig(**{**finite.__dict__, "budget": 0.0, "budget_step": steps, "n_records": n_records})
-    if mode == "theory":
-        problem = _problem(ds, finite)
-        if problem is None:
-            raise ValueError("mode: there is no theory for batch normalization; use mode 'finite'")
-        constant = theory_sweep(
-            problem, constant_l2, [learning_rate], 0.0, steps, n_records=n_records, init_samples=init_samples
-        )
-    else:
-        constant = finite_sweep(ds, constant_l2, [learning_rate], cfg, out / "constant", log=log)
-    best = max(constant, key=lambda r: r["max_test_acc"])
-    if best["t_star"] == 0:  # nothing learned: no t* to measure AutoL2 against
-        raise ValueError(
-            f"steps: the best constant λ ({best['l2']:g}) is at its best test accuracy at step 0, "
-            f"nothing was learned in {steps} steps; AutoL2 cannot be compared: use more --steps "
-            "or a larger --lr"
-        )
-    auto = (
-        autol2_theory_samples(problem, ds, learning_rate, steps, config, init_samples)
-        if mode == "theory"
-        else _autol2_finite_stored(ds, out / "autol2", learning_rate, steps, config, finite, log)
-    )
-    auto_steps, ratio = _reach(auto, best)
-    summary = {
-        "mode": mode,
-        "dataset": ds.name,
-        "lr": learning_rate,
-        "steps": steps,
-        "config": config.__dict__,
-        "parameterization": finite.parameterization,
-        "finite": finite.__dict__ if mode == "finite" else None,
-        "theory_init_samples": init_samples if mode == "theory" else None,
-        "constant": [{k: v for k, v in r.items() if k not in ("steps", "acc_test")} for r in constant],
-        "best_constant_l2": best["l2"],
-        "best_constant_acc": best["max_test_acc"],
-        "best_constant_steps": best["t_star"],
-        "autol2_steps_to_best_constant_acc": auto_steps,
-        "speedup_ratio": ratio,  # None: never
-        "autol2_max_test_acc": float(np.nanmax(np.asarray(auto["acc_test"], float))),
-        "autol2_final_test_acc": float(auto["acc_test"][-1]),
-        "autol2_t_star": time_to_best(auto["steps"], auto["acc_test"])[0],
-        "autol2_changes": auto["changes"],
-    }
-    from ntk_l2.experiments import plots
-
-    summary["figure"] = str(
-        plots.save_autol2(
-            out / "autol2.png", auto, constant, title=f"{ds.name}, {mode}: AutoL2 vs constant λ (η = {learning_rate:g})"
-        )
-    )
     io.save_json(out / "summary.json", summary)
     return summary

@@ -30,7 +30,6 @@ homogeneous forms and selects.
 
 from __future__ import annotations
 
-import functools
 import math
 from functools import partial
 from typing import Any
@@ -42,14 +41,12 @@ from jax import lax
 
 from ntk_l2.theory import _engine
 from ntk_l2.theory._elementary import _dpsi, _f64, _phi, _psi, phi, psi  # noqa: F401 (phi, psi: public here)
+from ntk_l2.theory._gamma import _g_one, _scaled_upper_gamma, scaled_upper_gamma  # noqa: F401 (public here)
 
 JArray = jax.Array
 
 _SERIES_TERMS = 24  # x0 ≤ 1: the n-th term is below 1/n!, 1/24! ≈ 1.6e-24
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(20)
-_CF_MAX_ITER = 1000
-_CF_EPS = 4.5e-16  # two ulps of 1: a smaller bound may never be met in float64
-_CF_TINY = 1e-300
 _NORMAL_MIN = float(np.finfo(np.float64).tiny)  # XLA flushes subnormal numbers to 0 on CPU
 _X0_MAX = 1e300  # x0 = a/b beyond this is refused (concrete) or taken at its b → 0 limit (traced)
 _EXP_MAX = 709.0  # e^x overflows float64 for x > 709.78
@@ -59,66 +56,6 @@ _SAFE_G_ARG = 1e10  # argument of G where its value is not used: the fraction co
 _LN2 = float(np.log(2.0))
 # Regimes of section 4, with A split by how it is evaluated: A_Q (bt ≤ ln 2) by B1's quadrature (C10)
 REGIMES = (A, A_Q, B1, B2, C) = (0, 1, 2, 3, 4)
-
-
-def _lentz(x: JArray, s: float) -> JArray:
-    """x · CF(x) for Γ(s, x) = e^{−x} x^s CF(x) by the modified Lentz algorithm (NaN where not converged)."""
-
-    def body(state):
-        i, bb, c, d, h, done = state
-        an = -i * (i - s)
-        bb = bb + 2.0
-        d = an * d + bb
-        d = jnp.where(jnp.abs(d) < _CF_TINY, _CF_TINY, d)
-        c = bb + an / c
-        c = jnp.where(jnp.abs(c) < _CF_TINY, _CF_TINY, c)
-        d = 1.0 / d
-        delta = d * c
-        h = jnp.where(done, h, h * delta)  # an element stops at its own convergence, as in the reference
-        return i + 1.0, bb, c, d, h, done | (jnp.abs(delta - 1.0) < _CF_EPS)
-
-    def cond(state):
-        return (state[0] <= _CF_MAX_ITER) & ~jnp.all(state[5])
-
-    bb = x + 1.0 - s
-    d = 1.0 / bb
-    init = (jnp.float64(1.0), bb, jnp.full_like(x, 1.0 / _CF_TINY), d, d, jnp.zeros(x.shape, bool))
-    *_, h, done = lax.while_loop(cond, body, init)
-    return jnp.where(done, x * h, jnp.nan)
-
-
-@partial(jax.custom_jvp, nondiff_argnums=(1,))
-def _scaled_upper_gamma(x: JArray, p: float) -> JArray:
-    return _lentz(x, 1.0 - p)
-
-
-@_scaled_upper_gamma.defjvp
-def _scaled_upper_gamma_jvp(p: float, primals: tuple[JArray], tangents: tuple[JArray]) -> tuple[JArray, JArray]:
-    """G'(x) = G(x)(1 + p/x) − 1 (C9a), evaluated as (p/x²)[(p+1) G_{p+2}(x) − p G_{p+1}(x)] (C9c)."""
-    (x,), (dx,) = primals, tangents
-    slope = p / x**2 * ((p + 1.0) * _scaled_upper_gamma(x, p + 2.0) - p * _scaled_upper_gamma(x, p + 1.0))
-    return _scaled_upper_gamma(x, p), slope * dx
-
-
-@functools.cache
-def _g_one(p: float) -> float:
-    """G(1) for exponent p, a constant (evaluated once per p, also inside a trace)."""
-    with jax.ensure_compile_time_eval(), _engine.float64():
-        return float(_lentz(jnp.ones((), jnp.float64), 1.0 - p))
-
-
-def scaled_upper_gamma(x: Any, p: float) -> JArray:
-    """G(x) = x^p e^x Γ(1 − p, x) = ∫_0^∞ e^{−v} (1 + v/x)^{−p} dv, for x ≥ 1 (C5c).
-
-    Modified Lentz evaluation of the continued fraction
-    Γ(s, x) = e^{−x} x^s / (x + 1 − s − 1(1 − s)/(x + 3 − s − 2(2 − s)/…)),
-    s = 1 − p, so that G(x) = x · CF(x) carries no exponential prefactor.
-    Differentiable in x through its analytic derivative (C9), not through the loop.
-    """
-    with _engine.float64(x):
-        return _scaled_upper_gamma(_f64(x), float(p))
-
-
 _SERIES_COEFFICIENTS = np.array([(-1.0) ** n / math.factorial(n) for n in range(_SERIES_TERMS)])
 
 

@@ -34,16 +34,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.experimental import ode
 from numpy.typing import ArrayLike
 
 from ntk_l2.common import memory as _memory
 from ntk_l2.theory import _engine
 from ntk_l2.theory import validation as _checks
+from ntk_l2.theory._odeint import MAX_STEPS, _odeint_budget, _strictly_increasing
 from ntk_l2.theory.schedules import PiecewiseConstant, Schedule, jump_times
-
-MAX_STEPS = 100_000  # Dormand–Prince steps per segment: measured 0.4 s to use them up at n = 20, 3.5 s at n = 300
-_BACKWARD_STEPS = 4 * MAX_STEPS  # per interval of the adjoint (jax's mxstep), only reached if the forward passed
 
 
 @dataclass(frozen=True)
@@ -87,81 +84,6 @@ class _Flow:
                 -gamma * wy + stiffness * uy - rho * e1,
             ]
         )
-
-
-def _dopri(
-    func: Callable, rtol: float, atol: float, max_steps: int, y0: jax.Array, ts: jax.Array, *args: Any
-) -> tuple[jax.Array, jax.Array]:
-    """``jax.experimental.ode.odeint``'s forward pass (same steps, same values) with one step budget for all
-    of ``ts`` (strictly increasing): returns y at ``ts`` and the time reached (< ts[-1] when over budget)."""
-    fun = lambda y, t: func(y, t, *args)  # noqa: E731
-
-    def scan_fun(carry, target):
-        def cond(state):
-            i, _, _, t, dt, _, _ = state
-            return (t < target) & (i < max_steps) & (dt > 0)
-
-        def body(state):
-            i, y, f, t, dt, last_t, coeff = state
-            next_y, next_f, next_err, k = ode.runge_kutta_step(fun, y, f, t, dt)
-            next_t = t + dt
-            ratio = ode.mean_error_ratio(next_err, rtol, atol, y, next_y)
-            new_coeff = ode.interp_fit_dopri(y, next_y, k, dt)
-            dt = jnp.clip(ode.optimal_step_size(dt, ratio), min=0.0)
-            new = [i + 1, next_y, next_f, next_t, dt, t, new_coeff]
-            old = [i + 1, y, f, t, dt, last_t, coeff]
-            return [jnp.where(ratio <= 1.0, x, z) for x, z in zip(new, old, strict=False)]
-
-        carry = lax.while_loop(cond, body, carry)
-        _, _, _, t, _, last_t, coeff = carry
-        return carry, jnp.polyval(coeff, (target - last_t) / (t - last_t))
-
-    f0 = fun(y0, ts[0])
-    dt = ode.initial_step_size(fun, ts[0], y0, 4, rtol, atol, f0)
-    init = [jnp.zeros((), jnp.int64), y0, f0, ts[0], dt, ts[0], jnp.array([y0] * 5)]
-    carry, ys = lax.scan(scan_fun, init, ts[1:])
-    return jnp.concatenate([y0[None], ys]), carry[3]
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
-def _odeint_budget(func, rtol, atol, max_steps, y0, ts, *args):
-    return _dopri(func, rtol, atol, max_steps, y0, ts, *args)
-
-
-def _odeint_budget_fwd(func, rtol, atol, max_steps, y0, ts, *args):
-    return _dopri(func, rtol, atol, max_steps, y0, ts, *args), (y0, ts, args)
-
-
-def _odeint_budget_bwd(func, rtol, atol, max_steps, residuals, cotangents):
-    """The adjoint of ``jax.experimental.ode.odeint`` (it recomputes the same forward pass)."""
-    y0, ts, args = residuals
-
-    def solve(y0_, ts_, *args_):
-        return ode.odeint(
-            func,
-            y0_,
-            ts_,
-            *args_,
-            rtol=rtol,
-            atol=atol,  # noqa: E731
-            mxstep=_BACKWARD_STEPS,
-        )
-
-    return jax.vjp(solve, y0, ts, *args)[1](cotangents[0])
-
-
-_odeint_budget.defvjp(_odeint_budget_fwd, _odeint_budget_bwd)
-
-
-def _strictly_increasing(ts: jax.Array) -> jax.Array:
-    """Raise each time to at least two ulps past its predecessor: repeated times become distinct (moving them
-    by ~1e-16 relative), since a zero-length interval gives 0/0 in odeint's interpolation and adjoint."""
-
-    def step(prev, t):
-        t = jnp.maximum(t, prev + jnp.abs(prev) * 2.0**-51 + 2.0**-990)
-        return t, t
-
-    return jnp.concatenate([ts[:1], lax.scan(step, ts[0], ts[1:])[1]])
 
 
 @partial(jax.jit, static_argnums=0)
