@@ -76,7 +76,7 @@ plt.show()
 
 # %%
 for lam, (_loss, acc) in curves.items():
-    best = int(np.argmax(acc))
+    best = int(np.nanargmax(acc))  # t = 0: all outputs 0, no prediction (NaN accuracy)
     print(
         f"λ = {lam:>6g}: best test accuracy {100 * acc[best]:.1f}% at t = {times[best]:.3g}"
         + (f"  (t·η·λ = {times[best] * eta * lam:.2f})" if lam else "")
