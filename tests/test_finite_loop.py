@@ -94,3 +94,36 @@ def test_members_are_independent():
         alone = make_advance(step, 1)(jax.tree_util.tree_map(lambda a: a[1:2], carry), 0, 20)
     np.testing.assert_allclose(np.asarray(together.params["w"][1]), np.asarray(alone.params["w"][0]), rtol=1e-12)
     assert not np.allclose(np.asarray(together.params["w"][0]), np.asarray(together.params["w"][1]))
+
+
+def test_progress_bar_names_the_run_and_moves_in_small_steps_without_changing_the_results(monkeypatch):
+    """With the bar shown the loop stops every ~1% of the run (same steps, more segments): the results are
+    bitwise those of a run without the bar, the bar's label says what runs (label, λ, η, seeds), and no
+    update is larger than 1% of the run (before, the last log-spaced segment was a quarter of it)."""
+    import ntk_l2.finite.train as train_module
+    from ntk_l2 import fully_connected, load_digits
+    from ntk_l2.finite.train import TrainConfig, train
+
+    data = load_digits(n_train=32, n_test=16, seed=0)
+    net = fully_connected(2, width=64, out_dim=data.n_classes)
+    config = TrainConfig(learning_rate=1.0, l2=1e-2, steps=400, n_records=5)
+    bars = []
+    real = train_module._progress_bar
+
+    def spy(run, progress, desc):
+        bar = real(run, progress, desc)
+        updates = []
+        original = bar.update
+        bar.update = lambda n=1: (updates.append(n), original(n))[1]
+        bars.append((desc, bar, updates))
+        return bar
+
+    monkeypatch.setattr(train_module, "_progress_bar", spy)
+    args = (net.init_fn, net.apply_fn, data.x_train, data.y_train, config)
+    quiet = train(*args, x_test=data.x_test, seeds=(0, 1), progress=False)
+    shown = train(*args, x_test=data.x_test, seeds=(0, 1), progress=True, label="width 64")
+    for name in ("fx_train", "fx_test", "loss_data"):
+        np.testing.assert_array_equal(getattr(quiet, name), getattr(shown, name))
+    desc, _, updates = bars[-1]
+    assert desc == "width 64, λ 0.01, η 1, seeds 0–1"
+    assert sum(updates) == 400 and max(updates) <= 4

@@ -235,6 +235,7 @@ def compare_width(
         labels_test=ds.labels_test,
         seeds=tuple(range(cfg.seeds)),
         progress=progress,
+        label=f"width {width}",
     )
     theory = _theory_runs(predictors, kernels["test"], result)
     arrays = {

@@ -83,6 +83,7 @@ def train(
     seeds: Sequence[int] = (0,),
     linearized: bool = False,
     progress: bool | None = None,
+    label: str | None = None,
     l2_controller: Controller | None = None,
     rule: Any = None,
     checkpoint: str | os.PathLike | None = None,
@@ -100,7 +101,8 @@ def train(
         λ grid in ``config.l2``: one per (λ, seed) pair, all in one program).
       linearized: train the network linearized at its initialization instead
         (`linearize`), the linear-model baseline.
-      progress: show a tqdm bar (default: when the run has > 2,000 steps).
+      progress: show a tqdm bar (default: when the run has > 2,000 steps); it names what runs
+        (``label``, e.g. "width 512", then λ, η and the seeds) and moves in steps of ~1% of the run.
       l2_controller: a dynamical λ (e.g. AutoL2, `ntk_l2.laws.autol2_finite`): called at
         every record step s as ``l2_controller(s, row)`` with ``row`` holding that
         record's ``fx_train``, ``loss_data`` and ``l2`` (per member); it returns the new
@@ -134,7 +136,8 @@ def train(
         run = _setup(
             init_fn, apply_fn, x_train, y_train, config, x_test, tuple(seeds), linearized, l2_controller, rule, dtype
         )
-        recorder = _drive(run, progress, l2_controller, checkpoint, checkpoint_every)
+        bar = _progress_bar(run, progress, _describe(config, tuple(seeds), label, l2_controller is not None))
+        recorder = _drive(run, bar, l2_controller, checkpoint, checkpoint_every)
     return recorder.result(
         ntk_steps=config.ntk_steps,
         labels_train=labels_train,
@@ -259,14 +262,19 @@ def _setup(
     )
 
 
-def _cuts(record: tuple[int, ...], every: int | None) -> list[int]:
-    """The steps where the loop stops: the record steps, and the multiples of ``every`` before the last."""
-    return sorted(set(record) | (set(range(every, record[-1], every)) if every else set()))
+def _cuts(record: tuple[int, ...], every: int | None, smooth: bool = False) -> list[int]:
+    """The steps where the loop stops: the record steps, the multiples of ``every`` before the last, and
+    with ``smooth`` every ~1% of the run (for the progress bar: the same steps, run in more segments)."""
+    extra = set(range(every, record[-1], every)) if every else set()
+    if smooth:
+        chunk = max(1, -(-record[-1] // 100))
+        extra |= set(range(chunk, record[-1], chunk))
+    return sorted(set(record) | extra)
 
 
 def _drive(
     run: _Run,
-    progress: bool | None,
+    bar: Any,
     l2_controller: Controller | None,
     checkpoint: str | os.PathLike | None,
     every: int | None,
@@ -274,7 +282,7 @@ def _drive(
     """Run the loop from step 0, or from the checkpoint, to the last record step (or divergence of all)."""
     config = run.config
     record = config.recorded_steps()
-    cuts = _cuts(record, every if checkpoint is not None else None)
+    cuts = _cuts(record, every if checkpoint is not None else None, smooth=not bar.disable)
     save_at = set(record) if every is None else set(range(every, record[-1] + 1, every))
     carry, recorder = run.carry0, Recorder.start(run.y_train, len(run.members), config.divergence_factor)
     last, done, start, run_fp = 0, False, -1, ""
@@ -286,7 +294,6 @@ def _drive(
             start = last
             if l2_controller is not None:
                 _replay(l2_controller, recorder, np.asarray(run.carry0.rule_state.l2, np.float64), run)
-    bar = _progress_bar(config.steps, progress if progress is not None else config.steps > 2000)
     bar.update(last)
     todo = [] if done else [s for s in cuts if s > start]
     record_set = set(record)
@@ -370,7 +377,23 @@ def _fingerprint(run: _Run, controlled: bool) -> str:
     return fingerprint(settings, [run.x_train, run.y_train, *x_te, *jax.tree_util.tree_leaves(params0), f0])
 
 
-def _progress_bar(total: int, show: bool):
+def _describe(config: TrainConfig, seeds: tuple[int, ...], label: str | None, controlled: bool) -> str:
+    """What a run trains, for its progress bar: ``label``, λ, η and the seeds."""
+
+    def value(v: Any) -> str:
+        if callable(v):
+            return "scheduled"
+        return "{" + ", ".join(f"{x:g}" for x in v) + "}" if isinstance(v, tuple) else f"{v:g}"
+
+    lam = "AutoL2" if controlled else value(config.l2)
+    seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}–{seeds[-1]}"
+    parts = [label, f"λ {lam}", f"η {value(config.learning_rate)}", seed_text]
+    return ", ".join(p for p in parts if p)
+
+
+def _progress_bar(run: _Run, progress: bool | None, desc: str):
     from tqdm import tqdm  # tqdm.auto warns in notebooks without ipywidgets
 
-    return tqdm(total=total, disable=not show, unit="step", desc="training", leave=False)
+    total = run.config.steps
+    show = progress if progress is not None else total > 2000
+    return tqdm(total=total, disable=not show, unit="step", desc=desc, leave=False)
