@@ -57,7 +57,6 @@ from ntk_l2.theory._inputs import (
     _points,
     _targets,
     cross_kernel,
-    full_to_matrix,  # noqa: F401 (re-exported: ensemble imports it from here)
     is_traced,
     outputs,
     times_array,

@@ -32,13 +32,13 @@ from ntk_l2.theory._engine import (
     Layout,
     cross_kernel,
     float64,
-    full_to_matrix,
     is_traced,
     refuse_non_finite,
     result_dtype,
     solver_inputs,
     times_array,
 )
+from ntk_l2.theory._inputs import full_to_matrix
 from ntk_l2.theory.eigen import apply_left
 from ntk_l2.theory.modes import carry_factor, mode_factors, output_decay
 
@@ -128,18 +128,25 @@ def _covariance(theta_v: Any, k_sx_v: Any, k_xx_eig: Any, k_ss: Any, q: Any, dec
     return jax.lax.map(one, (q, decay))
 
 
+def _nngp_block(value: Any, name: str, points: int, lay: Layout, traced: bool, hint: str = "") -> Any:
+    """An NNGP block of ``points`` points, (points, points) or (points, points, c, c), as a float64
+    (rows, rows) matrix: as given when ``traced``, else checked finite and symmetric (`check_kernel`)."""
+    expected = (points, points, lay.c, lay.c) if lay.full else (points, points)
+    if tuple(np.shape(value)) != expected:
+        raise ValueError(f"{name}: expected shape {expected}{hint}, got {tuple(np.shape(value))}")
+    if traced:
+        k = jnp.asarray(value, jnp.float64)
+        return full_to_matrix(k) if lay.full else k
+    raw = _checks.as_float_array(value, name, ndim=len(expected))
+    return _checks.check_kernel(full_to_matrix(raw) if lay.full else raw, name)
+
+
 def _train_nngp(nngp_train_train: Any, lay: Layout) -> Any:
     """K_XX as a float64 (rows, rows) matrix: checked (symmetric, PSD) when concrete."""
-    name = "nngp_train_train"
-    shape = tuple(np.shape(nngp_train_train))
-    expected = (lay.n, lay.n, lay.c, lay.c) if lay.full else (lay.n, lay.n)
-    if shape != expected:
-        raise ValueError(f"{name}: expected shape {expected} (the same form as the NTK), got {shape}")
-    if is_traced(nngp_train_train):
-        k = jnp.asarray(nngp_train_train, jnp.float64)
-        return full_to_matrix(k) if lay.full else k
-    raw = _checks.as_float_array(nngp_train_train, name, ndim=len(shape))
-    k = _checks.check_kernel(full_to_matrix(raw) if lay.full else raw, name, size=lay.rows)
+    name, traced = "nngp_train_train", is_traced(nngp_train_train)
+    k = _nngp_block(nngp_train_train, name, lay.n, lay, traced, " (the same form as the NTK)")
+    if traced:
+        return k
     _checks.check_psd(k, name, _checks.input_eps(nngp_train_train))
     return jnp.asarray(k)
 
@@ -149,15 +156,10 @@ def _test_nngp(
 ) -> Any:
     """K_** as a (m_rows, m_rows) matrix; when concrete, the joint NNGP [[K_XX, K_X*], [K_*X, K_**]] must be
     positive semi-definite, or the propagated covariance is not one."""
-    name = "nngp_test_test"
-    expected = (m, m, lay.c, lay.c) if lay.full else (m, m)
-    if tuple(np.shape(nngp_test_test)) != expected:
-        raise ValueError(f"{name}: expected shape {expected}, got {tuple(np.shape(nngp_test_test))}")
-    if is_traced(nngp_test_test, k_xx, k_sx):
-        k = jnp.asarray(nngp_test_test, jnp.float64)
-        return full_to_matrix(k) if lay.full else k
-    raw = _checks.as_float_array(nngp_test_test, name, ndim=len(expected))
-    k_ss = _checks.check_kernel(full_to_matrix(raw) if lay.full else raw, name, size=k_sx.shape[0])
+    name, traced = "nngp_test_test", is_traced(nngp_test_test, k_xx, k_sx)
+    k_ss = _nngp_block(nngp_test_test, name, m, lay, traced)
+    if traced:
+        return k_ss
     eps = max(eps_xx, _checks.input_eps(nngp_test_test), _checks.input_eps(nngp_test_train))
     _checks.check_psd(k_ss, name, eps)
     k_xx_np, k_sx_np = np.asarray(k_xx), np.asarray(k_sx)
