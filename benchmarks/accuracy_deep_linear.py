@@ -65,7 +65,7 @@ def main() -> None:
     for width in (256, 1024, 2048):
         t0 = time.perf_counter()
         summary, _ = wide_deep_linear(ds, depth=3, width=width, learning_rate=1.0, l2=1e-2, steps=100, seeds=2)
-        out[f"wide_L3_median_max_rel_err[width {width}]"] = float(np.median(summary["rel_err_test_max"]))
+        out[f"wide_L3_median_max_rel_err[width {width}]"] = float(np.median(summary.rel_err_test_max))
         out[f"wide_L3_seconds[width {width}]"] = time.perf_counter() - t0
     for k, v in out.items():
         print(f"{k}: {v}")

@@ -31,7 +31,8 @@ import numpy as np
 
 from ntk_l2.common.io import save_json
 from ntk_l2.data.datasets import load_mnist
-from ntk_l2.experiments.compare import CompareConfig, infinite_width_kernels, run_comparison, stable_learning_rate
+from ntk_l2.experiments.compare import CompareConfig, infinite_width_kernels, run_comparison
+from ntk_l2.theory import stable_learning_rate
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "out" / "benchmarks" / "momentum"
@@ -64,7 +65,7 @@ def figures(summary: dict) -> dict:
     """The reported numbers of one protocol: errors per width, exponent, accuracies at the widest."""
     widths = [int(w) for w in summary["widths"]]
     top = summary["widths"][str(widths[-1])]
-    fin, th = np.asarray(top["acc_test_finite"]), np.asarray(top["acc_test_theory"])
+    fin, th = np.asarray(top["acc_test_finite"], float), np.asarray(top["acc_test_theory"], float)
     out = {
         "config": summary["config"],
         "median_rel_err_test_max": dict(zip(map(str, widths), summary["median_rel_err_test_max"], strict=False)),
@@ -149,7 +150,7 @@ def main() -> None:
     }
     for name, cfg in protocols(eta_plain).items():
         summary = run_comparison(ds, cfg, progress=sys.stderr.isatty(), out_dir=RUNS / name)
-        results["protocols"][name] = fig = figures(summary)
+        results["protocols"][name] = fig = figures(summary.to_json())
         show(name, fig)
     results["checks_momentum"] = checks(results["protocols"]["momentum"])
     for key, check in results["checks_momentum"].items():

@@ -1,4 +1,5 @@
-"""Speed of the theory's version of the laws' sweep (`ntk_l2.laws.theory_sweep`).
+"""Speed of the theory's version of the laws' sweep (`ntk_l2.laws.theory_sweep`: `ntk_l2.laws.sweep`
+on `ntk_l2.laws.KernelDynamics`).
 
     python benchmarks/bench_laws.py [--data-dir DIR]
 
@@ -42,7 +43,7 @@ def main() -> None:
     t0 = time.perf_counter()
     runs = theory_sweep(problem, l2s, lrs, budget=2.0, budget_step=None, max_steps=10**6)
     elapsed = time.perf_counter() - t0
-    steps = [r["steps"][-1] for r in runs]
+    steps = [r.steps[-1] for r in runs]
     result = {
         "dataset": ds.name,
         "n_train": 512,
@@ -53,7 +54,7 @@ def main() -> None:
         "total_steps": int(sum(steps)),
         "target": "30 pairs, up to 1e5 steps, < 30 s",
         "passed": elapsed < 30 and len(runs) == 30 and max(steps) >= 10**5,
-        "t_star_eta_l2": [r["t_star_eta_l2"] for r in runs],
+        "t_star_eta_l2": [r.t_star_eta_l2 for r in runs],
     }
     out = Path(__file__).parent / "results" / "laws.json"
     save_json(out, result)

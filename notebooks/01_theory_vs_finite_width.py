@@ -51,6 +51,7 @@ import ntk_l2
 from ntk_l2.data.datasets import load_mnist_or_digits
 from ntk_l2.experiments.compare import CompareConfig, infinite_width_kernels, run_comparison, theory_predictors
 from ntk_l2.finite.train import TrainConfig, train
+from ntk_l2.theory import stable_learning_rate
 
 SMALL = os.environ.get("NTK_L2_SMALL") == "1"
 N_TRAIN, N_TEST = (128, 200) if SMALL else (512, 1000)
@@ -73,16 +74,20 @@ print(f"η = {LR}, λ = {L2}, {STEPS} steps = 2/(ηλ); widths {WIDTHS}, {SEEDS}
 # `run_comparison` trains the seeds of each width vmapped in one compiled program,
 # records outputs, accuracies, layer norms and the empirical NTK on a probe set,
 # and evaluates the continuous and discrete theory on the infinite-width NTK from
-# each seed's own $f_0$. Each width is saved atomically (`runs/width<W>.json/.npz`).
+# each seed's own $f_0$. Each width is saved atomically (`runs/width<W>.json/.npz`), the
+# result (a `ComparisonResult`: one `WidthComparison` per width) as `summary.json` beside
+# its figure. The infinite-width NTK depends only on the architecture and the data, so it is
+# computed once here and shared by every comparison below on the same data.
 
 # %%
 cfg = CompareConfig(depth=3, widths=WIDTHS, learning_rate=LR, l2=L2, steps=STEPS, seeds=SEEDS, n_records=STEPS + 1)
-summary = run_comparison(data, cfg, out_dir=OUT)
+kernels = infinite_width_kernels(data, cfg)
+summary = run_comparison(data, cfg, out_dir=OUT, kernels=kernels)
 runs = {w: dict(np.load(OUT / "runs" / f"width{w}.npz")) for w in WIDTHS}
 steps = runs[WIDTHS[0]]["steps"]
-for w, med in zip(WIDTHS, summary["median_rel_err_test_max"], strict=False):
+for w, med in zip(WIDTHS, summary.median_rel_err_test_max, strict=False):
     print(f"width {w:>5}: median over seeds of the max-over-time relative error of f_test: {med:.4f}")
-print(f"fitted exponent of the error against width: {summary['width_exponent']:.3f}")
+print(f"fitted exponent of the error against width: {summary.width_exponent:.3f}")
 
 # %% [markdown]
 # ## Outputs over time
@@ -138,18 +143,16 @@ plt.show()
 # %% [markdown]
 # ## Error, accuracy, kernel decay, layer norms
 #
-# The standard comparison figure (`ntk_l2.experiments.plots.save_comparison`, also written by
-# `ntk-l2 compare`): relative error of the test outputs over time, test accuracy of
-# network and theory, the measured kernel ratio $\|\Theta_t\|/\|\Theta_0\|$ on the
-# probe set against $(1-\eta\lambda)^{2(k-1)t}$, the layer norms against the
-# infinite-width decay $(1-\eta\lambda)^t$, and the error against width.
+# The standard comparison figure (`ntk_l2.experiments.plots.save_comparison`, written by
+# `run_comparison` into the output directory, as by `ntk-l2 compare`): relative error of the
+# test outputs over time, test accuracy of network and theory, the measured kernel ratio
+# $\|\Theta_t\|/\|\Theta_0\|$ on the probe set against $(1-\eta\lambda)^{2(k-1)t}$, the layer
+# norms against the infinite-width decay $(1-\eta\lambda)^t$, and the error against width.
 
 # %%
 from IPython.display import Image, display  # noqa: E402
 
-from ntk_l2.experiments import plots  # noqa: E402
-
-display(Image(str(plots.save_comparison(OUT / "comparison.png", summary))))
+display(Image(summary.figure))
 
 # %% [markdown]
 # ## How the gap closes with width
@@ -161,13 +164,13 @@ display(Image(str(plots.save_comparison(OUT / "comparison.png", summary))))
 # %%
 fig, ax = plt.subplots(figsize=(5, 4), constrained_layout=True)
 for w in WIDTHS:
-    per_seed = summary["widths"][str(w)]["rel_err_test_max"]
+    per_seed = summary.widths[str(w)].rel_err_test_max
     ax.loglog([w] * len(per_seed), per_seed, "o", color="C0", alpha=0.4, ms=4)
-meds = np.asarray(summary["median_rel_err_test_max"])
-ax.loglog(WIDTHS, meds, "C0-", label=f"median, slope {summary['width_exponent']:.2f}")
+meds = np.asarray(summary.median_rel_err_test_max)
+ax.loglog(WIDTHS, meds, "C0-", label=f"median, slope {summary.width_exponent:.2f}")
 ws = np.asarray(WIDTHS, float)
 ax.loglog(ws, meds[0] * (ws / ws[0]) ** -0.5, "k:", label="slope −1/2")
-cont = [np.median(summary["widths"][str(w)]["rel_err_test_max_continuous"]) for w in WIDTHS]
+cont = [np.median(summary.widths[str(w)].rel_err_test_max_continuous) for w in WIDTHS]
 ax.loglog(WIDTHS, cont, "C1--", label="vs continuous-time theory")
 ax.set(xlabel="width", ylabel="max over time of ‖f* − f*_theory‖/‖f*_theory‖")
 ax.legend(fontsize=8)
@@ -209,13 +212,12 @@ lin = train(
     seeds=tuple(range(SEEDS)),
     linearized=True,
 )
-kernels = infinite_width_kernels(data, cfg)
 predict = theory_predictors(kernels, data, cfg)["discrete"]
 err_lin = []
 for seed in range(SEEDS):
     theory = predict(steps, lin.fx_train[seed, 0].astype(float), lin.fx_test[seed, 0].astype(float), kernels["test"])[1]
     err_lin.append(np.linalg.norm(lin.fx_test[seed] - theory, axis=(-2, -1)) / np.linalg.norm(theory, axis=(-2, -1)))
-err_full = np.mean(summary["widths"][str(w_lin)]["rel_err_test"]["discrete"], axis=0)
+err_full = np.mean(summary.widths[str(w_lin)].rel_err_test["discrete"], axis=0)
 offset_ratio = np.linalg.norm(lin.fx_test[:, -1]) / np.linalg.norm(lin.fx_test[:, 0])
 print(
     f"linearized network: ‖f_test(t = {steps[-1]})‖/‖f_test(0)‖ = {offset_ratio:.2f} "
@@ -228,11 +230,9 @@ axes[0].plot(steps, err_full, "C0o-", ms=3, label="full network")
 axes[0].set(yscale="log", xlabel="step", ylabel="relative error vs degree-4 theory", title=f"width {w_lin}")
 axes[0].legend(fontsize=8)
 axes[1].plot(steps, 100 * np.nanmean(lin.acc_test, axis=0), "C3o-", ms=3, label="linearized network")
+axes[1].plot(steps, 100 * np.asarray(summary.widths[str(w_lin)].acc_test_finite), "C0o-", ms=3, label="full network")
 axes[1].plot(
-    steps, 100 * np.asarray(summary["widths"][str(w_lin)]["acc_test_finite"]), "C0o-", ms=3, label="full network"
-)
-axes[1].plot(
-    steps, 100 * np.asarray(summary["widths"][str(w_lin)]["acc_test_theory"]), "k--", label="theory (discrete, k = 4)"
+    steps, 100 * np.asarray(summary.widths[str(w_lin)].acc_test_theory), "k--", label="theory (discrete, k = 4)"
 )
 axes[1].set(xlabel="step", ylabel="test accuracy (%)")
 axes[1].legend(fontsize=8)
@@ -261,20 +261,20 @@ cfg_weak = CompareConfig(
     seeds=SEEDS,
     n_records=30,
 )
-weak = run_comparison(data, cfg_weak, out_dir=OUT / "weak_l2")
-run = weak["widths"][str(WIDTHS[-1])]
+weak = run_comparison(data, cfg_weak, out_dir=OUT / "weak_l2", kernels=kernels)
+run = weak.widths[str(WIDTHS[-1])]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
-axes[0].plot(run["steps"], 100 * np.asarray(run["acc_test_finite"]), "C0o-", ms=3, label=f"finite, width {WIDTHS[-1]}")
-axes[0].plot(run["steps"], 100 * np.asarray(run["acc_test_theory"]), "k--", label="theory (discrete)")
+axes[0].plot(run.steps, 100 * np.asarray(run.acc_test_finite), "C0o-", ms=3, label=f"finite, width {WIDTHS[-1]}")
+axes[0].plot(run.steps, 100 * np.asarray(run.acc_test_theory), "k--", label="theory (discrete)")
 axes[0].set(xscale="symlog", xlabel="step", ylabel="test accuracy (%)", title=f"λ = {L2_WEAK:g}, η = {LR:g}")
 axes[0].legend(fontsize=8)
-axes[1].plot(run["steps"][1:], run["rel_err_test_mean"][1:], "C0o-", ms=3)
+axes[1].plot(run.steps[1:], run.rel_err_test_mean[1:], "C0o-", ms=3)
 axes[1].set(xscale="log", yscale="log", xlabel="step", ylabel="relative error of f_test (mean over seeds)")
 plt.show()
 print(
-    f"λ = {L2_WEAK:g}: max-over-time error {weak['median_rel_err_test_max'][0]:.4f} (median over seeds); "
-    f"best test accuracy finite {100 * max(run['acc_test_finite']):.1f}%, "
-    f"theory {100 * max(run['acc_test_theory']):.1f}%"
+    f"λ = {L2_WEAK:g}: max-over-time error {weak.median_rel_err_test_max[0]:.4f} (median over seeds); "
+    f"best test accuracy finite {100 * np.nanmax(run.acc_test_finite):.1f}%, "
+    f"theory {100 * np.nanmax(run.acc_test_theory):.1f}%"
 )
 
 # %% [markdown]
@@ -305,8 +305,6 @@ print(
 # the error at width 256 was twice the plain one (0.59 against 0.30); at η₀/4 it is 0.32.
 
 # %%
-from ntk_l2.experiments.compare import stable_learning_rate  # noqa: E402
-
 BETA, BATCH = 0.9, (32 if SMALL else 128)
 L2_M = 1e-2 if SMALL else 1e-3
 WIDTH_M = WIDTHS[-1]
@@ -321,15 +319,15 @@ protocols = {
     f"SGD, B = {BATCH}": CompareConfig(**common, learning_rate=eta0, steps=steps0, batch_size=BATCH),
 }
 store = {"plain": "plain", "momentum": "momentum", f"SGD, B = {BATCH}": "sgd"}
-mom = {name: run_comparison(data, c, out_dir=OUT_M / store[name]) for name, c in protocols.items()}
+mom = {name: run_comparison(data, c, out_dir=OUT_M / store[name], kernels=kernels) for name, c in protocols.items()}
 mom_runs = {name: dict(np.load(OUT_M / store[name] / "runs" / f"width{WIDTH_M}.npz")) for name in protocols}
 print(f"width {WIDTH_M}, λ = {L2_M:g}, {SEEDS} seeds")
 for name, c in protocols.items():
-    w = mom[name]["widths"][str(WIDTH_M)]
+    w = mom[name].widths[str(WIDTH_M)]
     print(
         f"{name:>14}: η = {c.learning_rate:.4g}, β = {c.momentum:g}, {c.steps} steps: max-over-time error "
-        f"{mom[name]['median_rel_err_test_max'][0]:.4f} (median over seeds); best test accuracy finite "
-        f"{100 * np.nanmax(w['acc_test_finite']):.1f}%, theory {100 * np.nanmax(w['acc_test_theory']):.1f}%"
+        f"{mom[name].median_rel_err_test_max[0]:.4f} (median over seeds); best test accuracy finite "
+        f"{100 * np.nanmax(w.acc_test_finite):.1f}%, theory {100 * np.nanmax(w.acc_test_theory):.1f}%"
     )
 
 # %% [markdown]
@@ -343,13 +341,13 @@ fig, axes = plt.subplots(1, 3, figsize=(16, 4), constrained_layout=True)
 point = 0
 label = data.labels_test[point]
 for i, (name, c) in enumerate(protocols.items()):
-    run, w = mom_runs[name], mom[name]["widths"][str(WIDTH_M)]
+    run, w = mom_runs[name], mom[name].widths[str(WIDTH_M)]
     tau = run["steps"] * c.learning_rate * c.l2 / (1 - c.momentum)
     axes[0].plot(tau, run["fx_test"][0, :, point, label], "-", color=f"C{i}", label=f"{name} (width {WIDTH_M})")
     axes[0].plot(tau, run["fx_test_theory_discrete"][0, :, point, label], "--", color=f"C{i}", lw=1)
-    axes[1].plot(tau[1:], np.asarray(w["rel_err_test_mean"])[1:], "o-", ms=3, color=f"C{i}", label=name)
-    axes[2].plot(tau, 100 * np.asarray(w["acc_test_finite"]), "-", color=f"C{i}", label=f"{name}, finite")
-    axes[2].plot(tau, 100 * np.asarray(w["acc_test_theory"]), "--", color=f"C{i}", lw=1)
+    axes[1].plot(tau[1:], np.asarray(w.rel_err_test_mean)[1:], "o-", ms=3, color=f"C{i}", label=name)
+    axes[2].plot(tau, 100 * np.asarray(w.acc_test_finite), "-", color=f"C{i}", label=f"{name}, finite")
+    axes[2].plot(tau, 100 * np.asarray(w.acc_test_theory), "--", color=f"C{i}", lw=1)
 axes[0].set(
     xlabel="L2 time ηλt/(1 − β)",
     ylabel="true-class output",

@@ -72,12 +72,12 @@ def three_sweeps(parameterization, l2s, lrs, out_dir):
     )
     for m, s, f in zip(mean, single, finite, strict=False):
         print(
-            f"{m['l2']:7.0e} {m['lr']:5g} | {m['t_star_eta_l2']:9.3f} {100 * m['max_test_acc']:5.1f} | "
-            f"{s['t_star_eta_l2']:11.3f} {100 * s['max_test_acc']:5.1f} | "
-            f"{f['t_star_eta_l2']:11.3f} {100 * f['max_test_acc']:5.1f}"
+            f"{m.l2:7.0e} {m.lr:5g} | {m.t_star_eta_l2:9.3f} {100 * m.max_test_acc:5.1f} | "
+            f"{s.t_star_eta_l2:11.3f} {100 * s.max_test_acc:5.1f} | "
+            f"{f.t_star_eta_l2:11.3f} {100 * f.max_test_acc:5.1f}"
         )
     for name, runs in (("single-network theory", single), ("finite", finite)):
-        c = np.array([r["t_star_eta_l2"] for r in runs if r["t_star"] > 0])
+        c = np.array([r.t_star_eta_l2 for r in runs if r.t_star > 0])
         print(
             f"{name}: "
             + (
@@ -92,18 +92,18 @@ def three_sweeps(parameterization, l2s, lrs, out_dir):
 def paper_figure(name, finite, theory, problem, title):
     """The paper's three panels (`ntk-l2 sweep`'s figure): t* vs λ, best accuracy vs λ with the
     λ = 0 reference, and accuracy at a fixed budget T vs λ, T = the shortest run (theory dashed)."""
-    budget = int(min(max(r["steps"]) for r in finite))
+    budget = int(min(max(r.steps) for r in finite))
     reference = (
         None
         if problem is None
-        else reference_accuracy(problem, min(r["lr"] for r in finite), int(max(max(r["steps"]) for r in finite)))
+        else reference_accuracy(problem, min(r.lr for r in finite), int(max(max(r.steps) for r in finite)))
     )
     path = plots.save_laws(
         OUT_FIGURES / f"{name}.png",
-        at_budget(finite, budget),
+        [r.to_json() for r in at_budget(finite, budget)],
         title=f"{title}; budget T = {budget} steps",
         reference_acc=reference,
-        theory=None if theory is None else at_budget(theory, budget),
+        theory=None if theory is None else [r.to_json() for r in at_budget(theory, budget)],
     )
     display(Image(filename=str(path)))
 
@@ -119,29 +119,25 @@ def paper_panels(mean, single, finite, l2s, lrs, title):
     }
     for j, (name, (runs, style)) in enumerate(styles.items()):
         for i, eta in enumerate(lrs):
-            rs = [r for r in runs if r["lr"] == eta]
-            lam = [r["l2"] for r in rs]
-            t_star = [max(r["t_star"], 0.5) for r in rs]  # t* = 0 (nothing learned) drawn at 0.5
+            rs = [r for r in runs if r.lr == eta]
+            lam = [r.l2 for r in rs]
+            t_star = [max(r.t_star, 0.5) for r in rs]  # t* = 0 (nothing learned) drawn at 0.5
             axes[0].loglog(lam, t_star, style, color=f"C{j}", alpha=1 - 0.4 * i, label=f"{name}, η = {eta:g}")
-            axes[1].semilogx(lam, [100 * r["max_test_acc"] for r in rs], style, color=f"C{j}", alpha=1 - 0.4 * i)
+            axes[1].semilogx(lam, [100 * r.max_test_acc for r in rs], style, color=f"C{j}", alpha=1 - 0.4 * i)
     lam = np.asarray(l2s)
     for eta in lrs:
-        c = np.median([r["t_star_eta_l2"] for r in finite if r["lr"] == eta])
+        c = np.median([r.t_star_eta_l2 for r in finite if r.lr == eta])
         axes[0].loglog(lam, c / (eta * lam), "k:", lw=0.8)
     axes[0].set(xlabel="λ", ylabel="t* (steps)", title="time to best test accuracy")
     axes[0].legend(fontsize=6)
     axes[1].set(xlabel="λ", ylabel="best test accuracy (%)", title="best test accuracy")
     eta = lrs[-1]
     for i, (s, f) in enumerate(
-        zip([r for r in single if r["lr"] == eta], [r for r in finite if r["lr"] == eta], strict=False)
+        zip([r for r in single if r.lr == eta], [r for r in finite if r.lr == eta], strict=False)
     ):
-        axes[2].semilogx(np.maximum(s["steps"], 1), 100 * np.asarray(s["acc_test"], float), "--", color=f"C{i}")
+        axes[2].semilogx(np.maximum(s.steps, 1), 100 * np.asarray(s.acc_test, float), "--", color=f"C{i}")
         axes[2].semilogx(
-            np.maximum(f["steps"], 1),
-            100 * np.array([np.nan if a is None else a for a in f["acc_test"]]),
-            "-",
-            color=f"C{i}",
-            label=f"λ = {s['l2']:g}",
+            np.maximum(f.steps, 1), 100 * np.asarray(f.acc_test, float), "-", color=f"C{i}", label=f"λ = {s.l2:g}"
         )
     axes[2].set(
         xlabel="step",
@@ -246,27 +242,27 @@ for j, (name, runs, style) in enumerate(
         ("CNN + BatchNorm", cnn[True], "s-"),
     )
 ):
-    lam = [r["l2"] for r in runs]
-    axes[0].loglog(lam, [max(r["t_star"], 0.5) for r in runs], style, color=f"C{j}", label=name)
+    lam = [r.l2 for r in runs]
+    axes[0].loglog(lam, [max(r.t_star, 0.5) for r in runs], style, color=f"C{j}", label=name)
     axes[0].loglog(
-        lam, [np.median([q["t_star_eta_l2"] for q in runs]) / (CNN_LR * x) for x in lam], ":", color=f"C{j}", lw=0.8
+        lam, [np.median([q.t_star_eta_l2 for q in runs]) / (CNN_LR * x) for x in lam], ":", color=f"C{j}", lw=0.8
     )
-    axes[1].semilogx(lam, [100 * r["max_test_acc"] for r in runs], style, color=f"C{j}", label=name)
+    axes[1].semilogx(lam, [100 * r.max_test_acc for r in runs], style, color=f"C{j}", label=name)
     for i, r in enumerate(runs):
         axes[2].semilogx(
-            np.maximum(r["steps"], 1),
-            100 * np.array([np.nan if a is None else a for a in r["acc_test"]], float),
+            np.maximum(r.steps, 1),
+            100 * np.asarray(r.acc_test, float),
             ["-.", "-", "--"][j],
             color=f"C{i + 3}",
-            label=f"{name}, λ = {r['l2']:g}" if j else None,
+            label=f"{name}, λ = {r.l2:g}" if j else None,
         )
-    c = np.array([r["t_star_eta_l2"] for r in runs if r["t_star"] > 0])
+    c = np.array([r.t_star_eta_l2 for r in runs if r.t_star > 0])
     print(
         f"{name:30s}: t*ηλ = "
-        + ", ".join(f"{r['t_star_eta_l2']:.2f}" for r in runs)
+        + ", ".join(f"{r.t_star_eta_l2:.2f}" for r in runs)
         + (f" (max/min {c.max() / c.min():.2f})" if c.size else "")
         + "; best accuracy "
-        + ", ".join(f"{100 * r['max_test_acc']:.1f}%" for r in runs)
+        + ", ".join(f"{100 * r.max_test_acc:.1f}%" for r in runs)
     )
 axes[0].set(xlabel="λ", ylabel="t* (steps)", title="time to best test accuracy (dotted: c/(ηλ))")
 axes[0].legend(fontsize=7)

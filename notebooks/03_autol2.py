@@ -34,8 +34,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ntk_l2.data.datasets import load_mnist_or_digits
-from ntk_l2.experiments.laws import autol2_theory_samples, finite_sweep, law_problem
-from ntk_l2.laws import AutoL2Config, FiniteSweepConfig, autol2_finite, steps_to_reach, theory_sweep
+from ntk_l2.experiments.laws import finite_sweep, law_problem
+from ntk_l2.laws import (
+    AutoL2Config,
+    FiniteDynamics,
+    FiniteSweepConfig,
+    KernelDynamics,
+    autol2,
+    compare_autol2,
+    constant_runs,
+)
 
 SMALL = os.environ.get("NTK_L2_SMALL") == "1"
 N_TRAIN, N_TEST = (128, 200) if SMALL else (512, 1000)
@@ -56,10 +64,15 @@ print(f"{data.name}: {N_TRAIN} train / {N_TEST} test points; η = {LR}, {STEPS} 
 
 # %% [markdown]
 # ## Theory: single networks
+#
+# The same laws run on the kernel theory and on finite networks: `ntk_l2.laws.autol2` and the
+# constant-λ runs (`ntk_l2.laws.constant_runs`) take a dynamics, here `KernelDynamics` with
+# `SAMPLES` NNGP draws of the initial outputs, each draw with its own AutoL2 schedule.
 
 # %%
-constant_theory = theory_sweep(problem, CONSTANT, [LR], 0.0, STEPS, init_samples=SAMPLES, n_records=80)
-auto_theory = {name: autol2_theory_samples(problem, data, LR, STEPS, cfg, SAMPLES) for name, cfg in STARTS.items()}
+theory = KernelDynamics(problem, SAMPLES)
+constant_theory = constant_runs(theory, LR, STEPS, CONSTANT, n_records=80)
+auto_theory = {name: autol2(theory, LR, STEPS, cfg) for name, cfg in STARTS.items()}
 
 # %% [markdown]
 # ## Finite networks, width 512
@@ -68,7 +81,8 @@ auto_theory = {name: autol2_theory_samples(problem, data, LR, STEPS, cfg, SAMPLE
 constant_finite = finite_sweep(
     data, CONSTANT, [LR], FiniteSweepConfig(width=WIDTH, budget=0.0, budget_step=STEPS, n_records=60), OUT / "constant"
 )
-auto_finite = {name: autol2_finite(data, LR, STEPS, cfg, width=WIDTH) for name, cfg in STARTS.items()}
+finite = FiniteDynamics(data, FiniteSweepConfig(width=WIDTH))
+auto_finite = {name: autol2(finite, LR, STEPS, cfg) for name, cfg in STARTS.items()}
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(17, 4.2), constrained_layout=True)
@@ -78,15 +92,12 @@ for ax, constant, auto, title in (
 ):
     for i, run in enumerate(constant):
         ax.semilogx(
-            np.maximum(run["steps"], 1),
-            100 * np.array([np.nan if a is None else a for a in run["acc_test"]], float),
-            color=f"C{i}",
-            label=f"λ = {run['l2']:g}",
+            np.maximum(run.steps, 1), 100 * np.asarray(run.acc_test, float), color=f"C{i}", label=f"λ = {run.l2:g}"
         )
     for j, (name, run) in enumerate(auto.items()):
         ax.semilogx(
-            np.maximum(run["steps"], 1),
-            100 * np.asarray(run["acc_test"], float),
+            np.maximum(run.steps, 1),
+            100 * np.asarray(run.acc_test, float),
             "k" + ("-" if j else "--"),
             lw=2,
             label=name,
@@ -94,10 +105,10 @@ for ax, constant, auto, title in (
     ax.set(xlabel="step", ylabel="test accuracy (%)", title=title)
     ax.legend(fontsize=7)
 for j, (name, run) in enumerate(auto_finite.items()):
-    axes[2].loglog(np.maximum(run["steps"], 1), run["l2"], "k" + ("-" if j else "--"), label=f"{name}, finite")
+    axes[2].loglog(np.maximum(run.steps, 1), run.l2, "k" + ("-" if j else "--"), label=f"{name}, finite")
     axes[2].loglog(
-        np.maximum(auto_theory[name]["steps"], 1),
-        auto_theory[name]["l2"],
+        np.maximum(auto_theory[name].steps, 1),
+        auto_theory[name].l2,
         ":",
         color="C3" if j else "C4",
         label=f"{name}, theory",
@@ -111,15 +122,20 @@ for title, constant, auto in (
     ("theory (single networks)", constant_theory, auto_theory),
     (f"finite, width {WIDTH}", constant_finite, auto_finite),
 ):
-    best = max(constant, key=lambda r: r["max_test_acc"])
+    best = max(constant, key=lambda r: r.max_test_acc)
     print(
-        f"{title}: best constant λ = {best['l2']:g}, "
-        f"best test accuracy {100 * best['max_test_acc']:.1f}% at step {best['t_star']:g}"
+        f"{title}: best constant λ = {best.l2:g}, "
+        f"best test accuracy {100 * best.max_test_acc:.1f}% at step {best.t_star:g}"
     )
     for name, run in auto.items():
-        reach = steps_to_reach(run["steps"], run["acc_test"], best["max_test_acc"])
-        ratio = f"{reach / best['t_star']:.2f}× the constant run's steps" if np.isfinite(reach) else "never"
-        print(f"  {name}: best {100 * np.nanmax(np.asarray(run['acc_test'], float)):.1f}%, reaches it: {ratio}")
+        versus = compare_autol2(run, constant)
+        if versus.steps_to_best_constant_acc is None:
+            when = "never"
+        elif versus.ratio is None:  # the constant run is at its best at step 0
+            when = f"at step {versus.steps_to_best_constant_acc:g}"
+        else:
+            when = f"{versus.ratio:.2f}× the constant run's steps"
+        print(f"  {name}: best {100 * versus.max_test_acc:.1f}%, reaches it: {when}")
 
 # %% [markdown]
 # ## What this shows
@@ -143,7 +159,7 @@ for title, constant, auto in (
 # --probe-l2 0.1 --grid 1e-4,3e-4,1e-3,3e-3,1e-2,3e-2,1e-1 --init-samples 4 --out out/optimal_l2_mnist_finite_sp`
 # and `ntk-l2 autol2 --mode finite --parameterization standard ... --lr 0.05 --steps 4000
 # --constant-l2 1e-3,3e-3,1e-2,3e-2,1e-1 --out out/autol2_mnist_finite_sp`, reused from their
-# run directories (the AutoL2 run itself is trained again).
+# run directories (AutoL2's own runs included).
 
 # %%
 from IPython.display import Image, display
@@ -158,27 +174,26 @@ opt = run_optimal_l2(
     data, SP_OUT / "optimal_l2_mnist_finite_sp", "finite", SP_LR, SP_T, 0.1, SP_GRID, SP, init_samples=SAMPLES
 )
 print(
-    f"budget T = {SP_T} steps: grid optimum λ = {opt['l2_opt_grid']:g} ({100 * opt['acc_at_budget_grid']:.1f}% at T, "
-    f"interior: {opt['grid_optimum_interior']}); one run at λ = 0.1 (c = {opt['probe']['t_star_eta_l2']:.2f}): "
-    f"λ_opt = {opt['l2_opt_one_run']:.2g} ({opt['ratio_one_run_to_grid']:.2f}× the grid's, "
-    f"{100 * opt['acc_at_budget_one_run']:.1f}% at T); kernel only: λ_opt = {opt['l2_opt_kernel']:.2g} "
-    f"({opt['ratio_kernel_to_grid']:.2f}×, {100 * opt['acc_at_budget_kernel']:.1f}% at T)"
+    f"budget T = {SP_T} steps: grid optimum λ = {opt.l2_opt_grid:g} ({100 * opt.acc_at_budget_grid:.1f}% at T, "
+    f"interior: {opt.grid_optimum_interior}); one run at λ = 0.1 (c = {opt.probe.t_star_eta_l2:.2f}): "
+    f"λ_opt = {opt.l2_opt_one_run:.2g} ({opt.ratio_one_run_to_grid:.2f}× the grid's, "
+    f"{100 * opt.acc_at_budget_one_run:.1f}% at T); kernel only: λ_opt = {opt.l2_opt_kernel:.2g} "
+    f"({opt.ratio_kernel_to_grid:.2f}×, {100 * opt.acc_at_budget_kernel:.1f}% at T)"
 )
-display(Image(filename=opt["figure"]))
+display(Image(filename=opt.figure))
 
 # %% [markdown]
 # ### AutoL2: its settings chosen from the kernel, then run on finite networks
 #
 # Which AutoL2 settings beat the best constant λ can be read off the kernel in seconds: the
-# theory (single networks, `ntk_l2.laws.autol2_theory`) runs AutoL2 for a grid of starting λ₀,
-# windows and metrics against the constant-λ grid over the same 4,000 steps
-# (`ntk_l2.experiments.laws.autol2_theory_scan`). The ratio is AutoL2's steps to the best constant
+# theory (single networks, `ntk_l2.laws.autol2` on `KernelDynamics`) runs AutoL2 for a grid of
+# starting λ₀, windows and metrics against the constant-λ grid over the same 4,000 steps
+# (`ntk_l2.laws.autol2_scan`). The ratio is AutoL2's steps to the best constant
 # run's best accuracy (within 0.5 points) over that run's own $t^*$; a clear gain is a ratio
 # of at most 0.6.
 
 # %%
-from ntk_l2.experiments.laws import autol2_theory_scan
-from ntk_l2.experiments.laws import law_problem as _law_problem
+from ntk_l2.laws import autol2_scan
 
 SP_CONSTANT = (1e-2, 1e-1) if SMALL else (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 SCAN_L0, SCAN_WINDOWS, SCAN_METRICS = (
@@ -186,12 +201,12 @@ SCAN_L0, SCAN_WINDOWS, SCAN_METRICS = (
     ((20, 50) if SMALL else (20, 50, 100, 200, 400)),
     ("train_error", "loss"),
 )
-sp_problem = _law_problem(data, 3, "standard", WIDTH)
+sp_problem = law_problem(data, 3, "standard", WIDTH)
 scan_configs = [
     AutoL2Config(l2_init=l0, window=w, metric=m) for m in SCAN_METRICS for l0 in SCAN_L0 for w in SCAN_WINDOWS
 ]
-scan = autol2_theory_scan(sp_problem, data, SP_LR, 2 * SP_T, SP_CONSTANT, scan_configs, init_samples=SAMPLES)
-ratio = np.array([np.nan if r["ratio"] is None else r["ratio"] for r in scan["rows"]]).reshape(
+scan = autol2_scan(KernelDynamics(sp_problem, SAMPLES), SP_LR, 2 * SP_T, SP_CONSTANT, scan_configs)
+ratio = np.array([np.nan if r.ratio is None else r.ratio for r in scan.rows]).reshape(
     len(SCAN_METRICS), len(SCAN_L0), len(SCAN_WINDOWS)
 )
 fig, axes = plt.subplots(1, len(SCAN_METRICS), figsize=(11, 3.4), constrained_layout=True)
@@ -209,16 +224,17 @@ for ax, metric, table in zip(axes, SCAN_METRICS, ratio, strict=False):
         title=f"metric: {metric}",
     )
 fig.colorbar(im, ax=axes, label="steps / constant run's t*")
+constant_best = scan.rows[0]  # every row is compared with the same best constant run
 fig.suptitle(
-    f"theory (single networks): AutoL2 vs the best constant λ = {scan['best_constant_l2']:g} "
-    f"({100 * scan['best_constant_acc']:.1f}% at step {scan['best_constant_steps']:g})"
+    f"theory (single networks): AutoL2 vs the best constant λ = {constant_best.best_constant_l2:g} "
+    f"({100 * constant_best.best_constant_acc:.1f}% at step {constant_best.best_constant_steps:g})"
 )
 plt.show()
-chosen = AutoL2Config(**scan["rows"][scan["best"]]["config"]) if scan["best"] is not None else AutoL2Config()
+chosen = AutoL2Config(**scan.configs[scan.best]) if scan.best is not None else AutoL2Config()
 print(
     f"chosen from the kernel: λ₀ = {chosen.l2_init:g}, window {chosen.window}, metric {chosen.metric} "
-    f"(theory: {scan['rows'][scan['best']]['ratio']:.2f}×)"
-    if scan["best"] is not None
+    f"(theory: {scan.rows[scan.best].ratio:.2f}×)"
+    if scan.best is not None
     else "no setting reaches it in theory"
 )
 
@@ -231,17 +247,13 @@ print(
 # %%
 for name, cfg in (("AutoL2, defaults (λ₀ = 0.1)", AutoL2Config()), ("AutoL2, chosen from the kernel", chosen)):
     auto_sp = run_autol2(data, SP_OUT / "autol2_mnist_finite_sp", "finite", SP_LR, 2 * SP_T, SP_CONSTANT, cfg, SP)
-    reach = auto_sp["autol2_steps_to_best_constant_acc"]
+    reach = auto_sp.autol2_steps_to_best_constant_acc
     print(
-        f"{name}: best constant λ = {auto_sp['best_constant_l2']:g}: {100 * auto_sp['best_constant_acc']:.1f}% at step "
-        f"{auto_sp['best_constant_steps']:g}; AutoL2 best {100 * auto_sp['autol2_max_test_acc']:.1f}%, "
-        + (
-            f"reaches it at step {reach:g} ({auto_sp['speedup_ratio']:.2f}×)"
-            if reach is not None
-            else "never reaches it"
-        )
+        f"{name}: best constant λ = {auto_sp.best_constant_l2:g}: {100 * auto_sp.best_constant_acc:.1f}% at step "
+        f"{auto_sp.best_constant_steps:g}; AutoL2 best {100 * auto_sp.autol2_max_test_acc:.1f}%, "
+        + (f"reaches it at step {reach:g} ({auto_sp.speedup_ratio:.2f}×)" if reach is not None else "never reaches it")
     )
-    display(Image(filename=auto_sp["figure"]))
+    display(Image(filename=auto_sp.figure))
 
 # %% [markdown]
 # In the standard parameterization both λ_opt predictions land within a factor 2 of the grid's

@@ -193,17 +193,15 @@ ds = load_digits(128, 256)
 fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
 for i, width in enumerate((128, 512) if SMALL else (256, 1024, 2048)):
     summary, arrays = wide_deep_linear(ds, depth=3, width=width, learning_rate=1.0, l2=1e-2, steps=100, seeds=2)
-    axes[0].plot(summary["steps"], summary["rel_err_test_mean"], "o-", color=f"C{i}", label=f"width {width}")
+    axes[0].plot(summary.steps, summary.rel_err_test_mean, "o-", color=f"C{i}", label=f"width {width}")
     print(
-        f"width {width:5d}: max-over-time relative error of the test outputs (median over seeds) "
-        f"{np.median(summary['rel_err_test_max']):.3f}"
+        f"width {width:5d} (degree k = {summary.degree}): max-over-time relative error of the test outputs "
+        f"(median over seeds) {np.median(summary.rel_err_test_max):.3f}"
     )
 axes[0].set(xlabel="step", ylabel="‖f − f_theory‖ / ‖f_theory‖ (test)", title="finite width vs theory at k = L = 3")
 axes[0].legend(fontsize=8)
 fin, th = arrays["fx_test"][0, -1].ravel(), arrays["fx_test_theory_discrete"][0, -1].ravel()
 axes[1].plot(th, fin, ".", ms=2)
 axes[1].plot([th.min(), th.max()], [th.min(), th.max()], "k--", lw=1)
-axes[1].set(
-    xlabel="theory (k = 3)", ylabel=f"finite width {width}", title=f"test outputs at step {summary['steps'][-1]}"
-)
+axes[1].set(xlabel="theory (k = 3)", ylabel=f"finite width {width}", title=f"test outputs at step {summary.steps[-1]}")
 plt.show()

@@ -3,16 +3,19 @@ and the comparison on real MNIST in a small mode."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
 import numpy as np
 import pytest
 
+from ntk_l2.cli.commands import main
 from ntk_l2.data import datasets as data
 from ntk_l2.experiments import compare
-from ntk_l2.experiments.compare import CompareConfig, run_comparison, stable_learning_rate
-from ntk_l2.theory import stability_limit
+from ntk_l2.experiments.compare import CompareConfig, run_comparison
+from ntk_l2.networks import arch
+from ntk_l2.theory import stability_limit, stable_learning_rate
 from ntk_l2.theory.discrete import stability_limit as stability_limit_momentum
 
 SMALL = CompareConfig(depth=2, widths=(32, 128), learning_rate=5.0, l2=1e-2, steps=12, seeds=2, n_records=6, n_probe=4)
@@ -47,9 +50,14 @@ def test_interrupted_comparison_resumes_to_the_uninterrupted_result(digits, tmp_
     )
     resumed = run_comparison(digits, SMALL, out_dir=tmp_path / "resumed")
     assert calls == [128]
-    assert json.dumps(resumed, sort_keys=True) == json.dumps(full, sort_keys=True)
+
+    def content(result):  # everything but where the figure was written
+        return json.dumps(dataclasses.replace(result, figure=None).to_json(), sort_keys=True, allow_nan=False)
+
+    assert content(resumed) == content(full)
     again = run_comparison(digits, SMALL, out_dir=tmp_path / "resumed")
-    assert calls == [128] and again == resumed
+    assert calls == [128] and again.to_json() == resumed.to_json()
+    assert json.loads((tmp_path / "resumed" / "summary.json").read_text()) == again.to_json()
 
 
 def test_changed_settings_or_data_retrain(digits, tmp_path, monkeypatch):
@@ -101,16 +109,16 @@ def test_real_mnist_comparison_small_mode(mnist_dir, tmp_path):
     ds = data.load_mnist(data_dir=mnist_dir, n_train=512, n_test=200, seed=0)
     cfg = CompareConfig(depth=3, widths=(128, 1024), learning_rate=10.0, l2=1e-2, steps=20, seeds=2, n_records=8)
     summary = run_comparison(ds, cfg, out_dir=tmp_path)
-    medians = summary["median_rel_err_test_max"]
+    medians = summary.median_rel_err_test_max
     assert medians[1] < 0.25, medians
     assert medians[1] < 0.6 * medians[0], medians
-    w = summary["widths"]["1024"]
-    assert not any(w["diverged"])
-    gap = np.abs(np.asarray(w["acc_test_finite"]) - np.asarray(w["acc_test_theory"]))
+    w = summary.widths["1024"]
+    assert not any(w.diverged)
+    gap = np.abs(np.asarray(w.acc_test_finite) - np.asarray(w.acc_test_theory))
     assert np.max(gap) <= 0.05, gap  # 10 of 200 test points
     # ‖Θ_t‖/‖Θ_0‖ against (1 − ηλ)^{2(k−1)t}: measured within 2.9% at width 1024 (the
     # kernel's own motion is O(width^-1/2)); 10% leaves room, a wrong k is off by ×e^{±4}.
-    np.testing.assert_allclose(w["kernel_ratio"], w["kernel_ratio_theory"], rtol=0.1)
+    np.testing.assert_allclose(w.kernel_ratio, w.kernel_ratio_theory, rtol=0.1)
 
 
 def test_compare_config_activation_is_checked():
@@ -150,7 +158,7 @@ def test_plain_gradient_descent_is_unchanged(digits, tmp_path):
     summary = run_comparison(digits, cfg, out_dir=tmp_path)
     stored = json.loads((tmp_path / "runs" / "width32.json").read_text())["config"]
     assert not {"momentum", "nesterov", "batch_size"} & set(stored)
-    assert summary["continuous_theory"] == "gradient flow"
+    assert summary.continuous_theory == "gradient flow"
     k = compare.infinite_width_kernels(digits, cfg)
     with np.load(tmp_path / "runs" / "width32.npz") as npz:
         steps, f0, fs0 = npz["steps"], npz["fx_train"][:, 0].astype(float), npz["fx_test"][:, 0].astype(float)
@@ -162,10 +170,10 @@ def test_plain_gradient_descent_is_unchanged(digits, tmp_path):
             ref = np.stack([predict(times, f0[i], fs0[i], k["test"])[1] for i in range(cfg.seeds)])
             got = npz[f"fx_test_theory_{name}"]
             assert np.max(np.abs(got - ref)) <= 1e-10 * np.max(np.abs(ref)), name
-    w = summary["widths"]["32"]
+    w = summary.widths["32"]
     keep, k2 = 1.0 - cfg.learning_rate * cfg.l2, 2 * cfg.depth
-    assert w["kernel_ratio_theory"] == [keep ** (k2 * float(s)) for s in w["kernel_steps"]]
-    assert w["layer_norm_ratio_theory"] == [keep ** float(s) for s in w["steps"]]
+    assert w.kernel_ratio_theory == tuple(keep ** (k2 * float(s)) for s in w.kernel_steps)
+    assert w.layer_norm_ratio_theory == tuple(keep ** float(s) for s in w.steps)
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
@@ -197,19 +205,18 @@ def test_wide_network_tracks_the_momentum_theory(nesterov):
         nesterov=nesterov,
     )
     summary, arrays = compare.compare_width(ds, cfg, 4096, k)
-    assert max(summary["rel_err_test_max"]) < 0.1, summary["rel_err_test_max"]
-    assert ("rel_err_test_max_continuous" in summary) == (not nesterov)  # no flow is derived for Nesterov
+    assert max(summary.rel_err_test_max) < 0.1, summary.rel_err_test_max
+    assert (summary.rel_err_test_max_continuous is not None) == (not nesterov)  # no flow is derived for Nesterov
+    assert ("rel_err_test_max_continuous" in summary.to_json()) == (not nesterov)  # absent, as always written
     wrong = gradient_descent_mse_l2_discrete(k["train"], ds.y_train, eta / (1 - cfg.momentum), cfg.l2, 2)
     for seed in range(cfg.seeds):
         f0, fs0 = arrays["fx_train"][seed, 0].astype(float), arrays["fx_test"][seed, 0].astype(float)
         miss = compare.relative_error(
             arrays["fx_test"][seed], np.asarray(wrong(arrays["steps"], f0, fs0, k["test"])[1])
         )
-        assert np.max(miss) > 2 * summary["rel_err_test_max"][seed]
-    np.testing.assert_allclose(summary["kernel_ratio"], summary["kernel_ratio_theory"], rtol=0.01)
-    np.testing.assert_allclose(
-        np.asarray(summary["layer_norm_ratio"])[:, 0], summary["layer_norm_ratio_theory"], rtol=0.01
-    )
+        assert np.max(miss) > 2 * summary.rel_err_test_max[seed]
+    np.testing.assert_allclose(summary.kernel_ratio, summary.kernel_ratio_theory, rtol=0.01)
+    np.testing.assert_allclose(np.asarray(summary.layer_norm_ratio)[:, 0], summary.layer_norm_ratio_theory, rtol=0.01)
 
 
 def test_minibatch_runs_are_compared_with_the_full_batch_mean(digits):
@@ -237,3 +244,74 @@ def test_default_learning_rate_with_momentum(digits):
             )
             assert eta * lam / (1 - beta) <= 0.1 * (1 + 1e-12)
     assert stable_learning_rate(k, n_out, 0.0, 3, momentum=0.9) == pytest.approx(0.5 * 2 * 1.9 * n_out / mu, rel=1e-12)
+
+
+def test_lr_auto_computes_the_infinite_width_kernel_once(tmp_path, monkeypatch, capsys):
+    """``ntk-l2 compare --lr auto`` needs the infinite-width NTK twice, for η and for the theory:
+    it is computed once (one `infinite_width_kernels`, two blocks, train and test) and the learning
+    rate is the default rule's on that kernel."""
+    kernel_sets, blocks = [], []
+    real_kernels, real_ntk = compare.infinite_width_kernels, arch.Architecture.ntk
+
+    def counted_kernels(ds, cfg):
+        kernel_sets.append(cfg.depth)
+        return real_kernels(ds, cfg)
+
+    def counted_ntk(self, *args, **kwargs):
+        blocks.append(len(args))
+        return real_ntk(self, *args, **kwargs)
+
+    monkeypatch.setattr(compare, "infinite_width_kernels", counted_kernels)
+    monkeypatch.setattr(arch.Architecture, "ntk", counted_ntk)
+    out = tmp_path / "cmp"
+    argv = ["compare", "--dataset", "digits", "--n-train", "32", "--n-test", "16", "--depth", "2"]
+    argv += ["--widths", "32", "--l2", "1e-2", "--lr", "auto", "--steps", "4", "--seeds", "1", "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert kernel_sets == [2] and blocks == [1, 2]  # Θ(X, X), then Θ(X_*, X): nothing computed twice
+    stored = json.loads((out / "summary.json").read_text())
+    ds = data.load_digits(n_train=32, n_test=16, seed=0)
+    k = real_kernels(ds, CompareConfig(depth=2))
+    assert stored["config"]["learning_rate"] == stable_learning_rate(k["train"], ds.y_train.size, 1e-2, 3)
+
+
+def test_given_kernels_are_used_as_computed_and_checked(digits, monkeypatch):
+    """run_comparison with the kernels given computes none and returns what it returns computing them;
+    kernels of another data set are refused in one line naming ``kernels`` before any training."""
+    cfg = CompareConfig(**{**SMALL.__dict__, "widths": (32,), "steps": 4, "seeds": 1, "n_records": 3})
+    kernels = compare.infinite_width_kernels(digits, cfg)
+    computed = run_comparison(digits, cfg)
+    monkeypatch.setattr(compare, "infinite_width_kernels", lambda *a: pytest.fail("kernels computed again"))
+    given = run_comparison(digits, cfg, kernels=kernels)
+    assert given.to_json() == computed.to_json()
+    monkeypatch.setattr(compare, "compare_width", lambda *a: pytest.fail("trained before checking the kernels"))
+    other = data.load_digits(n_train=24, n_test=40, seed=0)
+    for bad in ({"train": kernels["train"]}, (kernels["train"], kernels["test"])):
+        with pytest.raises(ValueError, match=r"^kernels: expected a mapping with the blocks 'train' and 'test'"):
+            run_comparison(digits, cfg, kernels=bad)
+    small = {"train": kernels["train"][:24, :24], "test": kernels["test"][:, :24]}
+    with pytest.raises(ValueError, match=r"^kernels: the train block has shape \(24, 24\), expected \(48, 48\)"):
+        run_comparison(digits, cfg, kernels=small)
+    with pytest.raises(ValueError, match=r"^kernels: the test block has shape"):
+        run_comparison(other, cfg, kernels={"train": kernels["train"][:24, :24], "test": kernels["test"]})
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"k_train_train": np.ones((3, 2))}, "k_train_train: must be square"),
+        ({"k_train_train": np.full((2, 2), np.nan)}, "k_train_train: contains 4 NaN"),
+        ({"l2": -1e-3}, "l2: must be >= 0"),
+        ({"n_outputs": 0}, "n_outputs: must be an integer >= 1"),
+        ({"degree": 1.5}, "degree: must be an integer >= 0"),
+        ({"fraction": 0.0}, "fraction: must be in (0, 1]"),
+        ({"fraction": 1.5}, "fraction: must be in (0, 1]"),
+        ({"max_decay": 0.0}, "max_decay: must be > 0"),
+        ({"momentum": 1.0}, "momentum: must be in [0, 1)"),
+        ({"nesterov": True}, "nesterov: only meaningful with momentum > 0"),
+    ],
+)
+def test_default_learning_rate_refuses_bad_input_in_one_line(kwargs, message):
+    args = {"k_train_train": np.eye(2), "n_outputs": 4, "l2": 1e-2, "degree": 3, **kwargs}
+    with pytest.raises(ValueError, match=re.escape(message)) as err:
+        stable_learning_rate(**args)
+    assert "\n" not in str(err.value)

@@ -93,10 +93,10 @@ def test_wide_deep_linear_network_follows_the_theory_at_degree_depth():
     errs = {}
     for width in (256, 1024):
         summary, _ = wide_deep_linear(ds, depth=3, width=width, learning_rate=1.0, l2=1e-2, steps=100, seeds=2)
-        assert summary["degree"] == 3
-        errs[width] = float(np.median(summary["rel_err_test_max"]))
+        assert summary.degree == 3 and summary.width == width
+        errs[width] = float(np.median(summary.rel_err_test_max))
         # The NTK decays as (1 − ηλ)^{2(L−1)s} (discrete_time.md, D2), within finite-width fluctuations (5%).
-        np.testing.assert_allclose(summary["kernel_ratio"], summary["kernel_ratio_theory"], rtol=0.05)
+        np.testing.assert_allclose(summary.kernel_ratio, summary.kernel_ratio_theory, rtol=0.05)
     assert errs[1024] < errs[256]
     assert errs[1024] < 0.1
     with pytest.raises(ValueError, match="depth"):

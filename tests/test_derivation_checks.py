@@ -83,9 +83,9 @@ def _layer_norm_deviation(ds: data.Dataset, width: int) -> np.ndarray:
     )
     summary, arrays = compare.compare_width(ds, cfg, width)
     norms = arrays["layer_norms"]  # (seed, record, layer)
-    theory = np.asarray(summary["layer_norm_ratio_theory"])
+    theory = np.asarray(summary.layer_norm_ratio_theory)
     np.testing.assert_array_equal(theory, (1.0 - 0.1) ** arrays["steps"].astype(float))
-    np.testing.assert_allclose(summary["layer_norm_ratio"], np.mean(norms / norms[:, :1], axis=0), rtol=1e-6)
+    np.testing.assert_allclose(summary.layer_norm_ratio, np.mean(norms / norms[:, :1], axis=0), rtol=1e-6)
     return np.max(np.abs(norms / norms[:, :1] / theory[None, :, None] - 1.0), axis=(0, 1))
 
 

@@ -288,12 +288,19 @@ QUANTITY: dict[tuple[str, str], str] = {
     ("F1", "test_train.py::test_linearized_network_matches_discrete_map_exactly"): r"linearized=True",
     # the sweep is the map run by run, t* by `time_to_best`; t*·η·λ within a factor 3 on MNIST
     ("L1", "test_laws.py::test_sweep_is_the_discrete_map_run_by_run"): r"time_to_best",
-    ("L1", "test_laws.py::test_theory_obeys_the_t_star_law_on_mnist"): r"t_star_eta_l2",
+    ("L1", "test_laws.py::test_theory_obeys_the_t_star_law"): r"t_star_eta_l2",
+    ("L1", "test_laws_dynamics.py::test_sweep_of_a_toy_dynamics_reads_t_star_off_its_curve_and_gives_the_law"): (
+        r"t_star_eta_l2"
+    ),
     # λ_opt = c/(ηT) from a run; the kernel-only argmax over a grid
     ("L2", "test_laws.py::test_optimal_l2_from_run"): r"optimal_l2_from_run",
-    ("L2", "test_laws.py::test_optimal_l2_from_kernel_is_the_grid_argmax"): r"optimal_l2_from_kernel",
+    ("L2", "test_laws.py::test_optimal_l2_from_kernel_is_the_grid_argmax"): r"optimal_l2\(KernelDynamics",
+    ("L2", "test_laws_dynamics.py::test_optimal_l2_of_a_toy_dynamics_is_the_peak_at_the_budget"): r"optimal_l2\(",
     # AutoL2's λ schedule replayed in a full-matrix loop of the map
     ("L3", "test_laws.py::test_autol2_theory_matches_the_map_with_its_own_schedule"): r"_direct_loop",
+    ("L3", "test_laws_dynamics.py::test_finite_autol2_changes_each_seeds_l2_and_records_what_train_records"): (
+        r"l2_records"
+    ),
     # scaling a normalized convolution leaves the output unchanged (degree 0), the readout degree 1
     (
         "L5",

@@ -14,11 +14,16 @@ from ntk_l2.cli.commands import main
 from ntk_l2.data import datasets as data
 from ntk_l2.experiments.laws import finite_sweep
 from ntk_l2.finite.train import TrainConfig, train
-from ntk_l2.laws import AutoL2Config, FiniteSweepConfig, autol2_finite
+from ntk_l2.laws import AutoL2Config, FiniteDynamics, FiniteSweepConfig, LawRun, autol2
 from ntk_l2.networks import arch
 
 TINY = FiniteSweepConfig(depth=2, width=32, seeds=2, n_records=12)
 RUN_KEYS = {"l2", "lr", "t_star", "t_star_eta_l2", "max_test_acc", "budget_test_acc", "diverged"}
+
+
+def as_json(runs) -> str:
+    """Runs as the strict JSON a sweep's records are stored as (NaN as null): equal runs, equal text."""
+    return json.dumps([r.to_json() for r in runs], sort_keys=True, allow_nan=False)
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +50,10 @@ def test_killed_sweep_resumes_to_the_uninterrupted_result(digits, tmp_path, monk
     monkeypatch.setattr(train_module, "train", lambda *a, **k: calls.append(2) or real(*a, **k))
     resumed = finite_sweep(digits, [0.05, 0.1], [1.0], TINY, tmp_path / "resumed")
     assert calls == [1, 2], "the finished run must be read back, only the killed one trained"
-    assert json.dumps(resumed, sort_keys=True) == json.dumps(full, sort_keys=True)
+    assert as_json(resumed) == as_json(full)
     for run in full:
-        assert RUN_KEYS <= set(run) and run["steps"][-1] == int(np.ceil(2.0 / (run["lr"] * run["l2"])))
+        assert isinstance(run, LawRun) and RUN_KEYS <= set(run.to_json())
+        assert run.steps[-1] == int(np.ceil(2.0 / (run.lr * run.l2)))
 
 
 def test_l2_controller_equals_the_same_schedule_given_in_advance(digits):
@@ -83,34 +89,29 @@ def test_l2_controller_equals_the_same_schedule_given_in_advance(digits):
 
 
 def test_autol2_finite_divides_l2_on_plateaus_and_without_changes_is_constant(digits):
-    cfg = AutoL2Config(l2_init=0.05, window=20, check_every=5, l2_min=1e-4, metric="loss")
-    res = autol2_finite(digits, 1.0, 120, cfg, depth=2, width=32, seeds=1, float64=True)
-    lam = np.asarray(res["l2"])
-    assert lam[0] == 0.05 and np.all(np.diff(lam) <= 0) and lam[-1] >= 1e-4
-    for step, _, new in res["changes"]:
-        assert np.isclose(lam[res["steps"].index(step)], new)
-    frozen = autol2_finite(
-        digits,
-        1.0,
-        60,
-        AutoL2Config(l2_init=1e-3, l2_min=1e-3, window=20, check_every=5),
-        depth=2,
-        width=32,
-        seeds=1,
-        float64=True,
-    )
+    one_seed = FiniteDynamics(digits, FiniteSweepConfig(depth=2, width=32, seeds=1, float64=True))
+    for metric in ("loss", "train_error"):  # the loss keeps creeping down here; the training error plateaus
+        cfg = AutoL2Config(l2_init=0.05, window=20, check_every=5, l2_min=1e-4, metric=metric)
+        res = autol2(one_seed, 1.0, 120, cfg)
+        lam = np.asarray(res.l2)
+        assert lam[0] == 0.05 and np.all(np.diff(lam) <= 0) and lam[-1] >= 1e-4
+        assert metric == "loss" or res.changes, "λ never changed on a plateau: the rule is not tested"
+        for step, _, new in res.changes:
+            assert np.isclose(lam[res.steps.index(step)], new)
+    frozen = autol2(one_seed, 1.0, 60, AutoL2Config(l2_init=1e-3, l2_min=1e-3, window=20, check_every=5))
     net = arch.fully_connected(2, width=32, out_dim=10)
     const = train(
         net.init_fn,
         net.apply_fn,
         digits.x_train,
         digits.y_train,
-        TrainConfig(learning_rate=1.0, l2=1e-3, steps=60, record_steps=tuple(frozen["steps"]), float64=True),
+        TrainConfig(learning_rate=1.0, l2=1e-3, steps=60, record_steps=frozen.steps, float64=True),
         x_test=digits.x_test,
         labels_test=digits.labels_test,
         seeds=(0,),
     )
-    np.testing.assert_allclose(frozen["acc_test"], const.acc_test[0], atol=0)
+    assert frozen.changes == () and frozen.l2 == (1e-3,) * len(frozen.steps)
+    np.testing.assert_allclose(frozen.acc_test, const.acc_test[0], atol=0)
 
 
 def _run(argv, capsys):
@@ -420,19 +421,23 @@ def test_cnn_sweeps_with_and_without_batchnorm(tmp_path, capsys):
 
 
 def test_autol2_theory_scan_agrees_with_the_autol2_command_in_theory(tmp_path):
-    """The scan that picks AutoL2's settings from the kernel reports, for each configuration,
-    what `run_autol2` in theory mode reports for it alone (same map, same records, same draws of
-    f_0): the reach step and the ratio to the best constant run's t*, exactly."""
-    from ntk_l2.experiments.laws import autol2_theory_scan, law_problem, run_autol2
+    """The scan that picks AutoL2's settings from the kernel (`autol2_scan` on `KernelDynamics`)
+    reports, for each configuration, what `run_autol2` in theory mode reports for it alone (same
+    map, same records, same draws of f_0): the reach step and the ratio to the best constant
+    run's t*, exactly."""
+    from ntk_l2.experiments.laws import law_problem, run_autol2
+    from ntk_l2.laws import KernelDynamics, autol2_scan
 
     ds = data.load_digits(n_train=64, n_test=64, seed=0)
     problem = law_problem(ds, depth=2, parameterization="standard", width=64)  # η = 0.25: half its stability limit
     configs = [AutoL2Config(l2_init=0.03, window=20, check_every=10, metric=m) for m in ("train_error", "loss")]
     grid = [1e-3, 3e-3, 1e-2]
-    scan = autol2_theory_scan(problem, ds, 0.25, 400, grid, configs, init_samples=2)
-    assert len(scan["rows"]) == 2 and scan["best_constant_l2"] in grid
-    assert any(r["ratio"] is not None for r in scan["rows"]), "no configuration reaches the constant: a weak test"
-    for cfg, row in zip(configs, scan["rows"], strict=False):
+    scan = autol2_scan(KernelDynamics(problem, 2), 0.25, 400, grid, configs)
+    assert len(scan.rows) == 2 and scan.configs == tuple(c.__dict__ for c in configs)
+    assert len({(r.best_constant_l2, r.best_constant_acc, r.best_constant_steps) for r in scan.rows}) == 1
+    assert scan.rows[0].best_constant_l2 in grid
+    assert any(r.ratio is not None for r in scan.rows), "no configuration reaches the constant: a weak test"
+    for cfg, row in zip(configs, scan.rows, strict=True):
         alone = run_autol2(
             ds,
             tmp_path / cfg.metric,
@@ -444,12 +449,13 @@ def test_autol2_theory_scan_agrees_with_the_autol2_command_in_theory(tmp_path):
             FiniteSweepConfig(depth=2, width=64, parameterization="standard"),
             init_samples=2,
         )
-        assert alone["best_constant_steps"] == scan["best_constant_steps"]
-        assert alone["autol2_steps_to_best_constant_acc"] == row["steps_to_best_constant_acc"]
-        assert alone["speedup_ratio"] == row["ratio"]
-        assert alone["autol2_max_test_acc"] == pytest.approx(row["max_test_acc"], abs=0)
-    ratios = [np.inf if r["ratio"] is None else r["ratio"] for r in scan["rows"]]
-    assert scan["best"] == (int(np.argmin(ratios)) if np.isfinite(min(ratios)) else None)
+        assert alone.best_constant_l2 == row.best_constant_l2
+        assert alone.best_constant_steps == row.best_constant_steps
+        assert alone.autol2_steps_to_best_constant_acc == row.steps_to_best_constant_acc
+        assert alone.speedup_ratio == row.ratio
+        assert alone.autol2_max_test_acc == pytest.approx(row.max_test_acc, abs=0)
+    ratios = [np.inf if r.ratio is None else r.ratio for r in scan.rows]
+    assert scan.best == (int(np.argmin(ratios)) if np.isfinite(min(ratios)) else None)
 
 
 def test_autol2_when_the_best_constant_run_learns_nothing_is_a_one_line_error(tmp_path, capsys):
@@ -491,10 +497,10 @@ def test_l2_values_equal_to_six_digits_are_separate_resumable_runs(digits, tmp_p
     lams = [0.05, 0.05 + 1e-10]
     first = finite_sweep(digits, lams, [1.0], TINY, tmp_path)
     assert len(list((tmp_path / "runs").glob("*.json"))) == 2
-    assert [r["l2"] for r in first] == lams
+    assert [r.l2 for r in first] == lams
     monkeypatch.setattr(train_module, "train", lambda *a, **k: pytest.fail("a stored run was retrained"))
     again = finite_sweep(digits, lams, [1.0], TINY, tmp_path)
-    assert json.dumps(again, sort_keys=True) == json.dumps(first, sort_keys=True)
+    assert as_json(again) == as_json(first)
 
 
 def test_tampered_sweep_run_is_retrained_to_the_untampered_result(digits, tmp_path):
@@ -507,42 +513,46 @@ def test_tampered_sweep_run_is_retrained_to_the_untampered_result(digits, tmp_pa
     path.write_text(json.dumps(record))
     with pytest.warns(InvalidRunWarning, match=path.name):
         again = finite_sweep(digits, [0.05, 0.1], [1.0], TINY, tmp_path)
-    assert json.dumps(again, sort_keys=True) == json.dumps(full, sort_keys=True)
+    assert as_json(again) == as_json(full)
 
 
-def test_laws_finite_sweep_gets_each_run_through_its_hook(digits, monkeypatch):
-    """`ntk_l2.laws.finite_sweep` writes nothing: each pair's run comes from ``run(l2, lr, compute)``,
-    λ-major, every pair checked before any run. A hook returning kept summaries trains nothing; one
-    returning ``compute()[0]`` gives the sweep without a hook, and ``compute`` hands it the arrays to keep."""
+def test_laws_sweep_on_finite_networks_gets_each_run_through_its_keep_hook(digits, monkeypatch):
+    """`ntk_l2.laws.sweep` on `FiniteDynamics` writes nothing: each pair's run comes from
+    ``keep(l2, lr, compute)``, λ-major, every pair checked before any run. A hook returning kept
+    runs trains nothing; one returning ``compute()[0]`` gives the sweep without a hook, and
+    ``compute`` hands it the arrays to keep."""
     import ntk_l2.finite.train as train_module
     from ntk_l2 import laws
+
+    dynamics = laws.FiniteDynamics(digits, TINY)
+
+    def tiny_sweep(l2s, lrs, keep=None):
+        return laws.sweep(dynamics, l2s, lrs, TINY.budget, TINY.budget_step, n_records=TINY.n_records, keep=keep)
 
     seen = []
 
     def kept(l2, lr, compute):
         seen.append((l2, lr))
-        return {"l2": l2, "lr": lr, "kept": True}
+        return LawRun(l2, lr, 3.0, 3.0 * l2 * lr, 0.5, None, False)
 
     real = train_module.train
     monkeypatch.setattr(train_module, "train", lambda *a, **k: pytest.fail("a kept run was trained"))
-    out = laws.finite_sweep(digits, [0.05, 0.1], [1.0, 0.5], TINY, run=kept)
+    out = tiny_sweep([0.05, 0.1], [1.0, 0.5], kept)
     assert seen == [(0.05, 1.0), (0.05, 0.5), (0.1, 1.0), (0.1, 0.5)]
     assert all(type(v) is float for pair in seen for v in pair)
-    assert out == [{"l2": lam, "lr": eta, "kept": True} for lam, eta in seen]
-    with pytest.raises(ValueError, match="^l2_values, learning_rates: "):
-        laws.finite_sweep(digits, [0.05, 0.0], [1.0], TINY, run=kept)
+    assert out == tuple(LawRun(lam, eta, 3.0, 3.0 * lam * eta, 0.5, None, False) for lam, eta in seen)
+    with pytest.raises(ValueError, match="^l2_values: "):
+        tiny_sweep([0.05, 0.0], [1.0], kept)
     assert len(seen) == 4, "a bad pair must be refused before the good ones run"
     monkeypatch.setattr(train_module, "train", real)
     arrays = []
 
     def computed(l2, lr, compute):
-        summary, kept_arrays = compute()
+        run, kept_arrays = compute()
         arrays.append(kept_arrays)
-        return summary
+        return run
 
-    hooked = laws.finite_sweep(digits, [0.1], [1.0], TINY, run=computed)
-    assert json.dumps(hooked, sort_keys=True) == json.dumps(
-        laws.finite_sweep(digits, [0.1], [1.0], TINY), sort_keys=True
-    )
+    hooked = tiny_sweep([0.1], [1.0], computed)
+    assert as_json(hooked) == as_json(tiny_sweep([0.1], [1.0]))
     assert set(arrays[0]) == {"steps", "acc_test", "loss_data"} and arrays[0]["acc_test"].shape[0] == TINY.seeds
-    assert hooked[0]["steps"] == arrays[0]["steps"].tolist()
+    assert list(hooked[0].steps) == arrays[0]["steps"].tolist()

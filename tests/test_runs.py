@@ -409,3 +409,23 @@ def test_colliding_l2_values_are_two_runs_that_both_resume(tmp_path):
 def test_run_name_refuses_what_is_not_a_name():
     with pytest.raises(ValueError, match="name: "):
         run_name(label="a/b")
+
+
+def test_stored_summary_the_reader_refuses_is_recomputed_or_refused(tmp_path):
+    """A run stored by an older version (valid checksums, but a summary without a field the typed
+    result now has) is not trusted: with a reader it is recomputed after a warning that names the
+    file and the missing field, or refused with ``on_invalid="raise"``."""
+    from ntk_l2.laws import LawRun
+
+    store = RunStore(tmp_path)
+    config = {"l2": 0.1}
+    old = {"l2": 0.1, "lr": 1.0, "t_star": 3.0, "t_star_eta_l2": 0.3, "max_test_acc": 0.5, "diverged": False}
+    store.save("r", config, old, {"a": np.zeros(2)})  # no budget_test_acc: written before it existed
+    assert store.run("r", config, lambda: pytest.fail("must be read back"))[2]  # without a reader: trusted
+    new = LawRun(0.1, 1.0, 3.0, 0.3, 0.5, None, False)
+    with pytest.raises(ValueError, match=r"r\.json: stored run has a summary .* budget_test_acc is missing"):
+        RunStore(tmp_path, on_invalid="raise").run("r", config, lambda: (new.to_json(), {}), LawRun.from_json)
+    with pytest.warns(InvalidRunWarning, match="budget_test_acc is missing"):
+        summary, _, reused = store.run("r", config, lambda: (new.to_json(), {"a": np.ones(2)}), LawRun.from_json)
+    assert not reused and LawRun.from_json(summary) == new
+    assert store.run("r", config, lambda: pytest.fail("now current"), LawRun.from_json)[2]

@@ -124,6 +124,11 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def _percent(acc: float | None) -> str:
+    """An accuracy as a percentage, or "undefined" (None: no accuracy at T)."""
+    return "undefined" if acc is None else f"{100 * acc:.1f}%"
+
+
 def _sweep(args: argparse.Namespace) -> int:
     from ntk_l2.experiments.laws import run_sweep
 
@@ -139,13 +144,13 @@ def _sweep(args: argparse.Namespace) -> int:
         log=_log,
         init_samples=args.init_samples,
     )
-    print(f"wrote {Path(args.out) / 'summary.json'} and {summary['figure']}")
-    for r in summary["runs"]:
+    print(f"wrote {Path(args.out) / 'summary.json'} and {summary.figure}")
+    for r in summary.runs:
         print(
-            f"  λ = {r['l2']:<8g} η = {r['lr']:<6g} t* = {r['t_star']:<7g} t*ηλ = {r['t_star_eta_l2']:.3f}  "
-            f"best test acc {100 * r['max_test_acc']:.1f}%" + ("  DIVERGED" if r["diverged"] else "")
+            f"  λ = {r.l2:<8g} η = {r.lr:<6g} t* = {r.t_star:<7g} t*ηλ = {r.t_star_eta_l2:.3f}  "
+            f"best test acc {100 * r.max_test_acc:.1f}%" + ("  DIVERGED" if r.diverged else "")
         )
-    spread = summary["t_star_eta_l2_spread"]
+    spread = summary.t_star_eta_l2_spread
     print(
         f"  t*ηλ varies by a factor {spread:.2f} (max/min)"
         if spread is not None
@@ -169,15 +174,15 @@ def _optimal_l2(args: argparse.Namespace) -> int:
         log=_log,
         init_samples=args.init_samples,
     )
-    print(f"wrote {Path(args.out) / 'summary.json'} and {s['figure']}")
+    print(f"wrote {Path(args.out) / 'summary.json'} and {s.figure}")
     print(
-        f"  one run (λ = {args.probe_l2:g}): λ_opt = {s['l2_opt_one_run']:.3g}, "
-        f"accuracy at T {100 * s['acc_at_budget_one_run']:.1f}%"
+        f"  one run (λ = {args.probe_l2:g}): λ_opt = {s.l2_opt_one_run:.3g}, "
+        f"accuracy at T {_percent(s.acc_at_budget_one_run)}"
     )
-    print(f"  kernel only: λ_opt = {s['l2_opt_kernel']:.3g}, accuracy at T {100 * s['acc_at_budget_kernel']:.1f}%")
+    print(f"  kernel only: λ_opt = {s.l2_opt_kernel:.3g}, accuracy at T {_percent(s.acc_at_budget_kernel)}")
     print(
-        f"  grid ({args.mode}): λ_opt = {s['l2_opt_grid']:.3g}, accuracy at T {100 * s['acc_at_budget_grid']:.1f}%"
-        + ("" if s["grid_optimum_interior"] else "  (at the edge of the grid)")
+        f"  grid ({args.mode}): λ_opt = {s.l2_opt_grid:.3g}, accuracy at T {_percent(s.acc_at_budget_grid)}"
+        + ("" if s.grid_optimum_interior else "  (at the edge of the grid)")
     )
     return 0
 
@@ -207,14 +212,14 @@ def _autol2(args: argparse.Namespace) -> int:
         log=_log,
         init_samples=args.init_samples,
     )
-    print(f"wrote {Path(args.out) / 'summary.json'} and {s['figure']}")
+    print(f"wrote {Path(args.out) / 'summary.json'} and {s.figure}")
     print(
-        f"  best constant λ = {s['best_constant_l2']:g}: best test acc {100 * s['best_constant_acc']:.1f}% "
-        f"at step {s['best_constant_steps']:g}"
+        f"  best constant λ = {s.best_constant_l2:g}: best test acc {100 * s.best_constant_acc:.1f}% "
+        f"at step {s.best_constant_steps:g}"
     )
-    reach, ratio = s["autol2_steps_to_best_constant_acc"], s["speedup_ratio"]
+    reach, ratio = s.autol2_steps_to_best_constant_acc, s.speedup_ratio
     when = "never" if reach is None else f"at step {reach:g}" + ("" if ratio is None else f" ({ratio:.2f}x its steps)")
-    print(f"  AutoL2: best test acc {100 * s['autol2_max_test_acc']:.1f}%, reaches the constant run's best {when}")
+    print(f"  AutoL2: best test acc {100 * s.autol2_max_test_acc:.1f}%, reaches the constant run's best {when}")
     return 0
 
 
@@ -245,19 +250,19 @@ def _demo(args: argparse.Namespace) -> int:
     from ntk_l2.experiments.demo import DemoConfig, run_demo
 
     config = DemoConfig(n_train=128, n_test=256, n_times=30, widths=(64, 256), seeds=2) if args.small else DemoConfig()
-    summary = run_demo(args.out, config)
-    print(f"wrote {Path(args.out) / 'summary.json'}, {summary['figure']} and {summary['comparison']['figure']}")
-    for lam, acc in summary["best_test_accuracy"].items():
+    result = run_demo(args.out, config)
+    cmp = result.comparison
+    print(f"wrote {Path(args.out) / 'summary.json'}, {result.figure} and {cmp.figure}")
+    for lam, acc in result.best_test_accuracy.items():
         print(f"  λ = {lam:>6}: best predicted test accuracy {100 * acc:.1f}%")
-    cmp = summary["comparison"]
-    for width, err in zip(cmp["widths_list"], cmp["median_rel_err_test_max"], strict=False):
+    for width, err in zip(cmp.widths_list, cmp.median_rel_err_test_max, strict=False):
         print(f"  width {width:>5}: max-over-time test-output error vs theory {err:.3f} (median over seeds)")
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from ntk_l2.common import io
-    from ntk_l2.experiments.compare import CompareConfig, infinite_width_kernels, run_comparison, stable_learning_rate
+    from ntk_l2.experiments.compare import CompareConfig, infinite_width_kernels, run_comparison
+    from ntk_l2.theory import stable_learning_rate
 
     if args.l2 == 0 and args.steps == "auto":
         raise ValueError(
@@ -271,15 +276,11 @@ def _compare(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--batch-size: {args.batch_size} exceeds the {ds.x_train.shape[0]} training points (--n-train)"
         )
-    probe = CompareConfig(depth=args.depth, widths=widths, l2=args.l2)
+    kernels = None  # the infinite-width NTK, computed once: here for --lr auto, else in run_comparison
     if args.lr == "auto":
+        kernels = infinite_width_kernels(ds, CompareConfig(depth=args.depth, widths=widths, l2=args.l2))
         lr = stable_learning_rate(
-            infinite_width_kernels(ds, probe)["train"],
-            ds.y_train.size,
-            args.l2,
-            args.depth + 1,
-            momentum=beta,
-            nesterov=args.nesterov,
+            kernels["train"], ds.y_train.size, args.l2, args.depth + 1, momentum=beta, nesterov=args.nesterov
         )
     else:
         lr = float(args.lr)
@@ -297,19 +298,15 @@ def _compare(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
     )
     out = Path(args.out)
-    summary = run_comparison(ds, cfg, progress=True, out_dir=out)
-    from ntk_l2.experiments import plots
-
-    summary["figure"] = str(plots.save_comparison(out / "comparison.png", summary))
-    io.save_json(out / "summary.json", summary)
+    result = run_comparison(ds, cfg, progress=True, out_dir=out, kernels=kernels)
     optimizer = (f", {'Nesterov' if args.nesterov else 'heavy-ball'} momentum {beta:g}" if beta else "") + (
         f", batches of {args.batch_size} (theory: the full-batch mean)" if args.batch_size else ""
     )
-    print(f"wrote {out / 'summary.json'} and {summary['figure']} (η = {lr:.4g}, {steps} steps{optimizer})")
-    for width, err in zip(widths, summary["median_rel_err_test_max"], strict=False):
+    print(f"wrote {out / 'summary.json'} and {result.figure} (η = {lr:.4g}, {steps} steps{optimizer})")
+    for width, err in zip(widths, result.median_rel_err_test_max, strict=False):
         print(f"  width {width:>5}: median over seeds of the max-over-time test-output error {err:.4f}")
-    if summary["width_exponent"] is not None:
-        print(f"  error ∝ width^{summary['width_exponent']:.3f}")
+    if result.width_exponent is not None:
+        print(f"  error ∝ width^{result.width_exponent:.3f}")
     return 0
 
 
@@ -340,12 +337,12 @@ def _deep_linear(args: argparse.Namespace) -> int:
     s = run_experiment(exp, args.out)
     import numpy as np
 
-    print(f"wrote {Path(args.out) / 'summary.json'} and {s['figure']}")
-    ends = [v for v in s["optimization_phase_end"] if v is not None]
-    halves = [v for v in s["imbalance_half_time"] if v is not None]
+    print(f"wrote {Path(args.out) / 'summary.json'} and {s.figure}")
+    ends = [v for v in s.optimization_phase_end if np.isfinite(v)]
+    halves = [v for v in s.imbalance_half_time if np.isfinite(v)]
     print(
-        f"  loss {s['loss'][0]:.4g} -> {s['loss'][-1]:.4g} (min {s['min_loss']:.4g}); imbalance ‖D‖ "
-        f"{s['imbalance_norm'][0]:.4g} -> {s['imbalance_norm'][-1]:.4g}"
+        f"  loss {s.loss[0]:.4g} -> {s.loss[-1]:.4g} (min {s.min_loss:.4g}); imbalance ‖D‖ "
+        f"{s.imbalance_norm[0]:.4g} -> {s.imbalance_norm[-1]:.4g}"
     )
     print(
         "  optimization phase ends at step "
@@ -354,8 +351,8 @@ def _deep_linear(args: argparse.Namespace) -> int:
         + (f"{np.median(halves):g} (median)" if halves else "— (not within the run)")
     )
     print(
-        f"  Hessian top eigenvalue {s['hessian_top'][0]:.4g} -> {s['hessian_top'][-1]:.4g}, "
-        f"trace {s['hessian_trace'][0]:.4g} -> {s['hessian_trace'][-1]:.4g}"
+        f"  Hessian top eigenvalue {s.hessian_top[0]:.4g} -> {s.hessian_top[-1]:.4g}, "
+        f"trace {s.hessian_trace[0]:.4g} -> {s.hessian_trace[-1]:.4g}"
     )
     return 0
 

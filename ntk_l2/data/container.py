@@ -17,7 +17,7 @@ class Dataset:
     """A train/test split with regression targets and class labels.
 
     Attributes:
-      x_train, x_test: float inputs, shapes (n, *input_shape), (m, *input_shape),
+      x_train, x_test: float inputs, shapes ``(n, *input_shape)``, ``(m, *input_shape)``,
         flat (n, d) or NHWC images.
       y_train, y_test: float targets, shapes (n, n_classes), (m, n_classes).
       labels_train, labels_test: integer class labels, shapes (n,), (m,).

@@ -44,7 +44,7 @@ def pairwise_imbalance(values: ArrayLike) -> Array:
 
 
 def balanced_chain(target: float, depth: int) -> Array:
-    """The balanced point of the scalar minima manifold Π w_i = target: every |w_i| = |target|^{1/L},
+    """The balanced point of the scalar minima manifold Π w_i = target: every ``|w_i| = |target|^{1/L}``,
     the sign carried by the first weight."""
     if depth < 1:
         raise ValueError(f"depth: must be >= 1, got {depth!r}")

@@ -30,14 +30,17 @@ Reported per record step:
 
 each as a mean over seeds and per seed (``*_seeds``, drawn as medians with min–max bands), and
 over widths the fitted exponent of the error: err ∝ width^p. Why these should
-agree, and only as width → ∞: `derivations/finite_width.md` (F2–F4).
+agree, and only as width → ∞: `derivations/finite_width.md` (F2–F4). `run_comparison` returns a
+`ntk_l2.experiments.results_compare.ComparisonResult` (a `WidthComparison` per width) and, given
+an output directory, writes it as ``summary.json`` beside its figure.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -49,11 +52,12 @@ from jax.experimental import enable_x64
 
 from ntk_l2.common import metrics
 from ntk_l2.data.datasets import Dataset
+from ntk_l2.experiments.results_compare import ComparisonResult, WidthComparison, settings_json
 from ntk_l2.experiments.runs import RunStore, fingerprint, settings
 from ntk_l2.finite.train import TrainConfig, TrainResult, train
 from ntk_l2.networks import arch
 from ntk_l2.theory import gradient_descent_mse_l2
-from ntk_l2.theory.discrete import gradient_descent_mse_l2_discrete, stability_limit
+from ntk_l2.theory.discrete import gradient_descent_mse_l2_discrete
 from ntk_l2.theory.momentum_flow import gradient_descent_mse_l2_momentum
 from ntk_l2.theory.momentum_scale import MapSpec, scale_at, scale_roots
 
@@ -153,7 +157,7 @@ def continuous_theory(cfg: CompareConfig) -> str | None:
     return None
 
 
-def theory_predictors(kernels: dict[str, np.ndarray], ds: Dataset, cfg: CompareConfig) -> dict[str, Any]:
+def theory_predictors(kernels: Mapping[str, np.ndarray], ds: Dataset, cfg: CompareConfig) -> dict[str, Any]:
     """Discrete and (where one applies, `continuous_theory`) continuous predictors on the
     infinite-width NTK with the finite runs' η, λ and β: one eigendecomposition each, shared by
     every width. For minibatch SGD these are the full-batch maps, the theory's mean (S4)."""
@@ -207,20 +211,20 @@ def compare_width(
     ds: Dataset,
     cfg: CompareConfig,
     width: int,
-    kernels: dict[str, np.ndarray] | None = None,
+    kernels: Mapping[str, np.ndarray] | None = None,
     progress: bool | None = None,
     predictors: dict[str, Any] | None = None,
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+) -> tuple[WidthComparison, dict[str, np.ndarray]]:
     """Train ``cfg.seeds`` networks of one width and compare them with the theory.
 
-    Returns (summary, arrays): the JSON-ready per-checkpoint comparison and the
+    ``kernels``: the infinite-width NTK blocks (`infinite_width_kernels`), computed when None.
+    Returns (summary, arrays): the per-checkpoint comparison (`WidthComparison`) and the
     raw trajectories, indexed [seed, record, ...]: ``fx_train``, ``fx_test``,
     ``fx_test_theory_discrete``, ``fx_test_theory_continuous`` (when a continuous theory
     applies, `continuous_theory`), ``loss_data``, ``loss_l2``, ``layer_norms``, ``steps``,
     and ``ntk_probe`` [seed, kernel step, p·c, p·c] with ``kernel_steps``.
     """
-    if kernels is None:
-        kernels = infinite_width_kernels(ds, cfg)
+    kernels = infinite_width_kernels(ds, cfg) if kernels is None else _checked_kernels(kernels, ds)
     if predictors is None:
         predictors = theory_predictors(kernels, ds, cfg)
     net = network(cfg, ds.n_classes, width)
@@ -254,8 +258,8 @@ def compare_width(
 
 def _summary(
     ds: Dataset, cfg: CompareConfig, width: int, degree: int, result: TrainResult, theory: dict[str, np.ndarray]
-) -> dict[str, Any]:
-    """The JSON-ready comparison of one width (see `compare_width`)."""
+) -> WidthComparison:
+    """The comparison of one width (see `compare_width`), built from its JSON form (as stored runs keep it)."""
     err = {k: relative_error(result.fx_test, v) for k, v in theory.items()}  # (seed, record)
     acc_theory = {k: metrics.accuracy(v, ds.labels_test) for k, v in theory.items()}
     kernel_norms = np.linalg.norm(result.ntk_probe, axis=(-2, -1))  # (seed, record)
@@ -273,10 +277,10 @@ def _summary(
         "kernel_ratio": np.mean(kernel_norms / kernel_norms[:, :1], axis=0).tolist(),  # at kernel_steps
         "layer_norm_ratio": np.mean(norms, axis=0).tolist(),  # (record, layer)
         # per seed, for the figures' medians and min–max bands (`ntk_l2.experiments.plot_comparison`)
-        "acc_test_finite_seeds": _nullable(result.acc_test),  # (seed, record)
-        "acc_test_theory_seeds": _nullable(acc_theory["discrete"]),  # (seed, record)
-        "kernel_ratio_seeds": _nullable(kernel_norms / kernel_norms[:, :1]),  # (seed, kernel step)
-        "layer_norm_ratio_seeds": _nullable(norms),  # (seed, record, layer)
+        "acc_test_finite_seeds": result.acc_test.tolist(),  # (seed, record)
+        "acc_test_theory_seeds": acc_theory["discrete"].tolist(),  # (seed, record)
+        "kernel_ratio_seeds": (kernel_norms / kernel_norms[:, :1]).tolist(),  # (seed, kernel step)
+        "layer_norm_ratio_seeds": norms.tolist(),  # (seed, record, layer)
     }
     if cfg.momentum == 0.0:  # (1 − ηλ)^{2(k−1)t} as it was always written, so stored runs read back identical
         keep = 1.0 - cfg.learning_rate * cfg.l2
@@ -288,80 +292,101 @@ def _summary(
     if "continuous" in theory:
         summary["rel_err_test_max_continuous"] = np.max(err["continuous"], axis=1).tolist()
         summary["acc_test_theory_continuous"] = np.mean(acc_theory["continuous"], axis=0).tolist()
-    return summary
-
-
-def _nullable(values: np.ndarray) -> list:
-    """A float array as nested JSON lists, NaN (an undefined accuracy, a diverged seed) as null."""
-    a = np.asarray(values, np.float64)
-    return np.where(np.isnan(a), None, a).tolist()
+    return WidthComparison.from_json(summary)
 
 
 def infinite_width_kernels(ds: Dataset, cfg: CompareConfig) -> dict[str, np.ndarray]:
-    """NTK blocks of the infinite-width network (float64)."""
+    """NTK blocks of the infinite-width network (float64): ``train`` Θ(X, X) and ``test`` Θ(X_*, X)."""
     net = network(cfg, ds.n_classes)
     return {"train": net.ntk(ds.x_train), "test": net.ntk(ds.x_test, ds.x_train)}
 
 
-def stable_learning_rate(
-    k_train_train: np.ndarray,
-    n_outputs: int,
-    l2: float,
-    degree: int,
-    fraction: float = 0.5,
-    max_decay: float = 0.1,
-    momentum: float = 0.0,
-    nesterov: bool = False,
-) -> float:
-    """A default η: ``fraction`` × the discrete-time stability limit of the infinite-width
-    kernel (eq. D5; with momentum β the limit M11, about 2(1 + β)N/μ_max for heavy ball,
-    itself capped where the parameter scale would oscillate, M6), capped so that the
-    effective decay per step ηλ/(1 − β) ≤ ``max_decay``.
+def _checked_kernels(kernels: Any, ds: Dataset) -> Mapping[str, np.ndarray]:
+    """Given kernels with a ``train`` (n, n) and a ``test`` (m, n) block for ``ds``, or a one-line
+    ValueError naming ``kernels``."""
+    n, m = ds.x_train.shape[0], ds.x_test.shape[0]
+    if not isinstance(kernels, Mapping) or not {"train", "test"} <= set(kernels):
+        raise ValueError("kernels: expected a mapping with the blocks 'train' and 'test' (infinite_width_kernels)")
+    for name, rows in (("train", n), ("test", m)):
+        shape = np.shape(kernels[name])
+        if shape[:2] != (rows, n):
+            raise ValueError(f"kernels: the {name} block has shape {shape}, expected {(rows, n)} for this dataset")
+    return kernels
 
-    The cap keeps a run of 2(1 − β)/(ηλ) steps at least 2/max_decay = 20 steps long, so
-    the weights shrink by at most 10% per step and the trajectory has enough
-    checkpoints to compare; without it a large stability limit gives ηλ near 1
-    and runs of a handful of steps.
+
+def compare_widths(
+    ds: Dataset,
+    cfg: CompareConfig,
+    progress: bool | None = None,
+    runs_dir: str | Path | None = None,
+    kernels: Mapping[str, np.ndarray] | None = None,
+) -> ComparisonResult:
+    """Every width of ``cfg`` (`compare_width`), plus the width exponent of the median
+    max-over-time error; writes no summary and no figure (its ``figure`` is None).
+
+    ``kernels``: the infinite-width NTK blocks of ``cfg``'s network on ``ds``
+    (`infinite_width_kernels`), computed once here when None. With ``runs_dir`` each width is a
+    resumable run (`ntk_l2.experiments.runs.RunStore`: ``width<W>.json`` + ``width<W>.npz``);
+    widths finished by an earlier call with the same configuration and data are read back, not
+    trained again.
     """
-    mu_max = float(np.linalg.eigvalsh(k_train_train)[-1])
-    eta = fraction * stability_limit(mu_max, float(n_outputs), l2, degree, momentum=momentum, nesterov=nesterov)
-    return min(eta, max_decay * (1.0 - momentum) / l2) if l2 > 0 else eta
-
-
-def run_comparison(
-    ds: Dataset, cfg: CompareConfig, progress: bool | None = None, out_dir: str | Path | None = None
-) -> dict[str, Any]:
-    """All widths, plus the width exponent of the median max-over-time error.
-
-    With ``out_dir`` each width is a resumable run (`ntk_l2.experiments.runs.RunStore` in
-    ``out_dir/runs``: ``width<W>.json`` + ``width<W>.npz``); widths finished
-    by an earlier call with the same configuration and data are read back,
-    not trained again.
-    """
-    kernels = infinite_width_kernels(ds, cfg)
+    kernels = infinite_width_kernels(ds, cfg) if kernels is None else _checked_kernels(kernels, ds)
     predictors = theory_predictors(kernels, ds, cfg)
-    store = None if out_dir is None else RunStore(Path(out_dir) / "runs")
+    store = None if runs_dir is None else RunStore(Path(runs_dir))
     data_id = fingerprint(ds.x_train, ds.y_train, ds.x_test, ds.labels_test)
-    per_width = []
+    per_width: list[WidthComparison] = []
     for w in cfg.widths:
         compute = partial(compare_width, ds, cfg, w, kernels, progress, predictors)
         if store is None:
             per_width.append(compute()[0])
             continue
         run_config = {**settings(cfg, _ADDED_LATER), "widths": None, "width": w, "data": data_id}
-        summary, _, reused = store.run(f"width{w}", run_config, compute)
+        summary, _, reused = store.run(f"width{w}", run_config, partial(_as_json, compute), WidthComparison.from_json)
         if reused and progress:
             print(f"width {w}: finished earlier, read from {store.directory / f'width{w}.json'}", file=sys.stderr)
-        per_width.append(summary)
-    medians = [float(np.median(r["rel_err_test_max"])) for r in per_width]
-    return {
-        "config": asdict(cfg),
-        "dataset": ds.name,
-        "n_train": int(ds.x_train.shape[0]),
-        "n_test": int(ds.x_test.shape[0]),
-        "degree": cfg.depth + 1,
-        "continuous_theory": continuous_theory(cfg),
-        "widths": {str(r["width"]): r for r in per_width},
-        "median_rel_err_test_max": medians,
-        "width_exponent": width_exponent(cfg.widths, medians) if len(cfg.widths) > 1 else None,
-    }
+        per_width.append(WidthComparison.from_json(summary, str(store.directory / f"width{w}.json")))
+    medians = tuple(float(np.median(r.rel_err_test_max)) for r in per_width)
+    return ComparisonResult(
+        config=settings_json(cfg),
+        dataset=ds.name,
+        n_train=int(ds.x_train.shape[0]),
+        n_test=int(ds.x_test.shape[0]),
+        degree=cfg.depth + 1,
+        continuous_theory=continuous_theory(cfg),
+        widths={str(r.width): r for r in per_width},
+        median_rel_err_test_max=medians,
+        width_exponent=width_exponent(cfg.widths, medians) if len(cfg.widths) > 1 else None,
+        figure=None,
+    )
+
+
+def _as_json(compute: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``compute()``'s (summary, arrays) with the summary as JSON, as a stored run keeps it."""
+    summary, arrays = compute()
+    return summary.to_json(), arrays
+
+
+def run_comparison(
+    ds: Dataset,
+    cfg: CompareConfig,
+    progress: bool | None = None,
+    out_dir: str | Path | None = None,
+    kernels: Mapping[str, np.ndarray] | None = None,
+) -> ComparisonResult:
+    """All widths and the width exponent (`compare_widths`); with ``out_dir``, a result directory:
+    the resumable runs in ``out_dir/runs``, the figure ``comparison.png`` (and ``.pdf``) and
+    ``summary.json`` (`ComparisonResult.save`), each written atomically.
+
+    ``kernels``: the infinite-width NTK blocks when already computed (``ntk-l2 compare --lr auto``
+    computes them for the learning rate), else computed once here.
+    """
+    if out_dir is None:
+        return compare_widths(ds, cfg, progress, kernels=kernels)
+    out = Path(out_dir)
+    result = compare_widths(ds, cfg, progress, out / "runs", kernels)
+    from ntk_l2.experiments import plots  # matplotlib only when a figure is drawn
+
+    figure = plots.save_comparison(out / "comparison.png", result.to_json())
+    result = dataclasses.replace(result, figure=str(figure))
+    result.save(out)
+    return result

@@ -3,23 +3,24 @@
 Per record (mean over seeds): the data loss, the layer imbalance ‖D‖, the
 first-order distance to the minima manifold, and at up to ``n_hessian``
 records the top Hessian eigenvalue and trace; per seed: the end of the
-optimization phase and the imbalance half time (`phases`).
+optimization phase and the imbalance half time (`phases`). The summary is a
+`ntk_l2.experiments.results_compare.DeepLinearResult`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ntk_l2.common import io
 from ntk_l2.deep_linear.dynamics import DeepLinearConfig, DeepLinearRun, gradient_descent, gradient_flow
 from ntk_l2.deep_linear.flatness import distance_to_minima, hessian_top_eigenvalue, hessian_trace
 from ntk_l2.deep_linear.network import DeepLinear, min_loss, regression_data
 from ntk_l2.deep_linear.phases import imbalance_half_time, optimization_phase_end
+from ntk_l2.experiments.results_compare import DeepLinearResult, settings_json
 
 REGULARIZERS = ("none", "l2", "input-noise", "minibatch")
 METHODS = ("gd", "flow")
@@ -123,8 +124,13 @@ def train(exp: DeepLinearExperiment) -> DeepLinearRun:
     return gradient_descent(w0, x, y, exp.train_config(), seeds=tuple(range(exp.seeds)))
 
 
-def measure(exp: DeepLinearExperiment, run: DeepLinearRun) -> dict[str, Any]:
-    """The JSON-ready summary of a run (see the module docstring)."""
+def _floats(values: np.ndarray | list[float]) -> tuple[float, ...]:
+    """Numbers as a tuple of floats (NaN kept: null in the summary)."""
+    return tuple(np.asarray(values, np.float64).tolist())
+
+
+def measure(exp: DeepLinearExperiment, run: DeepLinearRun) -> DeepLinearResult:
+    """The summary of a run (see the module docstring), without a figure (``figure`` None)."""
     x, y = exp.data()
     n_members, n_rec = run.loss.shape
     picks = np.unique(np.round(np.linspace(0, n_rec - 1, min(exp.n_hessian, n_rec))).astype(int))
@@ -145,33 +151,34 @@ def measure(exp: DeepLinearExperiment, run: DeepLinearRun) -> dict[str, Any]:
     trace = np.asarray(hessian_trace(tuple(w[:, picks] for w in run.weights), x, y))
     t_opt = [optimization_phase_end(run.steps, run.loss[i]) for i in range(n_members)]
     t_half = [imbalance_half_time(run.steps, run.imbalance_norm[i]) for i in range(n_members)]
-    mean = lambda a: io.json_floats(np.nanmean(a[alive], axis=0) if alive.any() else np.full(a.shape[1:], np.nan))  # noqa: E731
-    return {
-        "config": asdict(exp),
-        "depth": exp.network.depth,
-        "method": run.method,
-        "min_loss": min_loss(x, y),
-        "steps": run.steps.tolist(),
-        "loss": mean(run.loss),
-        "imbalance_norm": mean(run.imbalance_norm),
-        "distance_to_minima": mean(dist),
-        "hessian_steps": run.steps[picks].tolist(),
-        "hessian_top": mean(top),
-        "hessian_trace": mean(trace),
-        "optimization_phase_end": io.json_floats(t_opt),
-        "imbalance_half_time": io.json_floats(t_half),
-        "imbalance_ratio_final": io.json_floats(run.imbalance_norm[:, -1] / run.imbalance_norm[:, 0]),
-        "diverged": run.diverged.tolist(),
-    }
+    mean = lambda a: _floats(np.nanmean(a[alive], axis=0) if alive.any() else np.full(a.shape[1:], np.nan))  # noqa: E731
+    return DeepLinearResult(
+        config=settings_json(exp),
+        depth=exp.network.depth,
+        method=run.method,
+        min_loss=float(min_loss(x, y)),
+        steps=_floats(run.steps),
+        loss=mean(run.loss),
+        imbalance_norm=mean(run.imbalance_norm),
+        distance_to_minima=mean(dist),
+        hessian_steps=_floats(run.steps[picks]),
+        hessian_top=mean(top),
+        hessian_trace=mean(trace),
+        optimization_phase_end=_floats(t_opt),
+        imbalance_half_time=_floats(t_half),
+        imbalance_ratio_final=_floats(run.imbalance_norm[:, -1] / run.imbalance_norm[:, 0]),
+        diverged=tuple(bool(d) for d in run.diverged),
+        figure=None,
+    )
 
 
-def run_experiment(exp: DeepLinearExperiment, out_dir: str | Path) -> dict[str, Any]:
-    """Train, measure, and write ``summary.json`` and ``deep_linear.png`` (with ``deep_linear.pdf``
-    beside it) under ``out_dir``, each atomically."""
+def run_experiment(exp: DeepLinearExperiment, out_dir: str | Path) -> DeepLinearResult:
+    """Train, measure, and write ``summary.json`` (`DeepLinearResult.save`) and ``deep_linear.png``
+    (with ``deep_linear.pdf`` beside it) under ``out_dir``, each atomically."""
     from ntk_l2.experiments import plots
 
     out = Path(out_dir)
-    summary = measure(exp, train(exp))
-    summary["figure"] = str(plots.save_deep_linear(out / "deep_linear.png", summary))
-    io.save_json(out / "summary.json", summary)
-    return summary
+    result = measure(exp, train(exp))
+    result = dataclasses.replace(result, figure=str(plots.save_deep_linear(out / "deep_linear.png", result.to_json())))
+    result.save(out)
+    return result

@@ -10,12 +10,13 @@ through the same machinery as the ReLU comparison (`ntk_l2.experiments.compare`)
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import fields
 
 import numpy as np
 
 from ntk_l2.data.datasets import Dataset
 from ntk_l2.experiments.compare import CompareConfig, compare_width
+from ntk_l2.experiments.results_compare import WideDeepLinearComparison
 
 
 def wide_deep_linear(
@@ -28,14 +29,14 @@ def wide_deep_linear(
     seeds: int = 2,
     n_records: int = 20,
     progress: bool | None = None,
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+) -> tuple[WideDeepLinearComparison, dict[str, np.ndarray]]:
     """Train ``seeds`` deep linear networks (L = ``depth`` weight layers, hidden width ``width``) on ``ds``
     and compare their test outputs with the infinite-width theory at k = L.
 
     Returns:
-      (summary, arrays) of `ntk_l2.experiments.compare.compare_width` with ``degree`` = L added:
-      relative errors of the test outputs per record, accuracies, kernel and
-      layer-norm decay against (1 − ηλ)^{2(L−1)s} and (1 − ηλ)^s.
+      (summary, arrays) of `ntk_l2.experiments.compare.compare_width`, the summary with ``degree`` = L
+      (`ntk_l2.experiments.results_compare.WideDeepLinearComparison`): relative errors of the test
+      outputs per record, accuracies, kernel and layer-norm decay against (1 − ηλ)^{2(L−1)s} and (1 − ηλ)^s.
     """
     if not isinstance(depth, (int, np.integer)) or depth < 2:
         raise ValueError(
@@ -53,4 +54,5 @@ def wide_deep_linear(
         activation="linear",
     )
     summary, arrays = compare_width(ds, cfg, int(width), progress=progress)
-    return {**summary, "degree": int(depth)}, arrays
+    values = {f.name: getattr(summary, f.name) for f in fields(summary)}
+    return WideDeepLinearComparison(**values, degree=int(depth)), arrays

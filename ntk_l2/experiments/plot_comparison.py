@@ -9,6 +9,7 @@ width (a_t^{2(k−1)} and a_t, a_t = (1 − ηλ)^t without momentum, `derivatio
 it), and are drawn once, saying so, when the stored values agree across widths. A dotted line
 marks the L2 time scale t = 1/(ηλ) ((1 − β)/(ηλ) with momentum) where it lies within the run.
 Results stored before the per-seed values (``*_seeds``) existed are drawn as means, labelled so.
+The summary is a `ntk_l2.experiments.results_compare.Comparison` record or its JSON (``summary.json``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from ntk_l2.common.records import Record
 from ntk_l2.experiments import plot_style as S
 
 ERROR_LABEL = r"$\|f_t - f_t^{\rm theory}\|\,/\,\|f_t^{\rm theory}\|$"
@@ -234,8 +236,10 @@ def _title(summary: Mapping) -> str:
     return f"{summary['dataset']}: theory vs finite width (" + ", ".join(parts) + ")"
 
 
-def comparison_figure(summary: Mapping[str, Any]) -> Figure:
-    """The figure of a `ntk_l2.experiments.compare.run_comparison` summary (module docstring)."""
+def comparison_figure(summary: Mapping[str, Any] | Record) -> Figure:
+    """The figure of a `ntk_l2.experiments.compare.run_comparison` result or its JSON (module docstring)."""
+    if isinstance(summary, Record):
+        summary = summary.to_json()
     widths = dict(sorted(summary["widths"].items(), key=lambda item: int(item[0])))  # JSON sorts keys as text
     cfg = summary.get("config", {})
     colors = S.ranked_colors(list(widths), [int(lab) for lab in widths])

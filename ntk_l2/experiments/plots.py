@@ -246,12 +246,18 @@ def replot(result_dir: str | Path) -> list[Path]:
     Known results: ``demo`` (dynamics.png, comparison.png), ``compare`` (comparison.png),
     ``deep-linear`` (deep_linear.png), from ``summary.json``; ``sweep`` (laws.png),
     ``optimal-l2`` (optimal_l2.png), ``autol2`` (autol2.png), from their ``<name>_data.json``.
-    Anything else is refused with a one-line ValueError naming the directory.
+    A summary with a ``kind`` is read by `ntk_l2.experiments.results.load_result` (every field
+    checked); one written before results were typed is recognized by its keys. Anything else
+    is refused with a one-line ValueError naming the directory.
     """
     directory = Path(result_dir)
     summary = _summary(directory)
+    if "kind" in summary:  # a typed result: every field checked before it is drawn
+        from ntk_l2.experiments.results import load_result
+
+        summary = {"kind": summary["kind"], **load_result(directory).to_json()}
     for kind, recognize, redraw in _KINDS:
-        if recognize(summary):
+        if summary.get("kind", kind) == kind and recognize(summary):
             try:
                 pngs = redraw(directory, summary)
             except (KeyError, TypeError, IndexError) as err:

@@ -43,6 +43,9 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 ON_INVALID = ("recompute", "raise")
 
 Run = tuple[dict[str, Any], dict[str, np.ndarray]]
+#: Reads a stored run's summary into what the caller uses (e.g. a record's ``from_json``); a
+#: ValueError marks the stored run invalid (it is recomputed, or refused with ``on_invalid``).
+Reader = Callable[[Mapping[str, Any]], Any]
 
 
 class InvalidRunWarning(UserWarning):
@@ -170,8 +173,9 @@ class RunStore:
             raise ValueError(f"name: a run name must be letters, digits and ._=+- , got {name!r}")
         return self.directory / f"{name}.json", self.directory / f"{name}.npz"
 
-    def _verified(self, name: str, config: Mapping[str, Any]) -> Run | str | None:
-        """The stored run if it verifies; else why not (a string); None if there is no JSON (unfinished)."""
+    def _verified(self, name: str, config: Mapping[str, Any], read: Reader | None = None) -> Run | str | None:
+        """The stored run if it verifies (and ``read`` accepts its summary); else why not (a string);
+        None if there is no JSON (unfinished)."""
         json_path, npz_path = self._paths(name)
         if not json_path.exists():
             return None
@@ -193,6 +197,11 @@ class RunStore:
             return arrays
         if arrays_checksum(arrays) != record["arrays_sha256"]:
             return f"has arrays in {npz_path.name} that do not match their checksum (edited, replaced or corrupted)"
+        if read is not None:
+            try:
+                read(record["summary"])
+            except ValueError as err:  # e.g. a field added since the run was stored
+                return f"has a summary this version of ntk_l2 cannot read ({err})"
         return record["summary"], arrays
 
     def _reject(self, name: str, reason: str) -> None:
@@ -204,10 +213,11 @@ class RunStore:
             raise ValueError(f"{where}: stored run {reason}; not trusted (delete it to recompute it)")
         warnings.warn(f"{where}: stored run {reason}; recomputing it", InvalidRunWarning, stacklevel=3)
 
-    def load(self, name: str, config: Mapping[str, Any]) -> Run | None:
-        """The stored (summary, arrays) of a finished run with this configuration, verified; None if
-        the run is unfinished, or if it fails verification (after `on_invalid`'s warning or error)."""
-        found = self._verified(name, config)
+    def load(self, name: str, config: Mapping[str, Any], read: Reader | None = None) -> Run | None:
+        """The stored (summary, arrays) of a finished run with this configuration, verified (and
+        its summary accepted by ``read``, e.g. a record's ``from_json``); None if the run is
+        unfinished, or if it fails verification (after `on_invalid`'s warning or error)."""
+        found = self._verified(name, config, read)
         if isinstance(found, str):
             self._reject(name, found)
             return None
@@ -240,15 +250,16 @@ class RunStore:
         name: str,
         config: Mapping[str, Any],
         compute: Callable[[], tuple[Mapping[str, Any], Mapping[str, np.ndarray]]],
+        read: Reader | None = None,
     ) -> tuple[dict[str, Any], dict[str, np.ndarray], bool]:
-        """(summary, arrays, reused): the stored run if finished and verified, else ``compute()``
-        saved and read back."""
-        found = self.load(name, config)
+        """(summary, arrays, reused): the stored run if finished and verified (``read``: see
+        `load`), else ``compute()`` saved and read back."""
+        found = self.load(name, config, read)
         if found is not None:
             return found[0], found[1], True
         summary, arrays = compute()
         self.save(name, config, summary, arrays)
-        stored = self._verified(name, config)
+        stored = self._verified(name, config, read)
         if not isinstance(stored, tuple):
             raise RuntimeError(f"{self._paths(name)[0]}: the run just written does not read back: {stored}")
         return stored[0], stored[1], False

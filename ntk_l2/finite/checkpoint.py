@@ -3,7 +3,7 @@
 A checkpoint is one ``.npz`` file written atomically (`ntk_l2.common.io.save_npz`: complete or
 absent) holding the step s reached, θ_s, the rule's state (step count, velocity, λ), every
 member's minibatch key, the records so far (`ntk_l2.finite.recorder.Recorder.to_arrays`), a
-``fingerprint`` of the run and a ``checksum``:
+``fingerprint`` of the run and a ``checksum``::
 
     fingerprint = SHA-256(canonical JSON of the config, record steps, seeds and options; dtype,
                           shape and bytes of the data, of θ_0 and of f(θ_0; X))

@@ -1,11 +1,11 @@
 """The compiled training loop: steps between two records run inside one `jax.lax.fori_loop`.
 
-One step s → s + 1 of every ensemble member (`make_step`):
+One step s → s + 1 of every ensemble member (`make_step`)::
 
     (X_B, Y_B) = the whole training set, or B of its n points drawn without replacement with a
                  fresh key: key, sub = split(key); idx = choice(sub, n, (B,), replace=False)
     g          = ∇_θ L(θ_s; X_B, Y_B),   L = ‖f(θ; X_B) − Y_B‖² / (2 N_B),  N_B = Y_B.size
-    θ_{s+1}, state_{s+1} = `ntk_l2.finite.rules.apply_rule`(rule, g, state_s, θ_s)
+    θ_{s+1}, state_{s+1} = ntk_l2.finite.rules.apply_rule(rule, g, state_s, θ_s)
 
 `make_advance` compiles ``advance(carry, start, stop)``, the steps start … stop − 1 with traced
 bounds (one compilation serves every segment), vmapped over the members; running [a, b) then

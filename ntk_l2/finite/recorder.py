@@ -1,6 +1,6 @@
 """Recording a run: what is measured at a record step, divergence, and the assembled `TrainResult`.
 
-At a record step s, for every member (`make_observer`, `Recorder.record`):
+At a record step s, for every member (`make_observer`, `Recorder.record`)::
 
     fx_train = f(θ_s; X), fx_test = f(θ_s; X_test)
     loss_data = ‖fx_train − Y‖² / (2 Y.size),   loss_l2 = (λ_s / 2) ‖θ_s‖²,   layer_norms = ‖θ_l‖ per layer

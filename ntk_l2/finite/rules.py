@@ -5,7 +5,7 @@ transformation is one and ours can be chained with optax's): ``state = init(para
 ``updates, state = update(grads, state, params)``, with θ_{s+1} = θ_s + updates.
 
 `l2_rule` builds the rules of the theory (`derivations/discrete_time.md`, D1;
-`derivations/momentum.md`, M1), with g_s = ∇L(θ_s) + λ_s θ_s, v_0 = 0, η_s = η(s), λ_s = λ(s):
+`derivations/momentum.md`, M1), with g_s = ∇L(θ_s) + λ_s θ_s, v_0 = 0, η_s = η(s), λ_s = λ(s)::
 
     θ_{s+1} = (1 − η_s λ_s) θ_s − η_s ∇L(θ_s)                          (plain)
     v_{s+1} = β v_s + g_s,  θ_{s+1} = θ_s − η_s v_{s+1}                 (heavy ball β)

@@ -2,7 +2,7 @@
 
 Gradient descent on L(θ) + (λ/2)‖θ‖², L = ‖f_X − Y‖²/(2N), N = Y.size, with
 g_s = ∇L(θ_s) + λ_s θ_s and v_0 = 0 (`derivations/discrete_time.md`, D1;
-`derivations/momentum.md`, M1):
+`derivations/momentum.md`, M1)::
 
     θ_{s+1} = (1 − η_s λ_s) θ_s − η_s ∇L(θ_s)                          (plain)
     v_{s+1} = β v_s + g_s,  θ_{s+1} = θ_s − η_s v_{s+1}                 (heavy ball β)
@@ -103,7 +103,7 @@ def train(
         (`linearize`), the linear-model baseline.
       progress: show a tqdm bar (default: when the run has > 2,000 steps); it names what runs
         (``label``, e.g. "width 512", then λ, η and the seeds) and moves in steps of ~1% of the run.
-      l2_controller: a dynamical λ (e.g. AutoL2, `ntk_l2.laws.autol2_finite`): called at
+      l2_controller: a dynamical λ (e.g. AutoL2, `ntk_l2.laws.autol2` on `ntk_l2.laws.FiniteDynamics`): called at
         every record step s as ``l2_controller(s, row)`` with ``row`` holding that
         record's ``fx_train``, ``loss_data`` and ``l2`` (per member); it returns the new
         λ per member for the steps that follow, or None to keep them. ``config.l2`` is

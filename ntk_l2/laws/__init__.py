@@ -1,46 +1,76 @@
 """The empirical laws of L2 (Lewkowycz & Gur-Ari, 2020): time to best accuracy t*, sweeps over
-(λ, η), the optimal λ for a budget and the AutoL2 schedule, from the kernel or from finite
-networks. Modules by role: `tstar` (t*, run lengths and summaries), `theory` (sweeps and λ_opt
-from the kernel), `finite` (sweeps of finite networks), `autol2` (the AutoL2 rule, in theory
-and on finite networks); every public name is exported here. May import `ntk_l2.common`,
-`ntk_l2.theory`, `ntk_l2.data`, `ntk_l2.networks` and `ntk_l2.finite`; it writes no files
-(`ntk_l2.experiments` does).
+(λ, η), the optimal λ for a budget and the AutoL2 schedule, written once against one interface,
+`Dynamics`, that the kernel theory (`KernelDynamics`) and finite networks (`FiniteDynamics`)
+both implement.
+
+Modules by role: `dynamics` (the interface), `theory` (the kernel problem and its dynamics),
+`finite` (the swept network and its dynamics), `tstar` (t*, run lengths and records), `sweep`
+(sweeps and the optimal λ), `autol2` (everything AutoL2); every public name is exported here.
+Results are frozen records (`LawRun`, `OptimalL2`, `AutoL2Run`, `AutoL2Comparison`,
+`AutoL2Scan`) with ``to_json``. May import `ntk_l2.common`, `ntk_l2.theory`, `ntk_l2.data`,
+`ntk_l2.networks` and `ntk_l2.finite`; it writes no files (`ntk_l2.experiments` does).
 """
 
-from ntk_l2.laws.autol2 import AutoL2Config, autol2_finite, autol2_theory
-from ntk_l2.laws.finite import ARCHS, PARAMETERIZATIONS, Compute, FiniteSweepConfig, RunHook, finite_sweep
-from ntk_l2.laws.theory import LawProblem, optimal_l2_from_kernel, optimal_l2_from_run, theory_sweep
-from ntk_l2.laws.tstar import (
-    T_STAR_TOL,
-    at_budget,
-    log_steps,
-    record_steps,
-    run_length,
-    run_summary,
-    steps_to_reach,
-    time_to_best,
+from ntk_l2.laws.autol2 import (
+    AutoL2Comparison,
+    AutoL2Config,
+    AutoL2Run,
+    AutoL2Scan,
+    autol2,
+    autol2_scan,
+    autol2_t_star,
+    compare_autol2,
+    constant_runs,
 )
+from ntk_l2.laws.dynamics import ControlledRun, Controller, Curve, Dynamics
+from ntk_l2.laws.finite import ARCHS, PARAMETERIZATIONS, FiniteDynamics, FiniteSweepConfig
+from ntk_l2.laws.sweep import (
+    Compute,
+    KeepRun,
+    LawRun,
+    OptimalL2,
+    at_budget,
+    optimal_l2,
+    optimal_l2_from_run,
+    sweep,
+    theory_sweep,
+)
+from ntk_l2.laws.theory import KernelDynamics, LawProblem
+from ntk_l2.laws.tstar import T_STAR_TOL, log_steps, record_steps, run_length, steps_to_reach, time_to_best
 
 __all__ = [
     "ARCHS",
-    "AutoL2Config",
     "Compute",
+    "AutoL2Comparison",
+    "AutoL2Config",
+    "AutoL2Run",
+    "AutoL2Scan",
+    "ControlledRun",
+    "Controller",
+    "Curve",
+    "Dynamics",
+    "FiniteDynamics",
     "FiniteSweepConfig",
+    "KeepRun",
+    "KernelDynamics",
     "LawProblem",
+    "LawRun",
+    "OptimalL2",
     "PARAMETERIZATIONS",
-    "RunHook",
     "T_STAR_TOL",
     "at_budget",
-    "autol2_finite",
-    "autol2_theory",
-    "finite_sweep",
+    "autol2",
+    "autol2_scan",
+    "autol2_t_star",
+    "compare_autol2",
+    "constant_runs",
     "log_steps",
-    "optimal_l2_from_kernel",
+    "optimal_l2",
     "optimal_l2_from_run",
     "record_steps",
     "run_length",
-    "run_summary",
     "steps_to_reach",
+    "sweep",
     "theory_sweep",
     "time_to_best",
 ]

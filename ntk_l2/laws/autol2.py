@@ -1,27 +1,40 @@
 """AutoL2 (Lewkowycz & Gur-Ari, 2020): λ divided whenever the training metric stops improving.
 
-The rule (`AutoL2Config`, applied by one `_Plateau` per run) is the same for the theory
-(`autol2_theory`: the infinite-width discrete map with λ changing between steps,
-`derivations/laws.md`, L3) and for finite networks (`autol2_finite`: each seed's own metric
-through the training loop's λ controller).
+Everything about AutoL2 lives here, written once for any `ntk_l2.laws.dynamics.Dynamics`: the
+rule (`AutoL2Config`, applied by one `_Plateau` per member: each seed of a finite network, or
+each NNGP draw of single networks in theory, follows its own metric), the run (`autol2`:
+the dynamics' λ controller; on the kernel the discrete map with λ changing between steps,
+`derivations/laws.md`, L3), the comparison with the best constant λ (`compare_autol2`) and
+the choice of AutoL2's settings from the kernel alone (`autol2_scan`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import NDArray
 
-from ntk_l2.common import metrics
-from ntk_l2.laws.finite import FiniteSweepConfig
-from ntk_l2.laws.theory import LawProblem
-from ntk_l2.theory import check_discrete_stability
-from ntk_l2.theory.validation import check_degree, check_scalar
+from ntk_l2.common.records import Record
+from ntk_l2.laws.dynamics import Dynamics
+from ntk_l2.laws.sweep import KeepRun, LawRun, sweep
+from ntk_l2.laws.tstar import steps_to_reach, time_to_best
+from ntk_l2.theory.validation import check_scalar
 
-__all__ = ["AutoL2Config", "autol2_finite", "autol2_theory"]
+__all__ = [
+    "AutoL2Comparison",
+    "AutoL2Config",
+    "AutoL2Run",
+    "AutoL2Scan",
+    "autol2",
+    "autol2_scan",
+    "autol2_t_star",
+    "compare_autol2",
+    "constant_runs",
+]
 
 
 @dataclass(frozen=True)
@@ -93,151 +106,160 @@ class _Plateau:
         return new
 
 
-def autol2_theory(
-    problem: LawProblem,
+@dataclass(frozen=True)
+class AutoL2Run(Record):
+    """An AutoL2 run (`autol2`), recorded at ``steps`` (R,); curves are means over members."""
+
+    steps: tuple[int, ...]  # (R,)
+    l2: tuple[float, ...]  # (R,) λ in force after each record: geometric mean over members
+    acc_test: tuple[float, ...]  # (R,) test accuracy (NaN: undefined)
+    acc_train: tuple[float, ...]  # (R,) training accuracy
+    loss_train: tuple[float, ...]  # (R,) data loss
+    changes: tuple[tuple[int, int, float], ...]  # (step, member, new λ) per change of λ
+    lr: float
+    diverged: bool  # some member diverged (finite networks)
+    config: dict[str, Any]  # the `AutoL2Config`'s fields
+
+
+def _mean(values: np.ndarray) -> tuple[float, ...]:
+    """Mean over members (axis 0) of (members, R) records, NaN where none is defined."""
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(values)
+        total = np.where(finite, values, 0.0).sum(axis=0)
+        count = finite.sum(axis=0)
+    return tuple(float(v) for v in np.where(count > 0, total / np.maximum(count, 1), np.nan))
+
+
+def _geometric_mean(values: np.ndarray) -> tuple[float, ...]:
+    """Geometric mean over members (axis 0) of (members, R) positive records, exact where the
+    members agree (a λ all members share is reported as itself, not up to round-off)."""
+    same = np.all(values == values[:1], axis=0)
+    return tuple(float(v) for v in np.where(same, values[0], np.exp(np.mean(np.log(values), axis=0))))
+
+
+def autol2(
+    dynamics: Dynamics,
     learning_rate: float,
     steps: int,
     config: AutoL2Config = AutoL2Config(),
-    labels_train: ArrayLike | None = None,
-    record_every: int = 10,
-    fx_train_0: ArrayLike | None = None,
-    fx_test_0: ArrayLike | None = None,
-) -> dict[str, Any]:
-    """AutoL2 on the infinite-width discrete map, λ_s chosen on the fly (`derivations/laws.md`, L3).
+    record_every: int | None = None,
+) -> AutoL2Run:
+    """AutoL2 for ``steps`` steps at η = ``learning_rate``: every member starts at
+    ``config.l2_init`` and follows its own metric (`_Plateau`, checked every ``config.check_every``
+    steps). Recorded at the checks and every ``record_every`` steps (None: at the checks).
 
-    Per step, in the eigenbasis Θ_0 = V diag(μ) Vᵀ (`ntk_l2.theory.eigh_kernel`), z = Vᵀ f_X,
-    with κ_s = 1 − ηλ_s:
-
-        z_{s+1} = κ_s^k z_s − η κ_s^{k−1} ρ_s μ (z_s − Vᵀ Y)/N,     ρ_{s+1} = κ_s^{2(k−1)} ρ_s,
-        u_{s+1} = κ_s^k u_s − η κ_s^{k−1} ρ_s (z_s − Vᵀ Y)/N,        f_*(s) = Θ_*X V u_s
-
-    with f_*(s) = A_s f_*(0) + Θ_*X V u_s, A_{s+1} = κ_s^k A_s, from f_0 = 0 (the mean over
-    initializations) or from given ``fx_train_0``, ``fx_test_0`` (a single network's initial
-    function, e.g. `LawProblem.initial_outputs`). Each λ_s must keep the step stable for the
-    kernel reached, ρ_s Θ_0 (`ntk_l2.theory.check_discrete_stability`, D5; else a ValueError
-    naming ``learning_rate``). Returns the recorded ``steps``, ``l2`` (λ used from each record
-    on), ``acc_test``, ``acc_train``, ``loss_train`` and the ``changes`` [(step, new λ)].
+    The metric's undefined values count as the worst: a training error that is NaN (outputs all
+    zero) as 1, a NaN loss as +∞.
     """
     eta = check_scalar(learning_rate, "learning_rate", positive=True)
-    k = check_degree(problem.degree)
-    if labels_train is None:
-        labels_train = np.argmax(problem.y_train, axis=1)
-    eig, y, k_test = problem.factorized()
-    norm = float(y.size)
-    vt_y = eig.evecs.T @ y
-    k_test_v = k_test @ eig.evecs
-    mu = eig.evals[:, None]
-    z = np.zeros_like(vt_y) if fx_train_0 is None else eig.evecs.T @ np.asarray(fx_train_0, np.float64)
-    f_test_0 = 0.0 if fx_test_0 is None else np.asarray(fx_test_0, np.float64)
-    u = np.zeros_like(vt_y)
-    rho, lam, carry, checked = 1.0, config.l2_init, 1.0, None
-    rule = _Plateau(config, eta)
-    out: dict[str, list[Any]] = {"steps": [], "l2": [], "acc_test": [], "acc_train": [], "loss_train": []}
-    changes: list[tuple[int, float]] = []
-    for s in range(steps + 1):
-        check = s % config.check_every == 0
-        record = s % record_every == 0 or s == steps
-        if check or record:
-            f_train = eig.evecs @ z
-            acc_train = float(metrics.accuracy(f_train, labels_train))
-            loss = float(metrics.mse_loss(f_train, problem.y_train))
-        if record:
-            out["steps"].append(s)
-            out["l2"].append(lam)
-            out["acc_test"].append(float(metrics.accuracy(carry * f_test_0 + k_test_v @ u, problem.labels_test)))
-            out["acc_train"].append(acc_train)
-            out["loss_train"].append(loss)
-        if check and s > 0:
-            value = (1.0 - acc_train) if config.metric == "train_error" else loss
-            if np.isnan(value):
-                value = 1.0
-            new = rule.next_l2(s, value, lam)
-            if new != lam:
-                lam = new
-                changes.append((s, lam))
-        if s == steps:
-            break
-        # ρ_s never grows for k ≥ 1, so a λ stable when it is set stays stable: checked then (every step for k = 0)
-        if lam != checked or k == 0:
-            check_discrete_stability(eta, lam, k, float(eig.evals[-1]) * rho, norm)
-            checked = lam
-        keep = 1.0 - eta * lam
-        drive = eta * keep ** (k - 1) * rho * (z - vt_y) / norm
-        z, u = keep**k * z - mu * drive, keep**k * u - drive
-        rho *= keep ** (2 * (k - 1))
-        carry *= keep**k
-    return {**out, "changes": changes, "lr": learning_rate, "config": config.__dict__.copy()}
-
-
-def autol2_finite(
-    ds: Any,
-    learning_rate: float,
-    steps: int,
-    config: AutoL2Config = AutoL2Config(),
-    depth: int = 3,
-    width: int = 512,
-    seeds: int = 1,
-    float64: bool = False,
-    progress: bool | None = None,
-    parameterization: str = "ntk",
-    arch: str = "fc",
-    batchnorm: bool = False,
-) -> dict[str, Any]:
-    """AutoL2 on a finite network: λ chosen on the fly from each seed's own training metric.
-
-    The network is `FiniteSweepConfig`'s (``depth``, ``width``, ``parameterization``, ``arch``,
-    ``batchnorm``): the fully connected network or the CNN, with or without batch normalization.
-
-    The network is checked every ``config.check_every`` steps (these are its record steps);
-    the rule is the one of `autol2_theory`. Returns ``steps``, ``l2`` (per record, mean over
-    seeds), ``acc_test`` and ``acc_train`` (mean over seeds), ``loss_train``, ``changes``.
-    """
-    from ntk_l2.finite.train import TrainConfig, train
-
-    init_fn, apply_fn = FiniteSweepConfig(
-        depth=depth, width=width, parameterization=parameterization, arch=arch, batchnorm=batchnorm
-    ).network(ds.n_classes, ds.input_shape)
-    rules = [_Plateau(config, learning_rate) for _ in range(seeds)]
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps: must be an integer >= 1, got {steps!r}")
+    every = config.check_every if record_every is None else int(record_every)
+    if every < 1:
+        raise ValueError(f"record_every: must be >= 1, got {record_every!r}")
+    record = np.union1d(np.arange(0, steps + 1, every), np.arange(0, steps + 1, config.check_every))
+    record = np.union1d(record, [steps]).astype(np.int64)
+    rules: list[_Plateau] = []
     changes: list[tuple[int, int, float]] = []
 
-    def controller(step: int, row: dict[str, np.ndarray]) -> np.ndarray | None:
-        lam = np.array(row["l2"], np.float64).reshape(-1).copy()
-        if step == 0:
-            return None
-        if config.metric == "train_error":
-            values = 1.0 - np.nan_to_num(metrics.accuracy(np.nan_to_num(row["fx_train"]), ds.labels_train), nan=0.0)
-        else:
-            values = np.nan_to_num(row["loss_data"], nan=np.inf)
+    def controller(step: int, error: NDArray, loss: NDArray, l2: NDArray) -> NDArray:
+        if not rules:
+            rules.extend(_Plateau(config, eta) for _ in range(l2.size))
+        if step == 0 or step % config.check_every:
+            return l2
+        metric = (
+            np.where(np.isnan(error), 1.0, error) if config.metric == "train_error" else np.nan_to_num(loss, nan=np.inf)
+        )
+        new = l2.astype(np.float64).copy()
         for i, rule in enumerate(rules):
-            new = rule.next_l2(step, float(values[i]), float(lam[i]))
-            if new != lam[i]:
-                lam[i] = new
-                changes.append((step, i, float(lam[i])))
-        return lam
+            new[i] = rule.next_l2(step, float(metric[i]), float(l2[i]))
+            if new[i] != l2[i]:
+                changes.append((int(step), i, float(new[i])))
+        return new
 
-    record = tuple(range(0, steps + 1, config.check_every)) + (() if steps % config.check_every == 0 else (steps,))
-    cfg = TrainConfig(learning_rate=learning_rate, l2=config.l2_init, steps=steps, record_steps=record, float64=float64)
-    res = train(
-        init_fn,
-        apply_fn,
-        ds.x_train,
-        ds.y_train,
-        cfg,
-        x_test=ds.x_test,
-        labels_train=ds.labels_train,
-        labels_test=ds.labels_test,
-        seeds=tuple(range(seeds)),
-        progress=progress,
-        l2_controller=controller,
+    run = dynamics.run_l2_controller(eta, int(steps), config.l2_init, record, controller)
+    return AutoL2Run(
+        tuple(int(s) for s in run.steps),
+        _geometric_mean(run.l2),
+        _mean(run.acc_test),
+        _mean(run.acc_train),
+        _mean(run.loss_train),
+        tuple(changes),
+        float(learning_rate),
+        bool(run.diverged),
+        dict(config.__dict__),
     )
-    return {
-        "steps": res.steps.tolist(),
-        "l2": np.mean(res.l2_records, axis=0).tolist(),
-        "acc_test": np.nanmean(res.acc_test, axis=0).tolist(),
-        "acc_train": np.nanmean(res.acc_train, axis=0).tolist(),
-        "loss_train": np.nanmean(res.loss_data, axis=0).tolist(),
-        "changes": changes,
-        "lr": learning_rate,
-        "diverged": bool(res.diverged.any()),
-        "config": config.__dict__.copy(),
-    }
+
+
+@dataclass(frozen=True)
+class AutoL2Comparison(Record):
+    """AutoL2 against the best of a grid of constant λ over the same steps (`compare_autol2`)."""
+
+    best_constant_l2: float
+    best_constant_acc: float  # its best test accuracy
+    best_constant_steps: float  # its t*: the steps it needs
+    steps_to_best_constant_acc: float | None  # AutoL2's first step within 0.5 points of it (None: never)
+    ratio: float | None  # those steps over the constant run's t* (None: never)
+    max_test_acc: float  # AutoL2's best test accuracy
+
+
+def compare_autol2(auto: AutoL2Run, constant: Sequence[LawRun]) -> AutoL2Comparison:
+    """How fast ``auto`` reaches the best accuracy of the best constant run (by best accuracy):
+    its first step within 0.5 points of it (`steps_to_reach`), and that over the constant run's t*."""
+    if not constant:
+        raise ValueError("constant: needs at least one constant-λ run to compare AutoL2 with")
+    best = max(constant, key=lambda r: r.max_test_acc)
+    reach = steps_to_reach(auto.steps, auto.acc_test, best.max_test_acc)
+    ratio = reach / best.t_star if math.isfinite(reach) and best.t_star > 0 else None
+    return AutoL2Comparison(
+        best.l2,
+        best.max_test_acc,
+        best.t_star,
+        reach if math.isfinite(reach) else None,
+        ratio,
+        float(np.nanmax(np.asarray(auto.acc_test, float))),
+    )
+
+
+def autol2_t_star(auto: AutoL2Run) -> float:
+    """The first recorded step within 0.5 points of AutoL2's own best accuracy (`time_to_best`)."""
+    return time_to_best(auto.steps, auto.acc_test)[0]
+
+
+def constant_runs(
+    dynamics: Dynamics,
+    learning_rate: float,
+    steps: int,
+    constant_l2: Sequence[float],
+    n_records: int,
+    keep: KeepRun | None = None,
+) -> tuple[LawRun, ...]:
+    """The constant-λ runs AutoL2 is compared with: each ``steps`` long, recorded at about
+    ``n_records`` log-spaced steps and at the end (`sweep` with budget 0 and T = ``steps``),
+    each obtained through ``keep`` (`KeepRun`; None: computed)."""
+    return sweep(dynamics, constant_l2, [learning_rate], 0.0, steps, n_records=n_records, keep=keep)
+
+
+@dataclass(frozen=True)
+class AutoL2Scan(Record):
+    """AutoL2's settings chosen on a dynamics (`autol2_scan`): one comparison per configuration."""
+
+    configs: tuple[dict[str, Any], ...]  # (K,) the `AutoL2Config` fields tried
+    rows: tuple[AutoL2Comparison, ...]  # (K,) each against the same best constant run
+    best: int | None  # index of the smallest ratio (None: no configuration reaches the constant's accuracy)
+
+
+def autol2_scan(
+    dynamics: Dynamics, learning_rate: float, steps: int, constant_l2: Sequence[float], configs: Sequence[AutoL2Config]
+) -> AutoL2Scan:
+    """Choose AutoL2's settings (`derivations/laws.md`, L3): each configuration's AutoL2 and
+    the constant-λ grid on ``dynamics`` (from the kernel alone with `KernelDynamics`), over
+    ``steps``, compared by `compare_autol2`; ``best`` is the fastest configuration."""
+    if not configs:
+        raise ValueError("configs: needs at least one AutoL2Config to try")
+    n_records = max(100, steps // min(c.check_every for c in configs))
+    constant = constant_runs(dynamics, learning_rate, steps, constant_l2, n_records)
+    rows = tuple(compare_autol2(autol2(dynamics, learning_rate, steps, cfg), constant) for cfg in configs)
+    ratios = [np.inf if r.ratio is None else r.ratio for r in rows]
+    best = int(np.argmin(ratios)) if np.isfinite(min(ratios)) else None
+    return AutoL2Scan(tuple(dict(c.__dict__) for c in configs), rows, best)

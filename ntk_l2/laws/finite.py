@@ -1,34 +1,23 @@
-"""The laws on finite networks: the network of a sweep and one training run per (λ, η).
-
-The sweep writes nothing: a caller that keeps runs (`ntk_l2.experiments.laws.finite_sweep`,
-resumable) passes a ``run`` hook that decides, per pair, whether to train or to read back.
+"""The laws' dynamics on finite networks: the network (`FiniteSweepConfig`) and its training
+as a `ntk_l2.laws.dynamics.Dynamics` (`FiniteDynamics`). Nothing here writes files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from functools import cached_property
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
-from ntk_l2.common import io
-from ntk_l2.laws.tstar import record_steps, run_length, run_summary
+from ntk_l2.common import metrics
+from ntk_l2.laws.dynamics import ControlledRun, Controller, Curve
 
 PARAMETERIZATIONS = ("ntk", "standard")
 ARCHS = ("fc", "cnn")
 
-#: A training run of a sweep: its summary (as `finite_sweep` returns it) and arrays to keep with it.
-Compute = Callable[[], tuple[dict[str, Any], dict[str, np.ndarray]]]
-
-__all__ = ["ARCHS", "PARAMETERIZATIONS", "Compute", "FiniteSweepConfig", "RunHook", "finite_sweep"]
-
-
-class RunHook(Protocol):
-    """How `finite_sweep` obtains the run of one pair: ``run(l2, lr, compute)`` returns the run's
-    summary, either ``compute()[0]`` (``compute`` trains) or that of an identical run done earlier."""
-
-    def __call__(self, l2: float, lr: float, compute: Compute) -> dict[str, Any]: ...
+__all__ = ["ARCHS", "PARAMETERIZATIONS", "FiniteDynamics", "FiniteSweepConfig"]
 
 
 @dataclass(frozen=True)
@@ -93,75 +82,89 @@ class FiniteSweepConfig:
         return net.init_fn, net.apply_fn
 
 
-def _train_run(
-    ds: Any,
-    net: tuple[Any, Any],
-    config: FiniteSweepConfig,
-    l2: float,
-    lr: float,
-    steps: np.ndarray,
-    progress: bool | None,
-) -> Compute:
-    """The training of one pair, averaged over ``config.seeds`` (not started: a `Compute`)."""
+@dataclass(frozen=True, eq=False)
+class FiniteDynamics:
+    """Finite networks as the laws' `ntk_l2.laws.dynamics.Dynamics`: ``config``'s network
+    (`FiniteSweepConfig.network`) trained on ``ds`` (`ntk_l2.finite.train.train`), one member
+    per seed (``config.seeds``, trained together), with ``config.float64``. Only the network's
+    fields, ``seeds`` and ``float64`` of ``config`` are read here: a run's length and records
+    (``budget``, ``budget_step``, ``n_records``) are the arguments of `ntk_l2.laws.sweep`.
+    ``progress``: the training's progress bars (None: for runs of more than 2,000 steps)."""
 
-    def compute() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        from ntk_l2.finite.train import TrainConfig, train  # looked up at call time: tests replace it
+    ds: Any
+    config: FiniteSweepConfig = FiniteSweepConfig()
+    progress: bool | None = None
 
-        cfg = TrainConfig(
-            learning_rate=lr,
-            l2=l2,
-            steps=int(steps[-1]),
-            record_steps=tuple(int(s) for s in steps),
-            float64=config.float64,
-        )
-        res = train(
-            net[0],
-            net[1],
+    @cached_property
+    def _network(self) -> tuple[Any, Any]:
+        return self.config.network(self.ds.n_classes, self.ds.input_shape)
+
+    def _train(self, cfg: Any, label: str, **kwargs: Any) -> Any:
+        from ntk_l2.finite.train import train  # looked up at call time: tests replace it
+
+        ds = self.ds
+        return train(
+            *self._network,
             ds.x_train,
             ds.y_train,
             cfg,
             x_test=ds.x_test,
             labels_test=ds.labels_test,
-            seeds=tuple(range(config.seeds)),
-            progress=progress,
+            seeds=tuple(range(self.config.seeds)),
+            progress=self.progress,
+            label=label,
+            **kwargs,
         )
+
+    def _label(self) -> str:
+        cfg = self.config
+        return f"{cfg.arch}{' + BN' if cfg.batchnorm else ''} width {cfg.width}"
+
+    def accuracy_curve(self, learning_rate: float, l2: float, steps: NDArray[np.int64]) -> Curve:
+        """Train the seeds for ``steps[-1]`` steps; the test accuracy at ``steps``, averaged over
+        the seeds that did not diverge (NaN from a step at which all have)."""
+        from ntk_l2.finite.train import TrainConfig
+
+        steps = np.asarray(steps, np.int64)
+        cfg = TrainConfig(
+            learning_rate=learning_rate,
+            l2=l2,
+            steps=int(steps[-1]),
+            record_steps=tuple(int(s) for s in steps),
+            float64=self.config.float64,
+        )
+        res = self._train(cfg, self._label())
         acc = np.nanmean(res.acc_test, axis=0) if not res.diverged.all() else np.full(len(res.steps), np.nan)
-        summary = run_summary(l2, lr, res.steps.astype(float), acc, config.budget_step)
-        summary.update(diverged=bool(res.diverged.any()), steps=res.steps.tolist(), acc_test=io.json_floats(acc))
-        return summary, {"steps": res.steps, "acc_test": res.acc_test, "loss_data": res.loss_data}
+        arrays = {"steps": res.steps, "acc_test": res.acc_test, "loss_data": res.loss_data}
+        return Curve(np.asarray(res.steps, np.int64), acc, bool(res.diverged.any()), arrays)
 
-    return compute
+    def run_l2_controller(
+        self, learning_rate: float, steps: int, l2_init: float, record: NDArray[np.int64], controller: Controller
+    ) -> ControlledRun:
+        """Train the seeds with λ set by ``controller`` at every record step, from each seed's
+        own training error and data loss (`ntk_l2.finite.train.train`'s ``l2_controller``)."""
+        from ntk_l2.finite.train import TrainConfig
 
+        labels = self.ds.labels_train
 
-def finite_sweep(
-    ds: Any,
-    l2_values: Sequence[float],
-    learning_rates: Sequence[float],
-    config: FiniteSweepConfig = FiniteSweepConfig(),
-    *,
-    run: RunHook | None = None,
-    progress: bool | None = None,
-) -> list[dict[str, Any]]:
-    """The laws' sweep on finite networks: one training run per (λ, η), each for
-    budget/(ηλ) steps (and to ``budget_step`` if later), accuracy averaged over seeds.
+        def on_record(step: int, row: dict[str, np.ndarray]) -> np.ndarray:
+            lam = np.array(row["l2"], np.float64).reshape(-1)
+            error = 1.0 - metrics.accuracy(np.nan_to_num(np.asarray(row["fx_train"], np.float64)), labels)
+            return controller(step, error, np.asarray(row["loss_data"], np.float64).reshape(-1), lam)
 
-    Every pair is checked (λ > 0, η > 0) before any training. Each run is obtained through
-    ``run(l2, lr, compute)`` (`RunHook`; None: trained, ``compute()[0]``), so a caller can keep
-    finished runs and skip them when the sweep is run again.
-
-    Returns one dict per pair (λ-major) with ``l2``, ``lr``, ``t_star``, ``t_star_eta_l2``,
-    ``max_test_acc``, ``budget_test_acc``, ``diverged``, ``steps``, ``acc_test``.
-    """
-    pairs = []
-    for lam in l2_values:
-        for eta in learning_rates:
-            if not (lam > 0 and eta > 0):
-                raise ValueError(f"l2_values, learning_rates: need λ > 0 and η > 0, got λ = {lam!r}, η = {eta!r}")
-            last = run_length(config.budget, eta, lam, config.budget_step)
-            pairs.append((lam, eta, record_steps(last, config.n_records, config.budget_step)))
-    net = config.network(ds.n_classes, ds.input_shape)
-    runs = []
-    for lam, eta, steps in pairs:
-        compute = _train_run(ds, net, config, float(lam), float(eta), steps, progress)
-        runs.append(compute()[0] if run is None else run(float(lam), float(eta), compute))
-    return runs
+        cfg = TrainConfig(
+            learning_rate=learning_rate,
+            l2=l2_init,
+            steps=int(steps),
+            record_steps=tuple(int(s) for s in record),
+            float64=self.config.float64,
+        )
+        res = self._train(cfg, self._label() + ", AutoL2", labels_train=labels, l2_controller=on_record)
+        return ControlledRun(
+            np.asarray(res.steps, np.int64),
+            np.asarray(res.l2_records, np.float64),
+            np.asarray(res.acc_test, np.float64),
+            np.asarray(res.acc_train, np.float64),
+            np.asarray(res.loss_data, np.float64),
+            bool(res.diverged.any()),
+        )

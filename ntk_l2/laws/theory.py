@@ -1,36 +1,39 @@
-"""The laws from the kernel: sweeps over (λ, η) and the optimal λ for a budget, without training.
+"""The laws' dynamics from the kernel: the infinite-width network, without training.
 
-Every prediction is the exact discrete-time map of the infinite-width network
-(`derivations/discrete_time.md`, D1–D6), `ntk_l2.theory.gradient_descent_mse_l2_discrete`,
-from zero initial outputs (the mean over initializations) or from NNGP draws of them
-(single networks). The kernel is factorized once (`ntk_l2.theory.eigh_kernel`) and that
-factorization serves every (λ, η) pair (`derivations/laws.md`, L1–L2).
+`LawProblem` holds a kernel problem (NTK blocks, targets, labels, degree, and the NNGP the
+initial outputs are drawn from); `KernelDynamics` is its `ntk_l2.laws.dynamics.Dynamics`.
+Every prediction is the exact discrete-time map (`derivations/discrete_time.md`, D1–D6),
+`ntk_l2.theory.gradient_descent_mse_l2_discrete`, from zero initial outputs (the mean over
+initializations) or from NNGP draws of them (single networks). The kernel is factorized once
+per dynamics (`ntk_l2.theory.eigh_kernel`) and that factorization serves every (λ, η)
+(`derivations/laws.md`, L1–L3).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ntk_l2.common import io, metrics
-from ntk_l2.laws.tstar import record_steps, run_length, run_summary
-from ntk_l2.theory import KernelEigen, eigh_kernel, gradient_descent_mse_l2_discrete
-from ntk_l2.theory.validation import check_cross_kernel, check_scalar, check_targets
+from ntk_l2.common import metrics
+from ntk_l2.laws.dynamics import ControlledRun, Controller, Curve
+from ntk_l2.theory import KernelEigen, check_discrete_stability, eigh_kernel, gradient_descent_mse_l2_discrete
+from ntk_l2.theory.initial import sample_initial_outputs
+from ntk_l2.theory.validation import check_cross_kernel, check_degree, check_scalar, check_targets
 
 Array = NDArray[np.float64]
 Draws = tuple[Sequence[Any], Sequence[Any]]  # (f_X(0) per draw, f_*(0) per draw)
 
-__all__ = ["LawProblem", "optimal_l2_from_kernel", "optimal_l2_from_run", "theory_sweep"]
+__all__ = ["KernelDynamics", "LawProblem"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LawProblem:
-    """A kernel problem for the laws: infinite-width NTK blocks, targets and test labels."""
+    """A kernel problem for the laws: infinite-width NTK blocks, targets and labels."""
 
     k_train_train: Array
     k_test_train: Array
@@ -38,20 +41,15 @@ class LawProblem:
     labels_test: NDArray[np.integer]
     degree: int
     nngp: Array | None = None  # joint NNGP of (train, test) points: the law of the initial outputs
+    labels_train: NDArray[np.integer] | None = None  # None: argmax of y_train
 
     def initial_outputs(self, n_samples: int, seed: int = 0) -> tuple[Array, Array]:
         """Draws of (f_X(0), f_*(0)) from the NNGP, (S, n, c) and (S, m, c): the random
-        function a single network starts from (independent across outputs)."""
+        function a single network starts from (`ntk_l2.theory.initial.sample_initial_outputs`)."""
         if self.nngp is None:
             raise ValueError("nngp: the problem has no NNGP kernel to draw initial outputs from")
-        if n_samples < 1:
-            raise ValueError(f"init_samples: must be >= 1 to draw initial outputs (0: the mean), got {n_samples}")
-        n, c = self.y_train.shape
-        rng = np.random.default_rng(seed)
-        evals, evecs = np.linalg.eigh(self.nngp)
-        root = evecs * np.sqrt(np.clip(evals, 0.0, None))
-        draws = np.einsum("ij,sjc->sic", root, rng.standard_normal((n_samples, len(evals), c)))
-        return draws[:, :n], draws[:, n:]
+        n, c = np.shape(self.y_train)
+        return sample_initial_outputs(self.nngp, n, c, n_samples, seed)
 
     def factorized(self) -> tuple[KernelEigen, Array, Array]:
         """(Θ_0 = V diag(μ) Vᵀ, Y, Θ_*X), checked, in float64: the one O(n³) step of a sweep."""
@@ -64,134 +62,112 @@ class LawProblem:
         return self.initial_outputs(init_samples, seed) if init_samples else ((0.0,), (0.0,))
 
 
-def _accuracies(
-    predict: Callable[..., Any], steps: NDArray[np.int64], draws: Draws, k_test: Array, labels: NDArray[np.integer]
-) -> list[Array]:
-    """Test accuracy at ``steps`` of the prediction from each draw of the initial outputs
-    (E1: the map is affine in f_0, so each draw runs through the same map)."""
-    return [metrics.accuracy(predict(steps, f0, fs0, k_test)[1], labels) for f0, fs0 in zip(*draws, strict=True)]
-
-
-def _padded(steps: NDArray[np.int64], width: int, degree: int) -> NDArray[np.int64]:
-    """``steps`` followed by the steps just after the last, up to ``width`` steps in all.
+def _bucket(steps: NDArray[np.int64], degree: int) -> NDArray[np.int64]:
+    """``steps`` followed by the steps just after the last, up to the next power of two in count.
 
     The map is compiled once per number of steps asked for, and a step's prediction does not
-    depend on the other steps asked with it: padding every run of a sweep to one width compiles
-    once, and the caller keeps the first ``steps.size`` results. The padding costs a few steps
-    more per run. For degree 0 the stability horizon (D5) is checked at the last step asked for,
-    so there nothing is added past the run.
+    depend on the other steps asked with it: padding to a power of two compiles a sweep's runs
+    a few times, not once per run, and the caller keeps the first ``steps.size`` results. For
+    degree 0 the stability horizon (D5) is checked at the last step asked for, so there
+    nothing is added past the run.
     """
-    missing = width - steps.size
-    if missing <= 0 or degree == 0:
+    width = 1 << max(int(steps.size) - 1, 0).bit_length()
+    if width <= steps.size or degree == 0:
         return steps
-    return np.concatenate([steps, steps[-1] + np.arange(1, missing + 1, dtype=np.int64)])
+    return np.concatenate([steps, steps[-1] + np.arange(1, width - steps.size + 1, dtype=np.int64)])
 
 
-def _sweep_plan(
-    l2_values: Sequence[float],
-    learning_rates: Sequence[float],
-    budget: float,
-    budget_step: int | None,
-    n_records: int,
-    max_steps: int,
-) -> list[tuple[float, float, NDArray[np.int64]]]:
-    """(λ, η, recorded steps) per pair, λ-major, every pair checked before any work."""
-    plan = []
-    for lam in l2_values:
-        for eta in learning_rates:
-            if not (lam > 0):
-                raise ValueError(f"l2_values: the laws need λ > 0 (a run lasts budget/(ηλ) steps), got {lam!r}")
-            if not (eta > 0):
-                raise ValueError(f"learning_rates: must be > 0, got {eta!r}")
-            last = run_length(budget, eta, lam, budget_step)
-            if last > max_steps:
-                raise ValueError(f"l2_values: λ = {lam:g}, η = {eta:g} needs {last} steps > max_steps = {max_steps}")
-            plan.append((float(lam), float(eta), record_steps(last, n_records, budget_step)))
-    return plan
+def _checked_l2(value: Any, members: int) -> Array:
+    """A controller's λ per member: finite and ≥ 0, one per member, else a one-line ValueError."""
+    lam = np.asarray(value, np.float64).reshape(-1)
+    if lam.shape != (members,) or not np.all(np.isfinite(lam) & (lam >= 0)):
+        raise ValueError(f"controller: returned {value!r}; need {members} finite λ >= 0, one per member")
+    return lam
 
 
-def theory_sweep(
-    problem: LawProblem,
-    l2_values: Sequence[float],
-    learning_rates: Sequence[float],
-    budget: float = 2.0,
-    budget_step: int | None = None,
-    n_records: int = 200,
-    max_steps: int = 10**6,
-    init_samples: int = 0,
-    seed: int = 0,
-) -> list[dict[str, Any]]:
-    """The laws' sweep from the kernel: for each (λ, η), the predicted test accuracy over
-    t ≤ budget/(ηλ) steps (and to ``budget_step`` if later), then t*, t*·η·λ, the best
-    accuracy and the accuracy at ``budget_step``.
+@dataclass(frozen=True, eq=False)
+class KernelDynamics:
+    """The kernel theory as the laws' `ntk_l2.laws.dynamics.Dynamics`.
 
-    One eigendecomposition serves every pair; each pair costs one compiled scan of
-    O(steps · n) plus O(records · n · (n + m) · c) to map back, and the scan is compiled once
-    for the whole sweep (`_padded`).
-
-    With ``init_samples`` = S > 0 the accuracy is that of single networks: the mean over S
-    draws of the initial outputs from the NNGP (`LawProblem.initial_outputs`, the same
-    draws for every pair), each run through the same map (E1: the map is affine in f_0).
-    With S = 0 it is the accuracy of the mean prediction (f_0 = 0).
-
-    Returns:
-      One dict per pair (λ-major): ``l2``, ``lr``, ``t_star``, ``t_star_eta_l2``,
-      ``max_test_acc``, ``budget_test_acc``, ``diverged`` (always False: an unstable η
-      raises ValueError naming ``learning_rate``), plus ``steps`` and ``acc_test``.
+    ``init_samples`` = S > 0: single networks, S draws of the initial outputs from the NNGP
+    (`LawProblem.initial_outputs` with ``seed``, the same draws for every run), each run through
+    the same map (E1: the map is affine in f_0); S = 0: the mean prediction (f_0 = 0).
     """
-    plan = _sweep_plan(l2_values, learning_rates, budget, budget_step, n_records, max_steps)
-    eig, y, k_test = problem.factorized()
-    draws = problem.draws(init_samples, seed)
-    width = max((steps.size for _, _, steps in plan), default=0)
-    runs = []
-    for lam, eta, steps in plan:
-        predict = gradient_descent_mse_l2_discrete(eig, y, eta, lam, problem.degree)
-        accs = _accuracies(predict, _padded(steps, width, problem.degree), draws, k_test, problem.labels_test)
-        acc = np.mean(accs, axis=0)[: steps.size]
-        run = run_summary(lam, eta, steps.astype(float), acc, budget_step)
-        run.update(steps=steps.tolist(), acc_test=io.json_floats(acc))
-        runs.append(run)
-    return runs
 
+    problem: LawProblem
+    init_samples: int = 0
+    seed: int = 0
 
-def optimal_l2_from_run(t_star: float, learning_rate: float, l2: float, budget_step: float) -> float:
-    """λ_opt = c/(ηT) with c = t*·η·λ measured on one run (Lewkowycz & Gur-Ari, eq. for λ_opt)."""
-    for name, value in (("t_star", t_star), ("learning_rate", learning_rate), ("l2", l2), ("budget_step", budget_step)):
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{name}: must be finite and > 0, got {value!r}")
-    return t_star * learning_rate * l2 / (learning_rate * budget_step)
+    @cached_property
+    def _factors(self) -> tuple[KernelEigen, Array, Array, Draws]:
+        return (*self.problem.factorized(), self.problem.draws(self.init_samples, self.seed))
 
+    def accuracy_curve(self, learning_rate: float, l2: float, steps: NDArray[np.int64]) -> Curve:
+        """The mean over members of the test accuracy of the map D1–D4 at ``steps``; an η beyond
+        the stability limit (D5) raises a ValueError naming ``learning_rate``."""
+        eig, y, k_test, draws = self._factors
+        steps = np.asarray(steps, np.int64)
+        predict = gradient_descent_mse_l2_discrete(eig, y, learning_rate, l2, self.problem.degree)
+        padded = _bucket(steps, self.problem.degree)
+        accs = np.array(
+            [
+                metrics.accuracy(predict(padded, f0, fs0, k_test)[1], self.problem.labels_test)[: steps.size]
+                for f0, fs0 in zip(*draws, strict=True)
+            ]
+        )
+        return Curve(steps, np.mean(accs, axis=0), arrays={"acc_test": accs})
 
-def optimal_l2_from_kernel(
-    problem: LawProblem,
-    learning_rate: float,
-    budget_step: int,
-    l2_grid: Sequence[float] | None = None,
-    init_samples: int = 0,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """The λ whose predicted test accuracy at step T = ``budget_step`` is highest (no training).
+    def run_l2_controller(
+        self, learning_rate: float, steps: int, l2_init: float, record: NDArray[np.int64], controller: Controller
+    ) -> ControlledRun:
+        """The map with λ_s changing between steps (`derivations/laws.md`, L3), per member.
 
-    Default grid: 41 values log-spaced over [1e-5, 0.5/η] (ηλ < 1 keeps the map defined).
-    Ties go to the largest λ (the most regularized of equally good choices). With
-    ``init_samples`` > 0 the accuracy is that of single networks (as in `theory_sweep`).
-    One eigendecomposition serves the whole grid.
-    """
-    eta = check_scalar(learning_rate, "learning_rate", positive=True)
-    draws = problem.draws(init_samples, seed)
-    if l2_grid is None:
-        l2_grid = np.logspace(-5, math.log10(0.5 / eta), 41)
-    eig, y, k_test = problem.factorized()
-    step = np.array([budget_step])
-    accs = []
-    for lam in l2_grid:
-        predict = gradient_descent_mse_l2_discrete(eig, y, eta, float(lam), problem.degree)
-        accs.append(float(np.mean([a[0] for a in _accuracies(predict, step, draws, k_test, problem.labels_test)])))
-    accs_arr = np.nan_to_num(np.asarray(accs), nan=-1.0)
-    best = int(np.flatnonzero(accs_arr == accs_arr.max())[-1])
-    return {
-        "l2_opt": float(l2_grid[best]),
-        "acc_at_budget": accs[best],
-        "l2_grid": [float(v) for v in l2_grid],
-        "acc_grid": accs,
-    }
+        In the eigenbasis Θ_0 = V diag(μ) Vᵀ, z = Vᵀ f_X, with κ_s = 1 − ηλ_s:
+
+            z_{s+1} = κ_s^k z_s − η κ_s^{k−1} ρ_s μ (z_s − Vᵀ Y)/N,     ρ_{s+1} = κ_s^{2(k−1)} ρ_s,
+            u_{s+1} = κ_s^k u_s − η κ_s^{k−1} ρ_s (z_s − Vᵀ Y)/N,        f_*(s) = A_s f_*(0) + Θ_*X V u_s,
+
+        A_{s+1} = κ_s^k A_s. Each λ_s must keep the step stable for the kernel reached, ρ_s Θ_0
+        (`ntk_l2.theory.check_discrete_stability`, D5; else a ValueError naming ``learning_rate``).
+        """
+        eta = check_scalar(learning_rate, "learning_rate", positive=True)
+        k = check_degree(self.problem.degree)
+        eig, y, k_test, draws = self._factors
+        labels_train = self.problem.labels_train
+        labels_train = np.argmax(self.problem.y_train, axis=1) if labels_train is None else labels_train
+        norm, v, mu_max = float(y.size), eig.evecs, float(eig.evals[-1])
+        # members on the middle axis, (n, S, c): one BLAS product maps every member back at once
+        vt_y, k_test_v, mu = (v.T @ y)[:, None, :], k_test @ v, eig.evals[:, None, None]
+        z = np.stack([v.T @ np.broadcast_to(np.asarray(f0, np.float64), y.shape) for f0 in draws[0]], axis=1)
+        shape_test = (k_test.shape[0], y.shape[1])
+        f_test_0 = np.stack([np.broadcast_to(np.asarray(f, np.float64), shape_test) for f in draws[1]], axis=1)
+        members = z.shape[1]
+        u, lam, rho, carry = np.zeros_like(z), np.full(members, float(l2_init)), np.ones(members), np.ones(members)
+        checked: Array | None = None
+        rows: dict[str, list[Array]] = {"l2": [], "acc_test": [], "acc_train": [], "loss_train": []}
+        todo = {int(s) for s in record if 0 <= s <= steps}
+        for s in range(steps + 1):
+            if s in todo:
+                f_train = (v @ z.reshape(z.shape[0], -1)).reshape(z.shape).transpose(1, 0, 2)
+                f_test = carry[None, :, None] * f_test_0 + (k_test_v @ u.reshape(u.shape[0], -1)).reshape(
+                    f_test_0.shape
+                )
+                acc_train, loss = metrics.accuracy(f_train, labels_train), metrics.mse_loss(f_train, y)
+                lam = _checked_l2(controller(s, 1.0 - acc_train, loss, lam.copy()), members)
+                rows["l2"].append(lam)
+                rows["acc_test"].append(metrics.accuracy(f_test.transpose(1, 0, 2), self.problem.labels_test))
+                rows["acc_train"].append(acc_train)
+                rows["loss_train"].append(loss)
+            if s == steps:
+                break
+            # ρ_s never grows for k ≥ 1, so a λ stable when it is set stays stable: checked then (every step for k = 0)
+            if checked is None or k == 0 or np.any(lam != checked):
+                for lam_i, rho_i in zip(lam, rho, strict=True):
+                    check_discrete_stability(eta, float(lam_i), k, mu_max * float(rho_i), norm)
+                checked = lam.copy()
+            keep = 1.0 - eta * lam
+            drive = (eta * keep ** (k - 1) * rho)[None, :, None] * (z - vt_y) / norm
+            z, u = keep[None, :, None] ** k * z - mu * drive, keep[None, :, None] ** k * u - drive
+            rho, carry = rho * keep ** (2 * (k - 1)), carry * keep**k
+        out = {key: np.stack(val, axis=1) for key, val in rows.items()}
+        return ControlledRun(np.asarray(sorted(todo), np.int64), **out)

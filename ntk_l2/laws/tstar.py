@@ -1,4 +1,4 @@
-"""Reading the laws off a run's accuracy curve: t*, the run's length and records, and its summary.
+"""Reading the laws off a run's accuracy curve: t*, the run's length and its recorded steps.
 
 - t*: the first recorded step at which test accuracy comes within ``tol`` (0.5 points) of its
   maximum over the run; the law is t* ≈ c/(ηλ), i.e. t*·η·λ ≈ c (`derivations/laws.md`, L1).
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -24,11 +23,9 @@ T_STAR_TOL = 0.005
 
 __all__ = [
     "T_STAR_TOL",
-    "at_budget",
     "log_steps",
     "record_steps",
     "run_length",
-    "run_summary",
     "steps_to_reach",
     "time_to_best",
 ]
@@ -58,40 +55,6 @@ def run_length(budget: float, learning_rate: float, l2: float, budget_step: int 
 def record_steps(last: int, n_records: int, budget_step: int | None) -> NDArray[np.int64]:
     """The steps a run records: 0, about ``n_records`` log-spaced steps up to ``last``, and T = ``budget_step``."""
     return log_steps(last, n_records, () if budget_step is None else (int(budget_step),))
-
-
-def run_summary(l2: float, lr: float, steps: Array, acc: Array, budget_step: int | None) -> dict[str, Any]:
-    """One run's entry of a sweep: ``l2``, ``lr``, ``t_star`` and ``max_test_acc`` (`time_to_best`),
-    ``t_star_eta_l2`` = t*·η·λ, ``budget_test_acc`` (the accuracy recorded at T, None without T or
-    without a record there) and ``diverged`` (False; the finite sweep sets it)."""
-    t_star, best = time_to_best(steps, acc)
-    budget_acc = None
-    if budget_step is not None:
-        where = np.nonzero(steps == budget_step)[0]
-        budget_acc = float(acc[where[0]]) if where.size else None
-    return {
-        "l2": float(l2),
-        "lr": float(lr),
-        "t_star": t_star,
-        "t_star_eta_l2": t_star * lr * l2,
-        "max_test_acc": best,
-        "budget_test_acc": budget_acc,
-        "diverged": False,
-    }
-
-
-def at_budget(runs: Sequence[dict[str, Any]], budget_step: int) -> list[dict[str, Any]]:
-    """The runs with ``budget_test_acc`` read from their recorded curves: the accuracy at the last
-    record at or before step T = ``budget_step`` (None for a run shorter than T). For the paper's
-    third panel from a sweep that was run without ``budget_step``."""
-    out = []
-    for r in runs:
-        steps = np.asarray(r["steps"], float)
-        acc = np.array([np.nan if a is None else a for a in r["acc_test"]], float)
-        before = np.nonzero(steps <= budget_step)[0]
-        ok = before.size and steps[-1] >= budget_step and np.isfinite(acc[before[-1]])
-        out.append({**r, "budget_test_acc": float(acc[before[-1]]) if ok else None})
-    return out
 
 
 def steps_to_reach(

@@ -1,7 +1,7 @@
 """Architectures built with neural-tangents `stax`, with their homogeneity degree.
 
 A network f(θ; x) is *positively homogeneous of degree k* in its trainable
-parameters θ when, for every c > 0,
+parameters θ when, for every c > 0, ::
 
     f(cθ) = c^k f(θ),   hence   θ·∇f = k f   and   Θ(cθ) = c^{2(k−1)} Θ(θ).
 
@@ -311,7 +311,7 @@ def measure_degree(
     """Numerically measure the homogeneity degree k of a stax network.
 
     On random parameters θ and `n_points` random inputs, in float64 (the global
-    precision setting is restored on exit), checks for every c in `scales`:
+    precision setting is restored on exit), checks for every c in `scales`::
 
         f(cθ) = c^k f(θ),   θ·∇f(θ) = k f(θ),   Θ(cθ) = c^{2(k−1)} Θ(θ),
 

@@ -1,5 +1,7 @@
 """A convolutional network with batch normalization, for finite-width training only.
 
+::
+
     [Conv(channels, 3×3, strides) → BatchNorm → ReLU] × depth → Flatten → Dense(out_dim)
 
 neural-tangents' `stax` has no batch normalization, and no infinite-width kernel

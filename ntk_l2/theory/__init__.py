@@ -22,6 +22,7 @@ from ntk_l2.theory.momentum_flow import gradient_descent_mse_l2_momentum
 from ntk_l2.theory.ode import gradient_descent_l2_ode
 from ntk_l2.theory.schedules import PiecewiseConstant
 from ntk_l2.theory.sgd import SGDPrediction, gradient_descent_mse_l2_sgd
+from ntk_l2.theory.stability import stable_learning_rate
 
 __all__ = [
     "Gaussian",
@@ -38,4 +39,5 @@ __all__ = [
     "gradient_descent_mse_l2_sgd",
     "mode_factors",
     "stability_limit",
+    "stable_learning_rate",
 ]

@@ -58,7 +58,7 @@ def stability_limit(
 ) -> float:
     """The smallest η at which the step-0 companion matrix gets an eigenvalue beyond the unit circle (M11).
 
-    With x = (1 − cηλ)^{k−1}, κ = λ + μ_max/N, the condition is Jury's |T'| ≤ 1 + D', |D'| ≤ 1 for
+    With x = (1 − cηλ)^{k−1}, κ = λ + μ_max/N, the condition is Jury's ``|T'| ≤ 1 + D'``, ``|D'| ≤ 1`` for
     T' = x(1 + β − cηκ), D' = x²β (heavy ball) or x²β(1 − ηκ) (Nesterov). λ = 0 gives
     η ≤ 2(1 + β)N/μ_max (heavy ball) and 2(1 + β)N/((1 + 2β)μ_max) (Nesterov); β = 0 is D5
     (`reference.discrete.stability_limit`, returned as is). For λ > 0 the limit is capped at
