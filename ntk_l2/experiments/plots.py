@@ -14,7 +14,6 @@ draw beside the figure as ``<name>_data.json``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -178,7 +177,9 @@ def _stored_data(directory: Path, name: str, png: str) -> dict[str, Any]:
             f"result_dir: {directory} holds a {name} result without {path.name} (written before figures "
             "stored their data); run the command again to draw it (finished runs are reused)"
         )
-    stored = _read_json(path)
+    from ntk_l2.experiments.results import read_json
+
+    stored = read_json(path)
     if not isinstance(stored, dict) or stored.get("figure") != name or not isinstance(stored.get("data"), dict):
         raise ValueError(f"result_dir: {path} is not the figure data of a {name} figure")
     return stored["data"]
@@ -217,28 +218,6 @@ _KINDS: tuple[tuple[str, Callable[[Mapping], bool], Callable[[Path, Mapping], li
 )
 
 
-def _read_json(path: Path) -> Any:
-    """A stored JSON file, or a one-line ValueError naming it."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        reason = " ".join(str(err).split())
-        raise ValueError(f"result_dir: {path} cannot be read ({type(err).__name__}: {reason})") from None
-
-
-def _summary(directory: Path) -> dict[str, Any]:
-    """A result directory's ``summary.json``, or a one-line ValueError naming the directory."""
-    if not directory.is_dir():
-        raise ValueError(f"result_dir: {directory} is not a directory")
-    path = directory / "summary.json"
-    if not path.is_file():
-        raise ValueError(f"result_dir: {directory} is not a result directory (it has no summary.json)")
-    summary = _read_json(path)
-    if not isinstance(summary, dict):
-        raise ValueError(f"result_dir: {path} is not a result summary (a JSON {type(summary).__name__})")
-    return summary
-
-
 def replot(result_dir: str | Path) -> list[Path]:
     """Draw a result directory's figures again from its stored results, without recomputing
     anything; returns the files written (each figure's PNG and PDF).
@@ -250,12 +229,12 @@ def replot(result_dir: str | Path) -> list[Path]:
     checked); one written before results were typed is recognized by its keys. Anything else
     is refused with a one-line ValueError naming the directory.
     """
-    directory = Path(result_dir)
-    summary = _summary(directory)
-    if "kind" in summary:  # a typed result: every field checked before it is drawn
-        from ntk_l2.experiments.results import load_result
+    from ntk_l2.experiments.results import read_summary, result_from_summary
 
-        summary = {"kind": summary["kind"], **load_result(directory).to_json()}
+    directory = Path(result_dir)
+    path, summary = read_summary(directory)
+    if "kind" in summary:  # a typed result: every field checked before it is drawn
+        summary = result_from_summary(summary, path).to_json()
     for kind, recognize, redraw in _KINDS:
         if summary.get("kind", kind) == kind and recognize(summary):
             try:

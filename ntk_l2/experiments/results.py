@@ -34,7 +34,15 @@ from typing import Any
 from ntk_l2.common.records import SCHEMA_VERSION, Result
 from ntk_l2.experiments import results_compare, results_laws
 
-__all__ = ["SCHEMA_VERSION", "Result", "load_result", "result_kinds"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Result",
+    "load_result",
+    "read_json",
+    "read_summary",
+    "result_from_summary",
+    "result_kinds",
+]
 
 
 def result_kinds() -> dict[str, type[Result]]:
@@ -43,7 +51,8 @@ def result_kinds() -> dict[str, type[Result]]:
     return {cls.KIND: cls for cls in classes}
 
 
-def _read(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """A stored JSON file of a result directory, or a one-line ValueError naming it."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as err:
@@ -51,22 +60,26 @@ def _read(path: Path) -> Any:
         raise ValueError(f"result_dir: {path} cannot be read ({type(err).__name__}: {reason})") from None
 
 
-def load_result(result_dir: str | Path) -> Result:
-    """The result stored in ``result_dir/summary.json``, as its class, every field checked.
-
-    Refused with a one-line ValueError naming ``result_dir``: a directory without
-    ``summary.json``, a file that is not JSON, a summary without ``kind`` and
-    ``schema_version`` (written by an older version: run the command again, finished runs
-    are reused), another schema version, an unknown kind, or a field of the wrong type.
-    """
+def read_summary(result_dir: str | Path) -> tuple[Path, dict[str, Any]]:
+    """(path, contents) of ``result_dir/summary.json`` as stored, unchecked beyond being a JSON
+    object; a one-line ValueError naming ``result_dir`` for a missing directory or file, a file
+    that is not JSON, or JSON that is not an object."""
     directory = Path(result_dir)
     path = directory / "summary.json"
     if not directory.is_dir():
         raise ValueError(f"result_dir: {directory} is not a directory")
     if not path.is_file():
         raise ValueError(f"result_dir: {directory} is not a result directory (it has no summary.json)")
-    data = _read(path)
-    if not isinstance(data, dict) or "kind" not in data or "schema_version" not in data:
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"result_dir: {path} is not a result summary (a JSON {type(data).__name__})")
+    return path, data
+
+
+def result_from_summary(data: dict[str, Any], path: Path) -> Result:
+    """The typed result of a summary read from ``path`` (`read_summary`), every field checked;
+    refused in one line naming ``result_dir`` as `load_result` says."""
+    if "kind" not in data or "schema_version" not in data:
         raise ValueError(
             f"result_dir: {path} has no kind and schema version (written by an older version of ntk_l2); "
             "run the command again to rewrite it (finished runs are reused)"
@@ -83,3 +96,15 @@ def load_result(result_dir: str | Path) -> Result:
         return kinds[data["kind"]].from_json(fields)
     except ValueError as err:
         raise ValueError(f"result_dir: {path}: {err}") from None
+
+
+def load_result(result_dir: str | Path) -> Result:
+    """The result stored in ``result_dir/summary.json``, as its class, every field checked.
+
+    Refused with a one-line ValueError naming ``result_dir``: a directory without
+    ``summary.json``, a file that is not a JSON object, a summary without ``kind`` and
+    ``schema_version`` (written by an older version: run the command again, finished runs
+    are reused), another schema version, an unknown kind, or a field of the wrong type.
+    """
+    path, data = read_summary(result_dir)
+    return result_from_summary(data, path)

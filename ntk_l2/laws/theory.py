@@ -52,7 +52,12 @@ class LawProblem:
         return sample_initial_outputs(self.nngp, n, c, n_samples, seed)
 
     def factorized(self) -> tuple[KernelEigen, Array, Array]:
-        """(Θ_0 = V diag(μ) Vᵀ, Y, Θ_*X), checked, in float64: the one O(n³) step of a sweep."""
+        """(Θ_0 = V diag(μ) Vᵀ, Y, Θ_*X), checked, in float64: the one O(n³) step, done once per
+        problem whatever number of dynamics, sweeps and λ_opt searches use it."""
+        return self._factorized
+
+    @cached_property
+    def _factorized(self) -> tuple[KernelEigen, Array, Array]:
         eig = eigh_kernel(self.k_train_train)
         return eig, check_targets(self.y_train, eig.size), check_cross_kernel(self.k_test_train, eig.size)
 
