@@ -44,6 +44,7 @@ from ntk_l2.cli.flags import (
     predict_flags,
     sweep_flags,
 )
+from ntk_l2.cli.kernel_command import kernel_flags
 
 __all__ = [
     "DefaultsFormatter",
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser, metavar="SUBCOMMAND")
     predict_flags(_subparser(sub, "predict", "predict outputs over time from a kernel .npz"))
+    kernel_flags(_subparser(sub, "kernel", "compute a dataset's NTK and NNGP tile by tile into a kernel store"))
     d = _subparser(sub, "demo", "the main job: theory and finite width side by side on the embedded digits")
     d.add_argument("--out", default="out/demo", help="output directory")
     d.add_argument("--small", action="store_true", help="a smaller, faster run")

@@ -1,5 +1,5 @@
-"""``ntk-l2`` command line: ``predict``, ``demo``, ``compare``, ``sweep``, ``optimal-l2``, ``autol2``,
-``deep-linear``, ``plot``.
+"""``ntk-l2`` command line: ``predict``, ``kernel``, ``demo``, ``compare``, ``sweep``, ``optimal-l2``,
+``autol2``, ``deep-linear``, ``plot``.
 
 The arguments are parsed first (`args.build_parser`); each subcommand imports its experiment
 (and with it JAX) only when it runs. Bad input, missing data and unwritable outputs print one
@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ntk_l2.cli import args as A
+from ntk_l2.cli.kernel_command import run_kernel
+from ntk_l2.cli.predict_command import run_predict
 
 if TYPE_CHECKING:
     from ntk_l2.data.datasets import Dataset
@@ -223,29 +225,6 @@ def _autol2(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict(args: argparse.Namespace) -> int:
-    from ntk_l2.common import io
-    from ntk_l2.experiments.predict_file import predict_file
-
-    out = predict_file(
-        args.kernel,
-        args.times,
-        max_memory=args.max_memory,
-        learning_rate=args.lr,
-        l2=args.l2,
-        degree=args.degree,
-        discrete=args.discrete,
-        loss=args.loss,
-        max_loop_steps=args.max_loop_steps,
-        momentum=args.momentum,
-        nesterov=args.nesterov,
-        batch_size=args.batch_size,
-    )
-    io.save_npz(args.out, **out)
-    print(f"wrote {args.out}: " + ", ".join(f"{k} {v.shape}" for k, v in out.items()))
-    return 0
-
-
 def _demo(args: argparse.Namespace) -> int:
     from ntk_l2.experiments.demo import DemoConfig, run_demo
 
@@ -365,7 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # bad flags (one line printed, code 2) or --help (code 0)
         return int(exit_.code or 0)
     commands = {
-        "predict": _predict,
+        "predict": run_predict,
+        "kernel": run_kernel,
         "demo": _demo,
         "compare": _compare,
         "sweep": _sweep,

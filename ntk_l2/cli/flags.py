@@ -27,7 +27,12 @@ from ntk_l2.cli.arg_types import (
 
 def predict_flags(p: argparse.ArgumentParser) -> None:
     """``predict``: a kernel file, η, λ, k, the times, the dynamics and ``--out``."""
-    p.add_argument("kernel", metavar="KERNEL.npz", help="k_train_train, y_train, optional k_test_train, fx_*_0, nngp_*")
+    p.add_argument(
+        "kernel",
+        metavar="KERNEL",
+        help="a kernel .npz (k_train_train, y_train, optional k_test_train, fx_*_0, nngp_*) or a kernel store "
+        "directory written by `ntk-l2 kernel`",
+    )
     p.add_argument("--lr", type=positive_float, required=True, help="learning rate η")
     p.add_argument("--l2", type=nonnegative_float, required=True, help="L2 strength λ")
     p.add_argument("--degree", type=degree, required=True, help="homogeneity degree k (integer >= 0)")
@@ -52,6 +57,20 @@ def predict_flags(p: argparse.ArgumentParser) -> None:
         "(default: full batch)",
     )
     p.add_argument("--loss", default="mse", choices=("mse", "xent"), help="mse (closed form) or xent (ODE)")
+    p.add_argument(
+        "--solver",
+        default="auto",
+        choices=("auto", "dense", "krylov"),
+        help="dense: one eigendecomposition in place; krylov: block Lanczos on kernel products, with an error "
+        "estimate; auto: for a .npz the engine's dense solvers (every option), for a kernel store dense up to "
+        "3,000 points when it fits, else krylov",
+    )
+    p.add_argument(
+        "--tol",
+        type=positive_float,
+        default=1e-8,
+        help="--solver krylov: grow the Krylov space until the estimated relative error of every output is <= TOL",
+    )
     p.add_argument(
         "--max-memory",
         type=size,

@@ -24,6 +24,8 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from ntk_l2.data import formats as datasets_io
+from ntk_l2.data.augment import nonzero_shifts
+from ntk_l2.data.augment import shifted_copies as _shifted
 from ntk_l2.data.container import Dataset, one_hot_targets
 
 __all__ = ["Dataset", "DATASETS", "one_hot_targets", "load_digits", "load_mnist", "load_cifar10", "load_dataset"]
@@ -198,6 +200,8 @@ def load_mnist(
     split: Literal["auto", "train/test", "test-only"] = "auto",
     download: bool = False,
     verify: bool = True,
+    shifted_copies: int = 0,
+    max_shift: int = 2,
 ) -> Dataset:
     """MNIST (28×28 grayscale digits, 10 classes) from the canonical IDX gzip files.
 
@@ -225,9 +229,15 @@ def load_mnist(
       download: fetch missing files from `datasets_io.MNIST_MIRRORS` (each
         verified against its published checksum before it is renamed into place).
       verify: check local files against `datasets_io.KNOWN_CHECKSUMS`.
+      shifted_copies, max_shift: K ≥ 0 copies of each drawn training image, shifted by distinct
+        random nonzero offsets in [−max_shift, max_shift]² with zero fill, on the raw pixels before
+        the standardization (`ntk_l2.data.augment.shifted_copies`, seeded by ``seed``): (K + 1)·n_train
+        training images whose statistics standardize both splits. The test set is unchanged.
 
     Returns:
-      A `Dataset` named "mnist" or "mnist(test-split protocol)", targets one-hot minus 1/10.
+      A `Dataset` named "mnist" or "mnist(test-split protocol)", targets one-hot minus 1/10;
+      with copies the parentheses say so: "mnist(+3 shifted copies)",
+      "mnist(test-split protocol, +3 shifted copies)".
 
     Raises:
       FileNotFoundError: if files are missing and `download` is False.
@@ -235,22 +245,21 @@ def load_mnist(
       datasets_io.DownloadError: if no mirror delivers a verified file.
     """
     _check_args(dtype, n_train, n_test)
+    nonzero_shifts(shifted_copies, max_shift, ("shifted_copies", "max_shift"))  # checked before any file is read
     mode = _standardize_mode(standardize, "feature")
     directory = datasets_io.default_data_dir("mnist") if data_dir is None else data_dir
-    split, paths = datasets_io.locate_mnist(directory, split, download=download, verify=verify)
-    images_test, labels_test = datasets_io.read_mnist(paths["test_images"], paths["test_labels"])
-    if split == "train/test":
-        images_train, labels_train = datasets_io.read_mnist(paths["train_images"], paths["train_labels"])
-        context, name = "for the MNIST training/test split", "mnist"
-    else:
-        half = images_test.shape[0] // 2
-        images_train, labels_train = images_test[:half], labels_test[:half]
-        images_test, labels_test = images_test[half:], labels_test[half:]
-        context, name = "under the MNIST test-split protocol", "mnist(test-split protocol)"
+    images_train, labels_train, images_test, labels_test, context, protocol = _mnist_pools(
+        directory, split, download, verify
+    )
     idx_train, idx_test = _subsets(len(labels_train), len(labels_test), n_train, n_test, seed, context)
+    images_train, labels_train = images_train[idx_train, ..., None], labels_train[idx_train]
+    if shifted_copies:
+        images_train, labels_train = _shifted(images_train, labels_train, shifted_copies, max_shift, seed)
+        protocol += [f"+{shifted_copies} shifted copies"]
+    name = f"mnist({', '.join(protocol)})" if protocol else "mnist"
     return _image_dataset(
-        images_train[idx_train, ..., None],
-        labels_train[idx_train],
+        images_train,
+        labels_train,
         images_test[idx_test, ..., None],
         labels_test[idx_test],
         flatten=flatten,
@@ -258,6 +267,19 @@ def load_mnist(
         dtype=dtype,
         name=name,
     )
+
+
+def _mnist_pools(directory: str | os.PathLike, split: str, download: bool, verify: bool) -> tuple[Any, ...]:
+    """(train images, train labels, test images, test labels, context of errors, protocol names)
+    of MNIST: the official split, or the halves of its test set ("test-split protocol")."""
+    split, paths = datasets_io.locate_mnist(directory, split, download=download, verify=verify)
+    images_test, labels_test = datasets_io.read_mnist(paths["test_images"], paths["test_labels"])
+    if split == "train/test":
+        images_train, labels_train = datasets_io.read_mnist(paths["train_images"], paths["train_labels"])
+        return images_train, labels_train, images_test, labels_test, "for the MNIST training/test split", []
+    half = images_test.shape[0] // 2
+    pools = images_test[:half], labels_test[:half], images_test[half:], labels_test[half:]
+    return *pools, "under the MNIST test-split protocol", ["test-split protocol"]
 
 
 def load_cifar10(

@@ -67,8 +67,17 @@ def gradient_descent_mse_l2(
       ``fx_test_0`` or ``k_test_train`` is given (like neural-tangents), as
       jax arrays (dtype policy of `ntk_l2.theory._engine`).
     """
+    return _engine.make_predict_fn(*setup(k_train_train, y_train, learning_rate, l2, degree))
+
+
+def setup(
+    k_train_train: Any, y_train: Any, learning_rate: Any, l2: Any, degree: int
+) -> tuple[_engine.Problem, Callable[[jax.Array], _engine.ModeCoefficients], Callable[[Any], tuple[jax.Array, bool]]]:
+    """The checked problem, its per-mode coefficients (C6) and its time parser: what
+    `gradient_descent_mse_l2` hands the engine, for solvers that assemble outputs themselves
+    (`ntk_l2.theory.scale_dense`: test outputs in chunks)."""
     problem = _engine.solver_inputs(k_train_train, y_train, learning_rate, l2, degree)
-    return _engine.make_predict_fn(problem, _coefficients(problem))
+    return problem, _coefficients(problem), _engine.times_array
 
 
 @jax.custom_jvp

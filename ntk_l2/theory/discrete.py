@@ -89,6 +89,34 @@ def gradient_descent_mse_l2_discrete(
     values are not checked (stability, work bound). With a traced λ and degree ≠ 1 the
     derivative in λ at exactly λ = 0 is NaN (the map changes structure there, M10).
     """
+    return _engine.make_predict_fn(
+        *setup(
+            k_train_train,
+            y_train,
+            learning_rate,
+            l2,
+            degree,
+            momentum=momentum,
+            nesterov=nesterov,
+            max_loop_steps=max_loop_steps,
+        )
+    )
+
+
+def setup(
+    k_train_train: Any,
+    y_train: Any,
+    learning_rate: Any,
+    l2: Any,
+    degree: int,
+    *,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    max_loop_steps: float = DEFAULT_MAX_LOOP_STEPS,
+) -> tuple[_engine.Problem, Callable[[jax.Array], _engine.ModeCoefficients], Callable[[Any], tuple[jax.Array, bool]]]:
+    """The checked problem, its per-mode coefficients (M4) and its step parser (stability and work
+    bound checked before any work): what `gradient_descent_mse_l2_discrete` hands the engine, for
+    solvers that assemble outputs themselves (`ntk_l2.theory.scale_dense`)."""
     limit = _checks.check_scalar(max_loop_steps, "max_loop_steps", positive=True)
     beta, nesterov = _check_momentum(momentum, nesterov)
     problem = _engine.solver_inputs(k_train_train, y_train, learning_rate, l2, degree)
@@ -125,7 +153,7 @@ def gradient_descent_mse_l2_discrete(
         )
         return _engine.ModeCoefficients(p=p, q=q, wz=wz, wy=wy, e=e)
 
-    return _engine.make_predict_fn(problem, coefficients, parse_steps)
+    return problem, coefficients, parse_steps
 
 
 def check_discrete_stability(
