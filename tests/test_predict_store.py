@@ -111,3 +111,32 @@ def test_output_inside_the_store_and_incomplete_stores_are_refused(store, tmp_pa
     next(iter(sorted((partial / "tiles" / "ntk_train_train").glob("*.npy")))).unlink()
     code, _, err = run(["predict", partial, *FLAGS, "--out", tmp_path / "p.npz"], capsys)
     assert code == 2 and err.count("\n") == 1 and "KERNEL:" in err and "1 of" in err and "tiles missing" in err
+
+
+def test_store_degree_and_loop_bound_are_honoured(store, tmp_path, capsys):
+    """The store records the network's degree: another --degree is refused; --max-loop-steps bounds
+    the discrete map here as on a .npz."""
+    out = tmp_path / "p.npz"
+    flags = ["--lr", 0.5, "--l2", 1e-3, "--times", "0,1000"]
+    code, _, err = run(["predict", store.path, *flags, "--degree", 2, "--out", out], capsys)
+    assert code == 2 and "--degree: the store's network has degree 4" in err and not out.exists()
+    loop = ["--discrete", "--max-loop-steps", 1000, "--times", "0,100000"]
+    code, _, err = run(["predict", store.path, "--lr", 0.5, "--l2", 1e-3, "--degree", 4, *loop, "--out", out], capsys)
+    assert code == 2 and err.startswith("ntk-l2: error: t:") and not out.exists()
+
+
+def test_a_second_run_on_the_same_store_is_refused(tmp_path, capsys):
+    """Two `kernel` runs on one OUT would race; while one holds the store's lock the other is refused
+    in one line naming --out, exit code 2."""
+    from ntk_l2.data.kernel_writer import KernelStoreWriter
+
+    out = tmp_path / "k"
+    argv = ["kernel", "--n-train", "64", "--n-test", "16", "--tile", "32", "--out", out]
+    assert run(argv, capsys)[0] == 0
+    handle = KernelStoreWriter(out, {}).lock()
+    try:
+        code, _, err = run(argv, capsys)
+    finally:
+        handle.close()
+    assert code == 2 and err.count("\n") == 1 and "--out:" in err and "is being computed by another run" in err
+    assert run(argv, capsys)[0] == 0  # released: the same command runs again (nothing left to compute)

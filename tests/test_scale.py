@@ -241,3 +241,56 @@ def test_auto_choice_and_unconverged_warning(digits_kernels):
     assert not res.converged and res.krylov_size == 20 and res.max_error_estimate > 1e-12
     with pytest.raises(ValueError, match=r"^solver: must be one of auto, dense, krylov"):
         predict_at_scale(k, y, 1.0, TrainingRule(0.5, 1e-4, degree), solver="lanczos")
+
+
+def test_kernels_the_engine_accepts_are_accepted_and_solved_alike(digits_kernels):
+    """V1–V2 as in the engine: a kernel within the symmetry tolerance but not exactly symmetric is
+    solved as (K + Kᵀ)/2 (as the engine does), and a float32 Gram matrix of deficient rank, whose
+    round-off eigenvalues are negative, is accepted by the Krylov solver as by the dense one."""
+    k, kt, y, degree = digits_kernels
+    how, times = TrainingRule(0.5, 1e-3, degree), np.array([10.0, 1000.0])
+    skewed = k.copy()
+    skewed[0, 1] += 5e-9 * np.abs(k).max()
+    ref = _engine(skewed, kt, y, how, times)
+    for solve in (predict_dense, predict_krylov):
+        assert _true_error(solve(skewed, y, times, how, k_test_train=kt), *ref).max() <= 1e-10
+    x = np.random.default_rng(0).standard_normal((200, 20)).astype(np.float32)
+    gram, yy = x @ x.T, np.random.default_rng(1).standard_normal((200, 3))
+    ref = gradient_descent_mse_l2(gram, yy, 0.1, 1e-3, 2)(times)
+    for solve in (predict_dense, predict_krylov):
+        res = solve(gram, yy, times, TrainingRule(0.1, 1e-3, 2))
+        assert relative_change(ref, res.fx_train).max() <= 1e-6
+
+
+def test_operators_returning_bad_values_are_refused(digits_kernels):
+    """K6: what an operator returns is checked: a load() of NaN or of float32, a product of NaN or of
+    the wrong shape give one line naming the kernel, not a LAPACK hang or a float32 answer."""
+    k, _, y, degree = digits_kernels
+    how, times = TrainingRule(0.5, 1e-3, degree), np.array([10.0])
+
+    class Bad(_ProductsOnly):
+        def __init__(self, array, load=None, product=None):
+            super().__init__(array)
+            self._load, self._product = load, product
+
+        def load(self):
+            return self._load if self._load is not None else super().load()
+
+        def matmul(self, q):
+            return self._product(q) if self._product is not None else super().matmul(q)
+
+    nan = np.full_like(k, np.nan)
+    with pytest.raises(ValueError, match=r"^k_train_train: its load\(\) returned NaN"):
+        predict_dense(Bad(k, load=nan), y, times, how)
+    with pytest.raises(ValueError, match=r"^k_train_train: its load\(\) must return a C-ordered float64"):
+        predict_dense(Bad(k, load=k.astype(np.float32)), y, times, how)
+    calls = {"n": 0}
+
+    def nan_later(q):  # the symmetry probe passes; the Krylov products then turn NaN
+        calls["n"] += 1
+        return k @ q if calls["n"] == 1 else np.full((k.shape[0], q.shape[1]), np.nan)
+
+    with pytest.raises(ValueError, match=r"^k_train_train: its product with a finite block is not finite"):
+        predict_krylov(Bad(k, product=nan_later), y, times, how)
+    with pytest.raises(ValueError, match=r"^k_train_train: its matmul returned shape"):
+        predict_krylov(Bad(k, product=lambda q: (k @ q)[:-1]), y, times, how)

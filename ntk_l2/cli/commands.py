@@ -71,6 +71,8 @@ def _dataset(args: argparse.Namespace) -> Dataset:
     directory = _data_dir(args)
     if args.dataset in ("mnist", "cifar10"):
         kwargs.update(data_dir=directory, download=args.download)
+    if getattr(args, "shifted_copies", 0):  # ntk-l2 kernel: MNIST enlarged by shifted copies
+        kwargs["shifted_copies"] = args.shifted_copies
     if getattr(args, "arch", "fc") == "cnn":
         kwargs["flatten"] = False  # NHWC images for the convolutions
     elif args.dataset == "cifar10":

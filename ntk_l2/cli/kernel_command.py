@@ -102,21 +102,11 @@ def _distributed(args: argparse.Namespace) -> dict[str, object] | None:
 
 
 def _load(args: argparse.Namespace) -> Dataset:
-    """The dataset of the data flags, enlarged by ``--shifted-copies``."""
-    from ntk_l2.cli.commands import _data_dir, _dataset
-    from ntk_l2.data import datasets
+    """The dataset of the data flags, enlarged by ``--shifted-copies`` (one line naming --data-dir or
+    --download when the files are missing)."""
+    from ntk_l2.cli.commands import _dataset
 
-    ds = _dataset(args)  # finds the files, or one line naming --data-dir / --download
-    if not args.shifted_copies:
-        return ds
-    return datasets.load_mnist(
-        n_train=args.n_train,
-        n_test=args.n_test,
-        seed=args.seed,
-        data_dir=_data_dir(args),
-        shifted_copies=args.shifted_copies,
-        max_shift=_MAX_SHIFT,
-    )
+    return _dataset(args)
 
 
 def run_kernel(args: argparse.Namespace) -> int:

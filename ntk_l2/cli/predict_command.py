@@ -32,20 +32,21 @@ def run_predict(args: argparse.Namespace) -> int:
         "momentum": args.momentum,
         "nesterov": args.nesterov,
     }
+    scale_rule = {**method, "max_loop_steps": args.max_loop_steps}
     if scale.is_kernel_store(args.kernel) or args.solver != "auto":
         _refuse_at_scale(args)
-        request = scale.StoreRequest(scale.TrainingRule(**method), args.solver, args.tol)
+        request = scale.StoreRequest(scale.TrainingRule(**scale_rule), args.solver, args.tol)
         with _memory.memory_limit(args.max_memory):
             if scale.is_kernel_store(args.kernel):
-                out, res = scale.predict_store(args.kernel, args.times, request, progress=True)
+                out, res = scale.predict_store(args.kernel, args.times, request)
             else:
                 out, res = scale.predict_npz_at_scale(load_kernel_file(args.kernel), args.times, request)
         io.save_npz(args.out, **out)
         acc = out.get("test_accuracy")
         best = "" if acc is None or np.all(np.isnan(acc)) else f", best test accuracy {100 * np.nanmax(acc):.1f}%"
+        size = "" if res.solver == "dense" else f", {res.krylov_size} dimensions"
         print(
-            f"wrote {args.out}: {res.solver} solver, {res.krylov_size} dimensions, estimated relative error "
-            f"{res.max_error_estimate:.2g}{best}"
+            f"wrote {args.out}: {res.solver} solver{size}, estimated relative error {res.max_error_estimate:.2g}{best}"
         )
         return 0
     out = predict_file(
@@ -64,11 +65,14 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def _refuse_at_scale(args: argparse.Namespace) -> None:
     """The options the large-scale solvers do not cover, named before any work."""
-    where = "a kernel store" if Path(args.kernel).is_dir() else f"--solver {args.solver}"
+    from ntk_l2.experiments import predict_store as scale
+
+    store = scale.is_kernel_store(args.kernel)
+    where = "a kernel store" if store else f"--solver {args.solver}"
     if args.loss != "mse":
         raise ValueError(f"--loss: {where} predicts MSE; cross-entropy needs a .npz with --solver auto")
     if args.batch_size is not None:
         raise ValueError(f"--batch-size: {where} predicts full-batch training; SGD needs a .npz with --solver auto")
     out = Path(args.out).resolve()
-    if Path(args.kernel).is_dir() and Path(args.kernel).resolve() in out.parents:
+    if store and Path(args.kernel).resolve() in out.parents:
         raise ValueError(f"--out: {args.out} is inside the kernel store {args.kernel}; stores are never modified")

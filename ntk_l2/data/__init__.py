@@ -1,5 +1,6 @@
 """Datasets: the embedded digits, MNIST and CIFAR-10 as `Dataset` (`container`, loaded by `datasets`), their file
-formats (`formats`) and verified downloads (`download`). May import `ntk_l2.common` and
+formats (`formats`), verified downloads (`download`), shifted copies of images (`augment`) and the on-disk
+kernel store (`kernel_store`, written by `kernel_writer`). May import `ntk_l2.common` and
 `ntk_l2.theory` only.
 """
 

@@ -191,6 +191,23 @@ class KernelStoreWriter:
         """Bytes on disk of ``tiles`` (data and a header of 128 bytes each)."""
         return sum(8 * math.prod(self.tile_shape(*t)) + 128 for t in tiles)
 
+    def lock(self) -> Any:
+        """Hold an exclusive lock on ``OUT/.lock`` (returned: keep it open while writing; closing it, or
+        the process ending, releases it). A second run on the same OUT from this machine is refused in
+        one line instead of racing with this one (and having its temporary files swept away)."""
+        import fcntl
+
+        handle = open(self.path / ".lock", "a")  # noqa: SIM115 - held open for the whole run
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise ValueError(
+                f"--out: {self.path} is being computed by another run (it holds {self.path / '.lock'}); wait for "
+                f"it to finish, or give another directory"
+            ) from None
+        return handle
+
     def mark_complete(self) -> KernelStore:
         """Verify every tile (`KernelStore.open`), remove temporary files left by killed runs, and
         record ``complete: true`` in store.json. Call when no process writes any more."""

@@ -48,6 +48,7 @@ __all__ = ["KernelRun", "compute_kernel_store", "fc_kernel_architecture"]
 # tiles of 1000 to 3000), plus the two results of the group written while the next one runs
 _WORK_ARRAYS = 14
 Unit = tuple[str, int, int, tuple[str, ...]]  # (pair, I, J, blocks still missing)
+_LOCKS: dict[Path, Any] = {}  # OUT -> its open lock file, one per store this process computes
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,10 @@ def _prepare(out: Path, create: Callable[..., KernelStoreWriter], d: int, proces
     suffice): process 0 first, then the others (which must see its store.json)."""
     if processes == 1:
         _check_resources(create(write=False), d)
-        return create()
+        writer = create()
+        _release(out)
+        _LOCKS[out.resolve()] = writer.lock()  # held until the run ends (`_release`) or the process does
+        return writer
     writer, failure = None, None
     if jax.process_index() == 0:
         try:
@@ -213,6 +217,13 @@ def _prepare(out: Path, create: Callable[..., KernelStoreWriter], d: int, proces
     _meet(failure, "opening the kernel store")
     assert writer is not None
     return writer
+
+
+def _release(out: Path) -> None:
+    """Close the lock this process holds on ``out``, if any."""
+    handle = _LOCKS.pop(out.resolve(), None)
+    if handle is not None:
+        handle.close()
 
 
 def _progress_bar(total: int, progress: bool | None, devices: int) -> Any:
@@ -291,6 +302,7 @@ def compute_kernel_store(
             failure = err
     if processes > 1:
         _meet(failure, "checking the finished store")
+    _release(out)
     return KernelRun(
         store=store or KernelStore.open(out),
         computed=computed,

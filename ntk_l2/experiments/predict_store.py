@@ -46,14 +46,20 @@ class StoreBlock:
     def load(self) -> np.ndarray:
         return self.store.load(self.name)
 
+    @property
+    def block_rows(self) -> int:
+        """Rows per `row_blocks` chunk: one tile-row."""
+        return self.store.tile
 
-def _operator(store: KernelStore, name: str, solver: str) -> KernelOperator:
-    """The block for ``solver``: for Krylov, one copy in memory when it fits in a third of the limit
-    (a product is then a BLAS call instead of a pass over the tiles on disk)."""
-    block = StoreBlock(store, name)
-    if solver == "krylov" and IN_MEMORY_SHARE * store.nbytes(name) <= _memory.limit_bytes():
-        return ArrayKernel(store.load(name), name)
-    return block
+
+def _operators(store: KernelStore, solver: str) -> tuple[KernelOperator, KernelOperator | None]:
+    """The training and test blocks for ``solver``. For Krylov both are held in memory when together
+    they take at most a third of the limit (a product is then a BLAS call instead of a pass over the
+    tiles on disk); otherwise they are read from disk."""
+    names = ["ntk_train_train"] + (["ntk_test_train"] if store.n_test else [])
+    in_memory = solver == "krylov" and IN_MEMORY_SHARE * sum(store.nbytes(b) for b in names) <= _memory.limit_bytes()
+    blocks = [ArrayKernel(store.load(b), b) if in_memory else StoreBlock(store, b) for b in names]
+    return blocks[0], (blocks[1] if len(blocks) > 1 else None)
 
 
 @dataclass(frozen=True)
@@ -83,11 +89,16 @@ def predict_store(
     store = KernelStore.open(path)
     y_train, _, _, labels_test = store.targets()
     n, m, c = store.n_train, store.n_test, store.c
+    if store.degree is not None and request.dynamics.degree != store.degree:
+        raise ValueError(
+            f"--degree: the store's network has degree {store.degree} (store.json), got {request.dynamics.degree}"
+        )
+    if labels_test.size and (labels_test.min() < 0 or labels_test.max() >= c):
+        raise ValueError(f"KERNEL: {store.path}: test labels outside 0 … {c - 1}; the store is damaged")
     solver = request.solver
     if solver == "auto":
         solver = choose_solver(n, c, m, len(times))
-    train = _operator(store, "ntk_train_train", solver)
-    test = _operator(store, "ntk_test_train", solver) if m else None
+    train, test = _operators(store, solver)
     res = predict_at_scale(
         train,
         y_train,
@@ -109,12 +120,11 @@ def predict_npz_at_scale(
 ) -> tuple[dict[str, np.ndarray], ScalePrediction]:
     """The same for the arrays of a kernel ``.npz`` (``--solver dense`` or ``krylov``): mean outputs only."""
     request.check()
-    for key in ("nngp_train_train",):
-        if key in arrays:
-            raise ValueError(
-                f"--solver: the covariance over initializations (the NNGP blocks) is computed by the engine's "
-                f"ensemble solver; drop --solver {request.solver} or the NNGP blocks"
-            )
+    if "nngp_train_train" in arrays:
+        raise ValueError(
+            f"--solver: the covariance over initializations (the NNGP blocks) is computed by the engine's "
+            f"ensemble solver; drop --solver {request.solver} or the NNGP blocks"
+        )
     if np.ndim(arrays["k_train_train"]) != 2:
         raise ValueError(f"--solver: {request.solver} takes (n, n) kernels; drop it for (n, n, c, c) kernels")
     res = predict_at_scale(
@@ -135,5 +145,6 @@ def predict_npz_at_scale(
 
 
 def is_kernel_store(path: str | os.PathLike) -> bool:
-    """Whether ``path`` names a kernel store directory (else it is read as an ``.npz``)."""
+    """Whether ``path`` is a directory, read as a kernel store (`KernelStore.open` says what is
+    wrong with one that is not); anything else is read as an ``.npz``."""
     return Path(path).is_dir()

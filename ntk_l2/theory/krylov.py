@@ -26,9 +26,13 @@ import numpy as np
 import scipy.linalg
 from numpy.typing import NDArray
 
+from ntk_l2.theory import validation as _checks
+from ntk_l2.theory.operators import checked_product
+
 Array = NDArray[np.float64]
 MatMul = Callable[[Array], Array]
 
+EPS = float(np.finfo(np.float64).eps)
 DEFLATION_RTOL = 1e-10  # new directions below this fraction of ‖Θ_0‖ are dropped (K2: exhausted space)
 
 
@@ -65,8 +69,9 @@ class BlockLanczos:
     returns the leading r columns.
     """
 
-    def __init__(self, matmul: MatMul, start: Array, capacity: int) -> None:
+    def __init__(self, matmul: MatMul, start: Array, capacity: int, name: str = "k_train_train") -> None:
         n = start.shape[0]
+        self.name = name
         self._matmul = matmul
         self._q = np.empty((n, max(1, min(capacity, n))))
         self._t = np.zeros((self._q.shape[1], self._q.shape[1]))
@@ -122,7 +127,10 @@ class BlockLanczos:
         if self.exhausted or self.complete:
             return
         block, basis = self._block, self._q[:, : self._size]
-        w = np.ascontiguousarray(self._matmul(np.ascontiguousarray(self._q[:, block])))
+        w = checked_product(
+            self._matmul(np.ascontiguousarray(self._q[:, block])), (len(basis), block.stop - block.start), self.name
+        )
+        w = np.array(w, order="C")
         coeffs = basis.T @ w
         w -= basis @ coeffs
         again = basis.T @ w
@@ -150,18 +158,22 @@ class BlockLanczos:
         return KrylovSpace(self._q[:, :known], 0.5 * (t + t.T), self.exhausted)
 
 
-def ritz_pairs(space: KrylovSpace, name: str = "k_train_train") -> tuple[Array, Array]:
+def ritz_pairs(
+    space: KrylovSpace, name: str = "k_train_train", eps: float = EPS, n: int | None = None
+) -> tuple[Array, Array]:
     """Eigenvalues θ ≥ 0 and orthonormal eigenvectors S of T = Qᵀ Θ_0 Q (K3).
 
-    T is positive semi-definite when Θ_0 is; round-off negatives (above −1e-10·θ_max) are
-    clipped, larger ones mean Θ_0 is not PSD and are refused naming ``name``.
+    T is positive semi-definite when Θ_0 is; negatives within V2's tolerance for a kernel of ``n``
+    points in precision ``eps`` (the dense solver's) are clipped, larger ones are refused naming
+    ``name``.
     """
     theta, s = scipy.linalg.eigh(space.projected, driver="evr", check_finite=False)
     top = float(np.max(np.abs(theta))) if theta.size else 0.0
-    if theta.size and theta[0] < -1e-10 * top:
+    rtol = _checks.negative_eigenvalue_rtol(eps, space.basis.shape[0] if n is None else n)
+    if theta.size and theta[0] < -rtol * top:
         raise ValueError(
-            f"{name}: is not positive semi-definite (a Rayleigh quotient of {theta[0]:.6g} against a largest "
-            f"eigenvalue of {top:.6g})"
+            f"{name}: is not positive semi-definite (a Rayleigh quotient of {theta[0]:.6g} < -{rtol:.3g} x the "
+            f"largest eigenvalue {top:.6g})"
         )
     return np.maximum(theta, 0.0), s
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ntk_l2.common import memory as _memory
+from ntk_l2.theory import validation as _checks
 from ntk_l2.theory.operators import ArrayKernel, KernelOperator, as_operator
 from ntk_l2.theory.scale_dense import dense_bytes, predict_dense
 from ntk_l2.theory.scale_krylov import predict_krylov
@@ -60,12 +63,13 @@ def predict_at_scale(
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver: must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    tol = _checks.check_scalar(tol, "tol", positive=True)
     if solver == "auto":
         train = as_operator(k_train_train, "k_train_train")
         n = train.shape[0]
         c = int(getattr(y_train, "shape", (n, 1))[1]) if len(getattr(y_train, "shape", ())) == 2 else 1
         m = 0 if k_test_train is None else as_operator(k_test_train, "k_test_train").shape[0]
-        solver = choose_solver(n, c, m, int(getattr(times, "size", 1)))
+        solver = choose_solver(n, c, m, int(np.size(times)))
         k_train_train = train
     kwargs = {"fx_train_0": fx_train_0, "k_test_train": k_test_train, "fx_test_0": fx_test_0}
     if solver == "dense":

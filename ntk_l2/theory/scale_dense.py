@@ -23,16 +23,17 @@ from ntk_l2.common import memory as _memory
 from ntk_l2.theory import _engine
 from ntk_l2.theory import validation as _checks
 from ntk_l2.theory.eigen import KernelEigen, apply_left
-from ntk_l2.theory.scale_problem import ScalePrediction, TrainingRule, check_inputs, roundoff
+from ntk_l2.theory.operators import check_loaded
+from ntk_l2.theory.scale_problem import ScalePrediction, TrainingRule, check_inputs, kernel_eps, roundoff
 
 Array = NDArray[np.float64]
 
 
-def dense_bytes(n: int, c: int, m: int, times: int) -> float:
+def dense_bytes(n: int, c: int, m: int, times: int, block_rows: int = 1024) -> float:
     """Peak memory of `predict_dense` (K6): the kernel and its eigenvectors (2n²), LAPACK's
     O(n) workspace, the coefficients (5T·n), the outputs and their intermediates (3T·n·c +
-    T·m·c) and one chunk of test rows (1024·n)."""
-    return 8.0 * (2.0 * n * n + 30.0 * n + 5.0 * times * n + 3.0 * times * n * c + times * m * c + 1024.0 * n)
+    T·m·c) and one chunk of test rows (``block_rows``·n)."""
+    return 8.0 * (2.0 * n * n + 30.0 * n + 5.0 * times * n + 3.0 * times * n * c + times * m * c + block_rows * n)
 
 
 def eigh_in_place(
@@ -66,14 +67,17 @@ def predict_dense(
 
     def fits(n: int, c: int, m: int, steps: int) -> None:
         _memory.check_fits(
-            dense_bytes(n, c, m, steps),
-            f"the dense solver for {n} + {m} points and {steps} times (2 copies of the {n} x {n} kernel)",
+            dense_bytes(n, c, m, steps, int(getattr(k_test_train, "block_rows", 1024))),
+            f"the dense solver for {n} + {m} points and {steps} times (2 copies of the {n} x {n} kernel; the "
+            f"Krylov solver, --solver krylov, holds none)",
             "k_train_train",
         )
 
-    inp = check_inputs(k_train_train, y_train, times, fx_train_0, k_test_train, fx_test_0, fits)
+    inp = check_inputs(dynamics, k_train_train, y_train, times, fx_train_0, k_test_train, fx_test_0, fits)
     n, c, m = inp.sizes
-    eig = eigh_in_place(inp.train.load(), "k_train_train", getattr(inp.train, "eps", float(np.finfo(float).eps)))
+    kernel = check_loaded(inp.train.load(), n, "k_train_train")
+    eig = eigh_in_place(kernel, "k_train_train", kernel_eps(inp.train))
+    del kernel
     problem, coefficients, parse = dynamics.setup(eig, inp.y)
     with _engine.float64():  # JAX computes in float32 outside an x64 scope
         steps, _ = parse(inp.times)

@@ -18,11 +18,14 @@ from ntk_l2.common import memory as _memory
 from ntk_l2.theory import validation as _checks
 from ntk_l2.theory.eigen import KernelEigen, apply_left
 from ntk_l2.theory.krylov import BlockLanczos, KrylovSpace, ritz_pairs, start_block
+from ntk_l2.theory.operators import checked_product
 from ntk_l2.theory.scale_problem import (
     DEFAULT_TOL,
+    ScaleInputs,
     ScalePrediction,
     TrainingRule,
     check_inputs,
+    kernel_eps,
     relative_change,
     roundoff,
 )
@@ -57,6 +60,7 @@ def _projected_prediction(
     fs0: Array | None,
     times: Array,
     how: TrainingRule,
+    eps: float,
 ) -> tuple[_Projected, int]:
     """The r-point problem of K3: kernel (r/n)T, targets Qᵀ Y, f'(0) = Qᵀ f_X(0), test kernel (r/n)Θ_*X Q.
 
@@ -65,7 +69,7 @@ def _projected_prediction(
     power of two instead of once per check.
     """
     r = space.size
-    theta, s = ritz_pairs(space)
+    theta, s = ritz_pairs(space, eps=eps, n=n)
     size = max(8, 1 << (r - 1).bit_length())
     evals = np.zeros(size)
     evals[:r] = (size / n) * theta  # the scale keeps every rate ημ/N with N' = size·c (K3)
@@ -92,7 +96,10 @@ def krylov_bytes(n: int, c: int, m: int, times: int, size: int) -> float:
     """Peak memory of `predict_krylov` for a space of ``size`` columns (K6): the basis and its
     projections (Q, T, Θ_*X Q), Ritz vectors, a product block, and the outputs with their
     intermediates (two predictions kept for the estimate)."""
-    return 8.0 * (n * size + 3.0 * size * size + m * size + 4.0 * n * c + 4.0 * times * (size + m) * c + times * n * c)
+    padded = 2.0 * size  # the projected problem is padded to a power of two (K3)
+    return 8.0 * (
+        n * size + 3.0 * padded * padded + m * padded + 4.0 * n * c + 4.0 * times * (padded + m) * c + times * n * c
+    )
 
 
 def predict_krylov(
@@ -117,6 +124,8 @@ def predict_krylov(
     """
     tol = _checks.check_scalar(tol, "tol", positive=True)
     cap = None if max_size is None else _checks.check_scalar(max_size, "max_size", positive=True)
+    if cap is not None and not cap.is_integer():
+        raise ValueError(f"max_size: must be a whole number of columns, got {max_size!r}")
 
     def fits(n: int, c: int, m: int, steps: int) -> None:
         size = n if cap is None else int(min(n, cap))
@@ -126,37 +135,15 @@ def predict_krylov(
             "k_train_train",
         )
 
-    inp = check_inputs(k_train_train, y_train, times, fx_train_0, k_test_train, fx_test_0, fits)
-    n, c, m = inp.sizes
-    capacity = n if cap is None else int(min(n, cap))
-    block = start_block(inp.y, inp.f0)
-    if block is None:  # Y = 0 and f_X(0) = 0: any start gives f_X = 0, f_* = E(t) f_*(0)
-        block = np.random.default_rng(0).standard_normal((n, 1))
-    lanczos = BlockLanczos(inp.train.matmul, block, capacity)
-    width = lanczos.size
-    kxq = None if inp.test is None else np.empty((m, capacity))
-    done, previous, target = 0, None, min(4 * width, max(capacity // 2, 1))
-    bar = _progress(progress, n, capacity)
-    while True:
-        while not (lanczos.exhausted or lanczos.complete) and lanczos.space().size < target:
-            lanczos.step()
-        known = lanczos.space().size
-        if kxq is not None and known > done:
-            kxq[:, done:known] = inp.test.matmul(np.ascontiguousarray(lanczos.space().basis[:, done:known]))
-            done = known
-        current, r = _projected_prediction(lanczos.space(), n, inp.y, inp.f0, kxq, inp.fs0, inp.times, dynamics)
+    inp = check_inputs(dynamics, k_train_train, y_train, times, fx_train_0, k_test_train, fx_test_0, fits)
+    capacity = inp.sizes[0] if cap is None else int(min(inp.sizes[0], cap))
+    bar = _progress(progress, inp.sizes[0], capacity)
+    try:
+        lanczos, current, estimate, converged = _grow(inp, dynamics, tol, capacity, bar)
+    finally:
         if bar is not None:
-            bar.update(r - bar.n)
-        estimate = np.full(len(inp.times), np.inf) if previous is None else current.change(previous)
-        if r == n:  # Q is square: the projection is a change of basis, exact to round-off (K3, K5)
-            estimate = np.zeros(len(inp.times))
-        if np.max(estimate) <= tol or lanczos.complete or lanczos.exhausted:
-            converged = bool(np.max(estimate) <= tol)
-            break
-        previous, target = current, min(max(int(1.25 * r), r + 2 * width), capacity)
-    if bar is not None:
-        bar.close()
-    estimate = np.maximum(estimate, max(roundoff(n), lanczos.dropped))  # no space sees what deflation dropped
+            bar.close()
+    r = lanczos.space().size
     if not converged:
         warnings.warn(
             f"max_size: the Krylov space reached {r} columns with an estimated relative error of "
@@ -164,9 +151,42 @@ def predict_krylov(
             RuntimeWarning,
             stacklevel=2,
         )
-    basis = lanczos.space().basis
-    fx_train = apply_left(basis, current.train)
+    fx_train = apply_left(lanczos.space().basis, current.train)
     return ScalePrediction(inp.times, fx_train, current.test, "krylov", estimate, r, converged)
+
+
+def _grow(
+    inp: ScaleInputs, dynamics: TrainingRule, tol: float, capacity: int, bar: Any
+) -> tuple[BlockLanczos, _Projected, Array, bool]:
+    """Grow the space by ~25% per check until successive predictions agree to ``tol`` (K4)."""
+    n, _, m = inp.sizes
+    block = start_block(inp.y, inp.f0)
+    if block is None:  # Y = 0 and f_X(0) = 0: any start gives f_X = 0, f_* = E(t) f_*(0)
+        block = np.random.default_rng(0).standard_normal((n, 1))
+    lanczos = BlockLanczos(inp.train.matmul, block, capacity)
+    width = lanczos.size
+    kxq = None if inp.test is None else np.empty((m, capacity))
+    done, previous, target = 0, None, min(4 * width, max(capacity // 2, 1))
+    while True:
+        while not (lanczos.exhausted or lanczos.complete) and lanczos.space().size < target:
+            lanczos.step()
+        space = lanczos.space()
+        if kxq is not None and space.size > done:
+            new = np.ascontiguousarray(space.basis[:, done:])
+            kxq[:, done : space.size] = checked_product(inp.test.matmul(new), (m, new.shape[1]), "k_test_train")
+            done = space.size
+        current, r = _projected_prediction(
+            space, n, inp.y, inp.f0, kxq, inp.fs0, inp.times, dynamics, kernel_eps(inp.train)
+        )
+        if bar is not None:
+            bar.update(r - bar.n)
+        estimate = np.full(len(inp.times), np.inf) if previous is None else current.change(previous)
+        if r == n:  # Q is square: the projection is a change of basis, exact to round-off (K3, K5)
+            estimate = np.zeros(len(inp.times))
+        if np.max(estimate) <= tol or lanczos.complete or lanczos.exhausted:
+            floor = max(roundoff(n), lanczos.dropped)  # no space sees what deflation dropped
+            return lanczos, current, np.maximum(estimate, floor), bool(np.max(estimate) <= tol)
+        previous, target = current, min(max(int(1.25 * r), r + 2 * width), capacity)
 
 
 def _progress(progress: bool | None, n: int, capacity: int) -> Any:

@@ -30,11 +30,14 @@ class TrainingRule:
     discrete: bool = False
     momentum: float = 0.0
     nesterov: bool = False
+    max_loop_steps: float | None = None  # the discrete map's work bound (None: its default)
 
     def _args(self, kernel: Any, y: Array) -> tuple[tuple[Any, ...], dict[str, Any]]:
         if self.momentum and not self.discrete:
             raise ValueError("momentum: at scale, momentum is predicted for the discrete map; add discrete=True")
         extra = {"momentum": self.momentum, "nesterov": self.nesterov} if self.discrete else {}
+        if self.discrete and self.max_loop_steps is not None:
+            extra["max_loop_steps"] = self.max_loop_steps
         return (kernel, y, self.learning_rate, self.l2, self.degree), extra
 
     def solver(self, kernel: Any, y: Array) -> Callable[..., Any]:
@@ -113,6 +116,7 @@ class ScaleInputs:
 
 
 def check_inputs(
+    rule: Any,
     k_train_train: Any,
     y_train: Any,
     times: Any,
@@ -127,6 +131,8 @@ def check_inputs(
     train = as_operator(k_train_train, "k_train_train")
     n = train.shape[0]
     y = _checks.check_targets(y_train, n)
+    if not isinstance(rule, TrainingRule):
+        raise ValueError(f"rule: must be a TrainingRule (η, λ, degree, ...), got {type(rule).__name__}")
     t, _ = _checks.check_times(times)
     f0 = _checks.check_outputs(fx_train_0, "fx_train_0", y.shape)
     test, fs0 = None, None
@@ -138,5 +144,10 @@ def check_inputs(
         fs0 = _checks.check_outputs(0.0 if fx_test_0 is None else fx_test_0, "fx_test_0", (test.shape[0], y.shape[1]))
     if fits is not None:
         fits(n, y.shape[1], 0 if test is None else test.shape[0], len(t))
-    check_symmetric(train, "k_train_train", getattr(train, "eps", float(np.finfo(np.float64).eps)))
+    train = check_symmetric(train, "k_train_train", kernel_eps(train))
     return ScaleInputs(train, y, f0, test, fs0, t)
+
+
+def kernel_eps(kernel: Any) -> float:
+    """The precision a kernel arrived in (V1–V2's tolerances): an `ArrayKernel`'s, else float64's."""
+    return float(getattr(kernel, "eps", np.finfo(np.float64).eps))
