@@ -76,7 +76,7 @@ k_mem = store.load("ntk_train_train")  # one copy in memory: the Krylov products
 n, c = y_train.shape
 lr = stable_learning_rate(k_mem, n * c, L2, net.degree)
 horizon = int(round(2 / (lr * L2)))
-steps = int(round(0.4 / (lr * L2)))  # the networks train past the peak of the test accuracy (~0.3/(ηλ))
+steps = int(round(0.4 / (lr * L2)))  # past the mean prediction's best test accuracy (~0.3/(ηλ))
 print(f"η = {lr:.3g} (half the stability limit), λ = {L2}; theory to 2/(ηλ) = {horizon} steps, networks {steps}")
 
 # %% [markdown]
@@ -117,7 +117,8 @@ plt.show()
 # ## 3. Networks trained on all the points
 #
 # Full-batch gradient descent with L2, float32, two seeds per width, vmapped, for 0.4/(ηλ) steps
-# (past the peak of the test accuracy). The theory
+# (past the mean prediction's best test accuracy; networks started from their own f₀ are slower,
+# and still improving there). The theory
 # is the exact discrete map (D1–D4) from each network's own f₀, by the Krylov solver:
 # the starting block is then [Y, f₀(X)], 20 columns.
 
@@ -199,9 +200,11 @@ axes[1].legend(fontsize=7)
 plt.show()
 
 # %% [markdown]
-# The deviation from the theory falls with the width, as at 512 points (notebook 01): the
-# wide network trained on the whole set follows the kernel prediction computed without ever
-# diagonalizing the kernel.
+# The deviation from the theory falls with the width, as at 512 points (notebook 01): at 5,000
+# points the max-over-time relative error of the test outputs is 0.65–0.72 at width 256 and
+# 0.38–0.40 at width 1024, and the test accuracy of the wider network stays within 1.4 points
+# of its theory (73.6% against 75.0% at the last step). The theory here never diagonalized the
+# kernel: a Krylov space of 130 dimensions out of 5,000 gave the dense prediction to 7e-14.
 #
 # ## 4. How far it scales on this machine
 #
