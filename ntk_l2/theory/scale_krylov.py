@@ -31,6 +31,7 @@ from ntk_l2.theory.scale_problem import (
 )
 
 Array = NDArray[np.float64]
+DEFAULT_MAX_SIZE = 4096  # columns: real kernels converge with r ≈ 60–300 (K7); sizes the memory check
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,8 @@ def predict_krylov(
 
     The Krylov space grows by about 25% between checks until the relative change of every
     output, train and test, at every time falls to ``tol``; that change is the error estimate
-    returned. ``max_size`` caps the dimension (default n); hitting it first returns the
+    returned. ``max_size`` caps the dimension (default min(n, `DEFAULT_MAX_SIZE`), which the memory
+    check assumes); hitting it first returns the
     prediction with ``converged=False`` and a warning naming the estimate.
     """
     tol = _checks.check_scalar(tol, "tol", positive=True)
@@ -128,7 +130,7 @@ def predict_krylov(
         raise ValueError(f"max_size: must be a whole number of columns, got {max_size!r}")
 
     def fits(n: int, c: int, m: int, steps: int) -> None:
-        size = n if cap is None else int(min(n, cap))
+        size = int(min(n, DEFAULT_MAX_SIZE if cap is None else cap))
         _memory.check_fits(
             krylov_bytes(n, c, m, steps, size),
             f"a Krylov space of up to {size} columns (max_size) for {n} + {m} points",
@@ -136,7 +138,7 @@ def predict_krylov(
         )
 
     inp = check_inputs(dynamics, k_train_train, y_train, times, fx_train_0, k_test_train, fx_test_0, fits)
-    capacity = inp.sizes[0] if cap is None else int(min(inp.sizes[0], cap))
+    capacity = int(min(inp.sizes[0], DEFAULT_MAX_SIZE if cap is None else cap))
     bar = _progress(progress, inp.sizes[0], capacity)
     try:
         lanczos, current, estimate, converged = _grow(inp, dynamics, tol, capacity, bar)
