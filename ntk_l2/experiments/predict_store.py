@@ -22,8 +22,10 @@ from ntk_l2.common.metrics import accuracy
 from ntk_l2.data.kernel_store import KernelStore
 from ntk_l2.theory.operators import ArrayKernel, KernelOperator
 from ntk_l2.theory.scale import DEFAULT_TOL, SOLVERS, ScalePrediction, TrainingRule, choose_solver, predict_at_scale
+from ntk_l2.theory.scale_dense import check_dense_memory
+from ntk_l2.theory.scale_krylov import DEFAULT_MAX_SIZE, check_krylov_memory, krylov_bytes
 
-IN_MEMORY_SHARE = 3  # a block is held in memory for the Krylov products when it takes ≤ 1/3 of the limit
+IN_MEMORY_SHARE = 3  # blocks are held in memory for the Krylov products when with the solver they take ≤ 1/3
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,10 @@ def _operators(store: KernelStore, solver: str) -> tuple[KernelOperator, KernelO
     they take at most a third of the limit (a product is then a BLAS call instead of a pass over the
     tiles on disk); otherwise they are read from disk."""
     names = ["ntk_train_train"] + (["ntk_test_train"] if store.n_test else [])
-    in_memory = solver == "krylov" and IN_MEMORY_SHARE * sum(store.nbytes(b) for b in names) <= _memory.limit_bytes()
+    need = sum(store.nbytes(b) for b in names) + krylov_bytes(
+        store.n_train, store.c, store.n_test, 100, DEFAULT_MAX_SIZE
+    )
+    in_memory = solver == "krylov" and IN_MEMORY_SHARE * need <= _memory.limit_bytes()
     blocks = [ArrayKernel(store.load(b), b) if in_memory else StoreBlock(store, b) for b in names]
     return blocks[0], (blocks[1] if len(blocks) > 1 else None)
 
@@ -98,6 +103,10 @@ def predict_store(
     solver = request.solver
     if solver == "auto":
         solver = choose_solver(n, c, m, len(times))
+    if solver == "dense":  # sized before anything is read (the solver checks again, with its operators)
+        check_dense_memory(n, c, m, len(times), store.tile)
+    else:
+        check_krylov_memory(n, c, m, len(times))
     train, test = _operators(store, solver)
     res = predict_at_scale(
         train,

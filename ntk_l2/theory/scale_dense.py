@@ -36,6 +36,16 @@ def dense_bytes(n: int, c: int, m: int, times: int, block_rows: int = 1024) -> f
     return 8.0 * (2.0 * n * n + 30.0 * n + 5.0 * times * n + 3.0 * times * n * c + times * m * c + block_rows * n)
 
 
+def check_dense_memory(n: int, c: int, m: int, steps: int, block_rows: int = 1024) -> None:
+    """Refuse (one line naming ``k_train_train``) a dense request whose `dense_bytes` exceed the limit."""
+    _memory.check_fits(
+        dense_bytes(n, c, m, steps, block_rows),
+        f"the dense solver for {n} + {m} points and {steps} times (2 copies of the {n} x {n} kernel; the "
+        f"Krylov solver, --solver krylov, holds none)",
+        "k_train_train",
+    )
+
+
 def eigh_in_place(
     kernel: Array, name: str = "k_train_train", eps: float = float(np.finfo(np.float64).eps)
 ) -> KernelEigen:
@@ -66,12 +76,7 @@ def predict_dense(
     """
 
     def fits(n: int, c: int, m: int, steps: int) -> None:
-        _memory.check_fits(
-            dense_bytes(n, c, m, steps, int(getattr(k_test_train, "block_rows", 1024))),
-            f"the dense solver for {n} + {m} points and {steps} times (2 copies of the {n} x {n} kernel; the "
-            f"Krylov solver, --solver krylov, holds none)",
-            "k_train_train",
-        )
+        check_dense_memory(n, c, m, steps, int(getattr(k_test_train, "block_rows", 1024)))
 
     inp = check_inputs(dynamics, k_train_train, y_train, times, fx_train_0, k_test_train, fx_test_0, fits)
     n, c, m = inp.sizes

@@ -103,6 +103,16 @@ def krylov_bytes(n: int, c: int, m: int, times: int, size: int) -> float:
     )
 
 
+def check_krylov_memory(n: int, c: int, m: int, steps: int, max_size: int | None = None) -> None:
+    """Refuse (one line naming ``k_train_train``) a Krylov request whose `krylov_bytes` exceed the limit."""
+    size = int(min(n, DEFAULT_MAX_SIZE if max_size is None else max_size))
+    _memory.check_fits(
+        krylov_bytes(n, c, m, steps, size),
+        f"a Krylov space of up to {size} columns (max_size) for {n} + {m} points",
+        "k_train_train",
+    )
+
+
 def predict_krylov(
     k_train_train: Any,
     y_train: Any,
@@ -130,12 +140,7 @@ def predict_krylov(
         raise ValueError(f"max_size: must be a whole number of columns, got {max_size!r}")
 
     def fits(n: int, c: int, m: int, steps: int) -> None:
-        size = int(min(n, DEFAULT_MAX_SIZE if cap is None else cap))
-        _memory.check_fits(
-            krylov_bytes(n, c, m, steps, size),
-            f"a Krylov space of up to {size} columns (max_size) for {n} + {m} points",
-            "k_train_train",
-        )
+        check_krylov_memory(n, c, m, steps, None if cap is None else int(cap))
 
     inp = check_inputs(dynamics, k_train_train, y_train, times, fx_train_0, k_test_train, fx_test_0, fits)
     capacity = int(min(inp.sizes[0], DEFAULT_MAX_SIZE if cap is None else cap))
