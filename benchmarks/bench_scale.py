@@ -305,7 +305,7 @@ def projection_lines(res: dict) -> list[str]:
         f"{pr['store_bytes_ntk'] / 1e9:.1f} GB (NTK; {pr['store_bytes_ntk_nngp'] / 1e9:.1f} GB with the NNGP), "
         f"Krylov from disk {pr['krylov_disk_s'] / 60:.0f} min (r ≈ {pr['krylov_r']:.0f}: "
         f"{pr['krylov_disk_assumption']}); dense {pr['dense']}",
-        f"projection, n = {pr['n']:,}, 8 GPUs: kernel {pr['gpu8_kernel_s']:.0f} s, Krylov {pr['gpu8_krylov_s']:.1f} s "
+        f"projection, n = {pr['n']:,}, 8 GPUs: kernel {pr['gpu8_kernel_s']:.2g} s, Krylov {pr['gpu8_krylov_s']:.2g} s "
         f"({pr['gpu8_assumption']})",
     ]
 
