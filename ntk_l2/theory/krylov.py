@@ -43,8 +43,8 @@ class KrylovSpace:
     Attributes:
       basis: Q, (n, r) with orthonormal columns; its first columns span the starting block.
       projected: T = Qᵀ Θ_0 Q, (r, r), symmetric.
-      exhausted: True when the space is invariant under Θ_0 (no new direction survived
-        deflation): the projection is then exact up to round-off.
+      exhausted: True when the space is all of ℝⁿ (an invariant space found earlier is not:
+        `BlockLanczos` goes on from a random block); the projection is then a change of basis.
     """
 
     basis: Array
