@@ -45,6 +45,7 @@ from ntk_l2.cli.flags import (
     sweep_flags,
 )
 from ntk_l2.cli.kernel_command import kernel_flags
+from ntk_l2.cli.schedule_command import schedule_flags
 
 __all__ = [
     "DefaultsFormatter",
@@ -174,7 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare_flags(_subparser(sub, "compare", "theory vs finite-width training at several widths"))
     sweep_flags(_subparser(sub, "sweep", "t*, best and budget accuracy over a (λ, η) grid"))
     optimal_l2_flags(_subparser(sub, "optimal-l2", "λ_opt for a budget of T steps: one run, the kernel, a grid"))
-    autol2_flags(_subparser(sub, "autol2", "AutoL2 against the best constant λ"))
+    autol2_flags(_subparser(sub, "autol2", "AutoL2 (or a λ schedule) against the best constant λ"))
+    schedule_flags(
+        _subparser(sub, "schedule", "a λ schedule learned on the kernel by gradient for a budget of T steps")
+    )
     deep_linear_flags(
         _subparser(sub, "deep-linear", "a deep linear network: layer imbalance, the two phases, flatness")
     )
@@ -184,6 +188,6 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument(
         "dir",
         metavar="DIR",
-        help="a directory written by demo, compare, deep-linear, sweep, optimal-l2 or autol2 (required)",
+        help="a directory written by demo, compare, deep-linear, sweep, optimal-l2, autol2 or schedule (required)",
     )
     return parser

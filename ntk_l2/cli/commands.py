@@ -1,5 +1,5 @@
 """``ntk-l2`` command line: ``predict``, ``kernel``, ``demo``, ``compare``, ``sweep``, ``optimal-l2``,
-``autol2``, ``deep-linear``, ``plot``.
+``autol2``, ``schedule``, ``deep-linear``, ``plot``.
 
 The arguments are parsed first (`args.build_parser`); each subcommand imports its experiment
 (and with it JAX) only when it runs. Bad input, missing data and unwritable outputs print one
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from ntk_l2.cli import args as A
 from ntk_l2.cli.kernel_command import run_kernel
 from ntk_l2.cli.predict_command import run_predict
+from ntk_l2.cli.schedule_command import run_schedule_command
 
 if TYPE_CHECKING:
     from ntk_l2.data.datasets import Dataset
@@ -177,18 +178,27 @@ def _optimal_l2(args: argparse.Namespace) -> int:
         _finite_config(args),
         log=_log,
         init_samples=args.init_samples,
+        method=args.method,
+        surrogate=_surrogate(args),
     )
     print(f"wrote {Path(args.out) / 'summary.json'} and {s.figure}")
     print(
         f"  one run (λ = {args.probe_l2:g}): λ_opt = {s.l2_opt_one_run:.3g}, "
         f"accuracy at T {_percent(s.acc_at_budget_one_run)}"
     )
-    print(f"  kernel only: λ_opt = {s.l2_opt_kernel:.3g}, accuracy at T {_percent(s.acc_at_budget_kernel)}")
+    how = "" if s.gradient is None else f" (gradient, {s.gradient.seconds:.1f} s)"
+    print(f"  kernel only{how}: λ_opt = {s.l2_opt_kernel:.3g}, accuracy at T {_percent(s.acc_at_budget_kernel)}")
     print(
         f"  grid ({args.mode}): λ_opt = {s.l2_opt_grid:.3g}, accuracy at T {_percent(s.acc_at_budget_grid)}"
         + ("" if s.grid_optimum_interior else "  (at the edge of the grid)")
     )
     return 0
+
+
+def _surrogate(args: argparse.Namespace):
+    from ntk_l2.laws import Surrogate
+
+    return Surrogate(args.surrogate, args.temperature, args.init_samples)
 
 
 def _autol2(args: argparse.Namespace) -> int:
@@ -204,17 +214,24 @@ def _autol2(args: argparse.Namespace) -> int:
         metric=args.metric,
         min_wait=args.min_wait,
     )
+    schedule = None
+    if args.schedule is not None:
+        from ntk_l2.experiments.law_schedule import load_schedule
+
+        schedule = load_schedule(args.schedule)
+    lr = args.lr if args.lr is not None else 1.0 if schedule is None else schedule.learning_rate
     s = run_autol2(
         _dataset(args),
         args.out,
         args.mode,
-        args.lr,
+        lr,
         args.steps,
         args.constant_l2,
         cfg,
         _finite_config(args),
         log=_log,
         init_samples=args.init_samples,
+        schedule=schedule,
     )
     print(f"wrote {Path(args.out) / 'summary.json'} and {s.figure}")
     print(
@@ -223,7 +240,8 @@ def _autol2(args: argparse.Namespace) -> int:
     )
     reach, ratio = s.autol2_steps_to_best_constant_acc, s.speedup_ratio
     when = "never" if reach is None else f"at step {reach:g}" + ("" if ratio is None else f" ({ratio:.2f}x its steps)")
-    print(f"  AutoL2: best test acc {100 * s.autol2_max_test_acc:.1f}%, reaches the constant run's best {when}")
+    what = "AutoL2" if schedule is None else "λ schedule"
+    print(f"  {what}: best test acc {100 * s.autol2_max_test_acc:.1f}%, reaches the constant run's best {when}")
     return 0
 
 
@@ -353,6 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sweep": _sweep,
         "optimal-l2": _optimal_l2,
         "autol2": _autol2,
+        "schedule": lambda args: run_schedule_command(args, _dataset(args)),
         "deep-linear": _deep_linear,
         "plot": _plot,
     }

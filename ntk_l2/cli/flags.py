@@ -218,12 +218,30 @@ def optimal_l2_flags(o: argparse.ArgumentParser) -> None:
         default=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
         help="comma-separated λ grid",
     )
+    o.add_argument(
+        "--method",
+        default="grid",
+        choices=("grid", "gradient"),
+        help="the kernel's λ_opt: best of 41 predicted accuracies, or by gradient of a smooth surrogate (seconds)",
+    )
+    surrogate_flags(o)
+
+
+def surrogate_flags(p: argparse.ArgumentParser) -> None:
+    """The smooth surrogate of the test error minimized by gradient (`ntk_l2.laws.Surrogate`)."""
+    p.add_argument(
+        "--surrogate",
+        default="error",
+        choices=("error", "xent", "loss"),
+        help="what the gradient minimizes at T: 1 - mean softmax(f/τ)[label], the cross-entropy, or the test MSE",
+    )
+    p.add_argument("--temperature", type=positive_float, default=0.01, help="τ of the error and xent surrogates")
 
 
 def autol2_flags(a: argparse.ArgumentParser) -> None:
     """``autol2``: AutoL2 (`ntk_l2.laws.AutoL2Config`) against a grid of constant λ."""
     law_flags(a)
-    a.add_argument("--lr", type=positive_float, default=1.0, help="learning rate η")
+    a.add_argument("--lr", type=positive_float, default=None, help="learning rate η (default 1, or the --schedule's)")
     a.add_argument("--steps", type=positive_int, required=True, help="steps of every run")
     a.add_argument(
         "--constant-l2",
@@ -247,6 +265,13 @@ def autol2_flags(a: argparse.ArgumentParser) -> None:
         type=nonnegative_float,
         default=0.0,
         help="hold each new λ at least this many of its time scales 1/(ηλ) (0: off)",
+    )
+    a.add_argument(
+        "--schedule",
+        default=None,
+        metavar="FILE",
+        help="train with this λ schedule (written by `ntk-l2 schedule`) instead of AutoL2's rule; "
+        "--lr defaults to its η",
     )
 
 

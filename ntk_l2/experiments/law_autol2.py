@@ -24,23 +24,38 @@ from ntk_l2.laws import (
     AutoL2Config,
     AutoL2Run,
     FiniteSweepConfig,
+    L2Schedule,
     autol2,
     autol2_t_star,
     compare_autol2,
     constant_runs,
+    run_schedule,
 )
 
 __all__ = ["run_autol2"]
 
 
 def _autol2_kept(
-    setup: LawSetup, directory: Path, learning_rate: float, steps: int, config: AutoL2Config, finite: FiniteSweepConfig
+    setup: LawSetup,
+    directory: Path,
+    learning_rate: float,
+    steps: int,
+    config: AutoL2Config,
+    finite: FiniteSweepConfig,
+    schedule: L2Schedule | None = None,
 ) -> AutoL2Run:
-    """`ntk_l2.laws.autol2` on ``setup``; for kept (finite) runs saved in ``directory``
+    """`ntk_l2.laws.autol2` on ``setup`` (or, given a ``schedule``, `ntk_l2.laws.run_schedule`
+    recorded every ``config.check_every`` steps); for kept (finite) runs saved in ``directory``
     (`ntk_l2.experiments.runs.RunStore`) and reused when the same run (network, η, steps, AutoL2
-    settings, data) is asked for again."""
+    settings or schedule, data) is asked for again."""
+
+    def train(dynamics: Any) -> AutoL2Run:
+        if schedule is None:
+            return autol2(dynamics, learning_rate, steps, config)
+        return run_schedule(dynamics, schedule, steps, config.check_every, learning_rate)
+
     if not setup.kept:
-        return autol2(setup.dynamics, learning_rate, steps, config)
+        return train(setup.dynamics)
     from ntk_l2.experiments.runs import RunStore, fingerprint
 
     ds = setup.ds
@@ -49,23 +64,30 @@ def _autol2_kept(
     }
 
     def compute() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        auto = autol2(replace(setup.dynamics, progress=True), learning_rate, steps, config)  # type: ignore[type-var]
+        auto = train(replace(setup.dynamics, progress=True))  # type: ignore[type-var]
         return auto.to_json(), {"l2": np.asarray(auto.l2, np.float64)}
 
+    rule = (
+        {"autol2": config.__dict__}
+        if schedule is None
+        else {"schedule": schedule.to_json(), "every": config.check_every}
+    )
     run_config = {
         **network,
         "lr": float(learning_rate),
         "steps": int(steps),
-        "autol2": config.__dict__,
+        **rule,
         "l2_mean": "geometric",  # the λ curve is the geometric mean over seeds (runs stored before: arithmetic)
         "data": fingerprint(ds.x_train, ds.y_train, ds.x_test, ds.labels_test),
     }
     named = {k: v for k, v in run_config.items() if k != "data"}  # every setting: no two settings share a file
-    name = "autol2_" + fingerprint(np.frombuffer(json.dumps(named, sort_keys=True).encode(), np.uint8))[:8]
+    prefix = "autol2_" if schedule is None else "schedule_"
+    name = prefix + fingerprint(np.frombuffer(json.dumps(named, sort_keys=True).encode(), np.uint8))[:8]
     stored, _, reused = RunStore(directory).run(name, run_config, compute, AutoL2Run.from_json)  # one per setting
     auto = AutoL2Run.from_json(stored, "stored AutoL2 run")
     if setup.log is not None:
-        setup.log(f"AutoL2: {'finished earlier' if reused else 'trained'}; λ changes (step, seed, λ): {auto.changes}")
+        what = "AutoL2" if schedule is None else "λ schedule"
+        setup.log(f"{what}: {'finished earlier' if reused else 'trained'}; λ changes (step, seed, λ): {auto.changes}")
     return auto
 
 
@@ -80,12 +102,20 @@ def run_autol2(
     finite: FiniteSweepConfig = FiniteSweepConfig(),
     log: Callable[[str], None] | None = None,
     init_samples: int = 0,
+    schedule: L2Schedule | None = None,
 ) -> AutoL2Result:
     """AutoL2 against a grid of constant λ over the same ``steps`` (`ntk_l2.laws.compare_autol2`):
     the best constant run (by best test accuracy), the steps it needed (its t*), and the steps
     AutoL2 needs to come within 0.5 points of that accuracy (None if it never does);
     ``speedup_ratio`` = AutoL2 steps / constant steps. ``init_samples`` > 0 (theory): single
-    networks, each NNGP draw of the initial outputs with its own AutoL2 schedule."""
+    networks, each NNGP draw of the initial outputs with its own AutoL2 schedule. ``schedule``: a
+    λ schedule (`ntk_l2.laws.L2Schedule`, e.g. learned by ``ntk-l2 schedule``) runs instead of
+    AutoL2's rule, at its own η (``learning_rate`` must be it), and is compared the same way."""
+    if schedule is not None and schedule.learning_rate != learning_rate:
+        raise ValueError(
+            f"schedule: it was learned for η = {schedule.learning_rate:g}, but the runs use η = {learning_rate:g} "
+            "(--lr); train at the schedule's η"
+        )
     out = Path(out_dir)
     # the constant runs are recorded (log-spaced) about as finely as AutoL2 is checked near the end,
     # so both reach times are read off grids of similar resolution
@@ -102,7 +132,7 @@ def run_autol2(
             f"nothing was learned in {steps} steps; AutoL2 cannot be compared: use more --steps "
             "or a larger --lr"
         )
-    auto = _autol2_kept(setup, out / "autol2", learning_rate, steps, config, finite)
+    auto = _autol2_kept(setup, out / "autol2", learning_rate, steps, config, finite, schedule)
     versus = compare_autol2(auto, constant)
     result = AutoL2Result(
         mode=mode,
@@ -123,11 +153,14 @@ def run_autol2(
         autol2_final_test_acc=float(auto.acc_test[-1]),
         autol2_t_star=autol2_t_star(auto),
         autol2_changes=auto.changes,
+        schedule=schedule,
     )
     from ntk_l2.experiments import plots
 
-    title = f"{ds.name}, {mode}: AutoL2 vs constant λ (η = {learning_rate:g})"
-    figure = plots.save_autol2(out / "autol2.png", auto.to_json(), [r.to_json() for r in constant], title=title)
+    label = "AutoL2" if schedule is None else "λ schedule"
+    title = f"{ds.name}, {mode}: {label} vs constant λ (η = {learning_rate:g})"
+    constant_json = [r.to_json() for r in constant]
+    figure = plots.save_autol2(out / "autol2.png", auto.to_json(), constant_json, title=title, label=label)
     result = replace(result, figure=str(figure))
     result.save(out)
     return result

@@ -35,9 +35,11 @@ from ntk_l2.laws import (
     KernelDynamics,
     LawRun,
     OptimalL2,
+    Surrogate,
     at_budget,
     optimal_l2,
     optimal_l2_from_run,
+    optimal_l2_gradient,
     sweep,
     theory_sweep,
 )
@@ -166,12 +168,18 @@ def run_optimal_l2(
     finite: FiniteSweepConfig = FiniteSweepConfig(),
     log: Callable[[str], None] | None = None,
     init_samples: int = 0,
+    method: str = "grid",
+    surrogate: Surrogate | None = None,
 ) -> OptimalL2Result:
     """λ_opt for a budget of T steps, three ways: from one run at ``probe_l2`` (its own t*, over
-    2/(ηλ) steps: c = t*ηλ, λ_opt = c/(ηT)), from the kernel alone (`ntk_l2.laws.optimal_l2` on
-    `KernelDynamics`), and by a grid search (accuracy at step T, each grid run T steps long) in
-    ``mode``. The predicted λ_opt are run too, so their accuracy at T can be compared with the
-    grid's best. ``init_samples`` > 0: the theory is that of single networks."""
+    2/(ηλ) steps: c = t*ηλ, λ_opt = c/(ηT)), from the kernel alone (``method`` "grid":
+    `ntk_l2.laws.optimal_l2` on `KernelDynamics`, 41 λ; "gradient": `ntk_l2.laws.optimal_l2_gradient`
+    with ``surrogate``, default `Surrogate` with ``init_samples`` draws), and by a grid search
+    (accuracy at step T, each grid run T steps long) in ``mode``. The predicted λ_opt are run
+    too, so their accuracy at T can be compared with the grid's best. ``init_samples`` > 0: the
+    theory is that of single networks."""
+    if method not in ("grid", "gradient"):
+        raise ValueError(f"method: must be 'grid' or 'gradient', got {method!r}")
     if finite.batchnorm:
         raise ValueError("batchnorm: λ_opt needs the kernel's prediction, which batch normalization does not have")
     out = Path(out_dir)
@@ -186,10 +194,17 @@ def run_optimal_l2(
     probe = runs([probe_l2], "probe", finite.budget)[0]
     l2_run = optimal_l2_from_run(probe.t_star, learning_rate, probe_l2, budget_step)
     kernel = optimal_l2(KernelDynamics(problem, init_samples), learning_rate, budget_step)  # type: ignore[arg-type]
+    gradient = None
+    if method == "gradient":
+        surrogate = Surrogate(init_samples=init_samples) if surrogate is None else surrogate
+        gradient = optimal_l2_gradient(problem, learning_rate, budget_step, surrogate)  # type: ignore[arg-type]
+        if log is not None:
+            log(f"gradient on the kernel: λ_opt = {gradient.l2_opt:.4g} in {gradient.seconds:.1f} s")
+    l2_kernel = kernel.l2_opt if gradient is None else gradient.l2_opt
     grid_runs = runs(list(grid), "grid", 0.0)
     accs = np.array([np.nan if r.budget_test_acc is None else r.budget_test_acc for r in grid_runs])
     best = int(np.nanargmax(accs))
-    predicted = runs([l2_run, kernel.l2_opt], "predicted", 0.0)
+    predicted = runs([l2_run, l2_kernel], "predicted", 0.0)
     result = OptimalL2Result(
         mode=mode,
         dataset=ds.name,
@@ -200,14 +215,16 @@ def run_optimal_l2(
         probe=probe.without_curve(),
         l2_opt_one_run=l2_run,
         acc_at_budget_one_run=predicted[0].budget_test_acc,
-        l2_opt_kernel=kernel.l2_opt,
+        l2_opt_kernel=l2_kernel,
         acc_at_budget_kernel=predicted[1].budget_test_acc,
         l2_opt_grid=grid_runs[best].l2,
         acc_at_budget_grid=float(accs[best]),
         grid=tuple(GridPoint(r.l2, r.budget_test_acc) for r in grid_runs),
         ratio_one_run_to_grid=l2_run / grid_runs[best].l2,
-        ratio_kernel_to_grid=kernel.l2_opt / grid_runs[best].l2,
+        ratio_kernel_to_grid=l2_kernel / grid_runs[best].l2,
         grid_optimum_interior=0 < best < len(grid_runs) - 1,
+        method=method,
+        gradient=gradient,
     )
     result = _optimal_figure(out, result, kernel)
     result.save(out)

@@ -112,8 +112,9 @@ def save_laws(
     return _save_with_data(path, "laws", laws_figure, data)
 
 
-def autol2_figure(autol2: Mapping, constant: Sequence[Mapping], title: str = "") -> Figure:
-    """Test accuracy and λ over time: AutoL2 (black) against constant-λ runs (a colour per λ)."""
+def autol2_figure(autol2: Mapping, constant: Sequence[Mapping], title: str = "", label: str = "AutoL2") -> Figure:
+    """Test accuracy and λ over time: AutoL2 or a λ schedule (black, ``label``) against constant-λ
+    runs (a colour per λ)."""
     colors = S.ranked_colors([str(i) for i in range(len(constant))], [r["l2"] for r in constant], cmap="plasma")
     with S.style():
         fig, ((ax_acc, ax_l2),) = S.new_figure(1, 2, S.DOUBLE_COLUMN, 2.5)
@@ -125,24 +126,27 @@ def autol2_figure(autol2: Mapping, constant: Sequence[Mapping], title: str = "")
                 label=f"$\\lambda = {S.sci(run['l2'])}$",
             )
         steps = np.maximum(S.floats(autol2["steps"]), 1)
-        ax_acc.semilogx(steps, 100 * S.floats(autol2["acc_test"]), "k-", lw=1.6, label="AutoL2")
+        ax_acc.semilogx(steps, 100 * S.floats(autol2["acc_test"]), "k-", lw=1.6, label=label)
         ax_l2.loglog(steps, S.floats(autol2["l2"]), "k-", lw=1.6)
         ax_acc.set(xlabel=r"step $t$", ylabel="test accuracy (%)")
-        S.panel_title(ax_acc, "a", r"AutoL2 vs constant $\lambda$")
+        S.panel_title(ax_acc, "a", rf"{label} vs constant $\lambda$")
         ax_l2.set(xlabel=r"step $t$", ylabel=r"$\lambda_t$")
-        S.panel_title(ax_l2, "b", "AutoL2 schedule")
+        S.panel_title(ax_l2, "b", f"{label}: " + r"$\lambda_t$")
         ax_acc.legend()
         if title:
             fig.suptitle(title)
     return fig
 
 
-def save_autol2(path: str | Path, autol2: Mapping, constant: Sequence[Mapping], title: str = "") -> Path:
+def save_autol2(
+    path: str | Path, autol2: Mapping, constant: Sequence[Mapping], title: str = "", label: str = "AutoL2"
+) -> Path:
     """`autol2_figure`, written to ``path`` (PNG) and its PDF, its data to ``<stem>_data.json``."""
     data = {
         "autol2": {k: autol2[k] for k in ("steps", "acc_test", "l2")},
         "constant": [{k: r[k] for k in ("l2", "steps", "acc_test")} for r in constant],
         "title": title,
+        "label": label,
     }
     return _save_with_data(path, "autol2", autol2_figure, data)
 
@@ -164,7 +168,7 @@ def optimal_l2_figure(summary: Mapping, kernel: Mapping) -> Figure:
         )
         for key, color, name in (
             ("l2_opt_one_run", "C1", "one run"),
-            ("l2_opt_kernel", "C2", "kernel"),
+            ("l2_opt_kernel", "C2", "kernel" + (" (gradient)" if summary.get("method") == "gradient" else "")),
             ("l2_opt_grid", "C0", "grid"),
         ):
             ax.axvline(
@@ -183,5 +187,6 @@ def optimal_l2_figure(summary: Mapping, kernel: Mapping) -> Figure:
 def save_optimal_l2(path: str | Path, summary: Mapping, kernel: Mapping) -> Path:
     """`optimal_l2_figure`, written to ``path`` (PNG) and its PDF, its data to ``<stem>_data.json``."""
     keys = ("grid", "mode", "dataset", "lr", "budget_step", "l2_opt_one_run", "l2_opt_kernel", "l2_opt_grid")
-    data = {"summary": {k: summary[k] for k in keys}, "kernel": {k: kernel[k] for k in ("l2_grid", "acc_grid")}}
+    picked = {**{k: summary[k] for k in keys}, "method": summary.get("method", "grid")}
+    data = {"summary": picked, "kernel": {k: kernel[k] for k in ("l2_grid", "acc_grid")}}
     return _save_with_data(path, "optimal_l2", optimal_l2_figure, data)

@@ -215,6 +215,7 @@ _KINDS: tuple[tuple[str, Callable[[Mapping], bool], Callable[[Path, Mapping], li
     ("sweep", lambda s: "t_star_eta_l2_spread" in s, _redraw_law("laws", "laws.png", laws_figure)),
     ("optimal-l2", lambda s: "l2_opt_grid" in s, _redraw_law("optimal_l2", "optimal_l2.png", optimal_l2_figure)),
     ("autol2", lambda s: "autol2_changes" in s, _redraw_law("autol2", "autol2.png", autol2_figure)),
+    ("schedule", lambda s: "learned" in s, _redraw_law("autol2", "schedule.png", autol2_figure)),
 )
 
 
@@ -224,7 +225,8 @@ def replot(result_dir: str | Path) -> list[Path]:
 
     Known results: ``demo`` (dynamics.png, comparison.png), ``compare`` (comparison.png),
     ``deep-linear`` (deep_linear.png), from ``summary.json``; ``sweep`` (laws.png),
-    ``optimal-l2`` (optimal_l2.png), ``autol2`` (autol2.png), from their ``<name>_data.json``.
+    ``optimal-l2`` (optimal_l2.png), ``autol2`` (autol2.png), ``schedule`` (schedule.png), from their
+    ``<name>_data.json``.
     A summary with a ``kind`` is read by `ntk_l2.experiments.results.load_result` (every field
     checked); one written before results were typed is recognized by its keys. Anything else
     is refused with a one-line ValueError naming the directory.

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ntk_l2.common.records import Record, Result
-from ntk_l2.laws import LawRun
+from ntk_l2.laws import GradientOptimum, L2Schedule, LawRun, LearnedSchedule
 
-__all__ = ["RESULTS", "AutoL2Result", "GridPoint", "OptimalL2Result", "SweepResult"]
+__all__ = ["RESULTS", "AutoL2Result", "GridPoint", "OptimalL2Result", "ScheduleResult", "SweepResult"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,8 @@ class OptimalL2Result(Result):
     ratio_kernel_to_grid: float
     grid_optimum_interior: bool  # the grid's best is neither end of the grid
     figure: str = ""  # path of optimal_l2.png
+    method: str = "grid"  # how l2_opt_kernel was found: "grid" (41 λ) or "gradient" (`ntk_l2.laws.optimal_l2_gradient`)
+    gradient: GradientOptimum | None = None  # the gradient search (method "gradient"): path, η, time
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,28 @@ class AutoL2Result(Result):
     autol2_t_star: float  # AutoL2's own t* (first step within 0.5 points of its best)
     autol2_changes: tuple[tuple[int, int, float], ...]  # (step, member, new λ)
     figure: str = ""  # path of autol2.png
+    schedule: L2Schedule | None = None  # a given λ schedule ran instead of AutoL2's rule (the autol2_* fields are its)
 
 
-RESULTS = (SweepResult, OptimalL2Result, AutoL2Result)
+@dataclass(frozen=True)
+class ScheduleResult(Result):
+    """A λ schedule learned on the kernel for a budget of T steps (`ntk_l2.experiments.law_schedule`)."""
+
+    KIND = "schedule"
+
+    dataset: str
+    lr: float
+    budget_step: int  # the budget T the schedule is learned for
+    network: dict[str, Any]  # depth, width, parameterization, arch of the network whose kernel is used
+    surrogate: dict[str, Any]  # the `ntk_l2.laws.Surrogate`'s fields
+    learned: LearnedSchedule  # the schedule, its surrogate and accuracy at T, the constant optimum
+    steps: int  # length of the predicted runs compared in the figure
+    schedule_steps_to_constant_best: float | None  # first step within 0.5 points of the constant run's best
+    constant_best_acc: float  # the constant λ_opt's best predicted accuracy over the steps
+    constant_t_star: float  # and the step it gets there
+    ratio: float | None  # schedule_steps_to_constant_best / constant_t_star (None: never)
+    schedule_max_test_acc: float
+    figure: str = ""  # path of schedule.png
+
+
+RESULTS = (SweepResult, OptimalL2Result, AutoL2Result, ScheduleResult)

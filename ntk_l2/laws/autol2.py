@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ntk_l2.common.records import Record
-from ntk_l2.laws.dynamics import Dynamics
+from ntk_l2.laws.dynamics import ControlledRun, Dynamics
 from ntk_l2.laws.sweep import KeepRun, LawRun, sweep
 from ntk_l2.laws.tstar import steps_to_reach, time_to_best
 from ntk_l2.theory.validation import check_scalar
@@ -120,6 +120,25 @@ class AutoL2Run(Record):
     diverged: bool  # some member diverged (finite networks)
     config: dict[str, Any]  # the `AutoL2Config`'s fields
 
+    @classmethod
+    def from_controlled(
+        cls, run: ControlledRun, changes: Sequence[tuple[int, int, float]], lr: float, config: dict[str, Any]
+    ) -> AutoL2Run:
+        """The record of a dynamics' controlled run (`ntk_l2.laws.dynamics.ControlledRun`): curves
+        averaged over members (λ by its geometric mean), with the λ ``changes`` made and the rule's
+        ``config`` (AutoL2's settings, a schedule, …)."""
+        return cls(
+            tuple(int(s) for s in run.steps),
+            _geometric_mean(run.l2),
+            _mean(run.acc_test),
+            _mean(run.acc_train),
+            _mean(run.loss_train),
+            tuple(changes),
+            float(lr),
+            bool(run.diverged),
+            config,
+        )
+
 
 def _mean(values: np.ndarray) -> tuple[float, ...]:
     """Mean over members (axis 0) of (members, R) records, NaN where none is defined."""
@@ -178,17 +197,7 @@ def autol2(
         return new
 
     run = dynamics.run_l2_controller(eta, int(steps), config.l2_init, record, controller)
-    return AutoL2Run(
-        tuple(int(s) for s in run.steps),
-        _geometric_mean(run.l2),
-        _mean(run.acc_test),
-        _mean(run.acc_train),
-        _mean(run.loss_train),
-        tuple(changes),
-        float(learning_rate),
-        bool(run.diverged),
-        dict(config.__dict__),
-    )
+    return AutoL2Run.from_controlled(run, changes, learning_rate, dict(config.__dict__))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,252 @@
+"""λ_opt and a λ schedule by gradient on the kernel, against grids, AutoL2 and finite networks.
+
+    NTK_L2_MNIST_DIR=DIR python benchmarks/bench_optimize.py [--part lambda|theory|finite|all] [--work DIR]
+
+Setting (the AutoL2 measurements of notebooks/03_autol2): the bias-free ReLU network with 3
+hidden layers in the standard parameterization at width 512, 512 real MNIST training and 1,000
+test images, η = 0.05; theory for single networks (4 NNGP draws of f_0) unless said otherwise.
+
+- ``lambda``: `ntk_l2.laws.optimal_l2_gradient` at T = 2,000 against the best predicted accuracy
+  at T over 241 λ log-spaced in [1e-5, 10] (targets: within 1.5× of that λ and within 0.5
+  points of its accuracy; under 10 s from the kernel, factorization and NNGP draws included).
+- ``theory``: constant λ ∈ {1e-3, 3e-3, 1e-2, 3e-2, 1e-1} over 4,000 steps; the schedule learned
+  for T = t*/2 of the best of them (`ntk_l2.laws.learn_schedule`, 8 segments; several
+  surrogates), the schedule learned for the whole 4,000 steps with t*/2 as a checkpoint, and AutoL2 (the
+  setting chosen from the kernel in notebook 03, λ₀ = 0.03, window 50, metric loss), each run
+  4,000 steps and compared by `ntk_l2.laws.compare_autol2` (target: ≤ 0.5× the constant's t*);
+  the best accuracy at that T found by the surrogates tried (the ceiling the target meets).
+- ``finite``: the same constant runs, both AutoL2 settings and both learned schedules trained on
+  width-512 networks (`ntk_l2.experiments.laws.run_autol2`, runs kept in ``--work``: resumable)
+  (targets: ≤ 0.6× the best constant run's t*, and at least AutoL2's best accuracy).
+
+Writes benchmarks/results/optimize.json (the parts run are replaced, the others kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ntk_l2.common.io import save_json
+from ntk_l2.data import datasets as data
+from ntk_l2.experiments.law_runs import law_problem
+from ntk_l2.laws import (
+    AutoL2Config,
+    FiniteSweepConfig,
+    KernelDynamics,
+    L2Schedule,
+    LawProblem,
+    Surrogate,
+    autol2,
+    compare_autol2,
+    constant_runs,
+    learn_schedule,
+    optimal_l2,
+    optimal_l2_gradient,
+    run_schedule,
+)
+
+RESULTS = Path(__file__).resolve().parent / "results" / "optimize.json"
+LR, BUDGET, STEPS, SAMPLES = 0.05, 2000, 4000, 4
+CONSTANT = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+CHOSEN = AutoL2Config(l2_init=0.03, window=50, metric="loss")
+
+
+def _dataset(data_dir: str | None) -> data.Dataset:
+    if not (data_dir and Path(data_dir).is_dir()):
+        raise SystemExit("set NTK_L2_MNIST_DIR (or --data-dir) to the MNIST files: the targets are on MNIST")
+    return data.load_mnist(data_dir=data_dir, n_train=512, n_test=1000, seed=0)
+
+
+def _problem(ds: data.Dataset) -> LawProblem:
+    return law_problem(ds, 3, "standard", 512)
+
+
+def part_lambda(ds: data.Dataset) -> dict:
+    """Gradient λ_opt against the fine grid, for single networks and the mean prediction."""
+    out = {}
+    for samples in (SAMPLES, 0):
+        grid = optimal_l2(KernelDynamics(_problem(ds), samples), LR, BUDGET, np.geomspace(1e-5, 10, 241))
+        acc = np.nan_to_num(np.asarray(grid.acc_grid), nan=-1.0)
+        plateau = np.asarray(grid.l2_grid)[acc >= acc.max() - 0.005]
+        fresh = _problem(ds)  # the gradient's time includes the factorization and the draws
+        opt = optimal_l2_gradient(fresh, LR, BUDGET, Surrogate(init_samples=samples))
+        ratio = opt.l2_opt / grid.l2_opt
+        out["single" if samples else "mean"] = {
+            "init_samples": samples,
+            "grid_l2_opt": grid.l2_opt,
+            "grid_acc": grid.acc_at_budget,
+            "grid_within_half_point": [float(plateau.min()), float(plateau.max())],
+            "gradient_l2_opt": opt.l2_opt,
+            "gradient_acc": opt.acc_at_budget,
+            "ratio": ratio,
+            "points_below_grid": 100 * (grid.acc_at_budget - opt.acc_at_budget),
+            "gradient_l2_in_half_point_range": bool(plateau.min() <= opt.l2_opt <= plateau.max()),
+            "seconds": opt.seconds,
+            "evaluations": len(opt.path),
+            "surrogate": opt.surrogate,
+            "passed": max(ratio, 1 / ratio) <= 1.5
+            and grid.acc_at_budget - opt.acc_at_budget <= 0.005
+            and opt.seconds < 10,
+        }
+        print(json.dumps(out["single" if samples else "mean"]), flush=True)
+    out["surrogates"] = _survey(ds, out["single"]["grid_l2_opt"], out["single"]["grid_acc"])
+    return out
+
+
+def _survey(ds: data.Dataset, grid_l2: float, grid_acc: float) -> list[dict]:
+    """Each surrogate's gradient λ_opt for single networks against the grid's (how the default was chosen)."""
+    problem, rows = _problem(ds), []
+    for kind, tau in (("error", 0.01), ("error", 0.03), ("error", 0.1), ("xent", 0.1), ("xent", 0.03), ("loss", 0.1)):
+        opt = optimal_l2_gradient(problem, LR, BUDGET, Surrogate(kind, tau, init_samples=SAMPLES))
+        row = {"kind": kind, "temperature": tau, "l2_opt": opt.l2_opt, "ratio": opt.l2_opt / grid_l2}
+        rows.append({**row, "points_below_grid": 100 * (grid_acc - opt.acc_at_budget)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def part_theory(ds: data.Dataset, work: Path) -> dict:
+    """The learned schedule in theory against the constant grid and AutoL2."""
+    problem = _problem(ds)
+    dynamics = KernelDynamics(problem, SAMPLES)
+    constant = constant_runs(dynamics, LR, STEPS, CONSTANT, 400)
+    best = max(constant, key=lambda r: r.max_test_acc)
+    auto = compare_autol2(autol2(dynamics, LR, STEPS, CHOSEN), constant)
+    budget = int(best.t_star // 2)
+    rows = {}
+    for name, surrogate, segments in (
+        ("default", Surrogate(init_samples=SAMPLES), 8),
+        ("error_tau0.03", Surrogate("error", 0.03, init_samples=SAMPLES), 8),
+        ("error_tau0.1", Surrogate("error", 0.1, init_samples=SAMPLES), 8),
+        ("xent_tau0.1", Surrogate("xent", 0.1, init_samples=SAMPLES), 8),
+        ("default_16_segments", Surrogate(init_samples=SAMPLES), 16),
+    ):
+        learned = learn_schedule(problem, LR, budget, surrogate, segments=segments)
+        run = run_schedule(dynamics, learned.schedule, STEPS, record_every=10)
+        versus = compare_autol2(run, constant)
+        rows[name] = {
+            "schedule": learned.schedule.to_json(),
+            "acc_at_budget": learned.acc_at_budget,
+            "constant_opt_acc_at_budget": learned.constant.acc_at_budget,
+            "steps_to_best_constant_acc": versus.steps_to_best_constant_acc,
+            "ratio": versus.ratio,
+            "max_test_acc": versus.max_test_acc,
+            "seconds": learned.seconds,
+        }
+        print(name, json.dumps(rows[name]), flush=True)
+    learned = learn_schedule(problem, LR, STEPS, Surrogate(init_samples=SAMPLES), checkpoints=(budget,))
+    versus = compare_autol2(run_schedule(dynamics, learned.schedule, STEPS, record_every=10), constant)
+    rows["whole_run_checkpoint"] = {
+        "schedule": learned.schedule.to_json(),
+        "checkpoints": [budget],
+        "acc_at_budget": learned.acc_at_budget,
+        "steps_to_best_constant_acc": versus.steps_to_best_constant_acc,
+        "ratio": versus.ratio,
+        "max_test_acc": versus.max_test_acc,
+        "seconds": learned.seconds,
+    }
+    print("whole run", json.dumps(rows["whole_run_checkpoint"]), flush=True)
+    mean = _mean_prediction(problem)
+    work.mkdir(parents=True, exist_ok=True)
+    for name, row in (("schedule.json", rows["default"]), ("schedule_whole.json", rows["whole_run_checkpoint"])):
+        save_json(work / name, L2Schedule.from_json(row["schedule"]).to_file_json())
+    return {
+        "constant": [{"l2": r.l2, "t_star": r.t_star, "max_test_acc": r.max_test_acc} for r in constant],
+        "best_constant": {"l2": best.l2, "t_star": best.t_star, "max_test_acc": best.max_test_acc},
+        "budget_step": budget,
+        "autol2_chosen": auto.to_json(),
+        "learned": rows,
+        "ceiling_at_budget": max(r["acc_at_budget"] for k, r in rows.items() if k != "whole_run_checkpoint"),
+        "mean_prediction": mean,
+        "threshold": best.max_test_acc - 0.005,
+        "passed": (rows["default"]["ratio"] or np.inf) <= 0.5,
+    }
+
+
+def _mean_prediction(problem: LawProblem) -> dict:
+    """The same comparison for the mean prediction (f_0 = 0) instead of single networks."""
+    dynamics = KernelDynamics(problem, 0)
+    constant = constant_runs(dynamics, LR, STEPS, CONSTANT, 400)
+    best = max(constant, key=lambda r: r.max_test_acc)
+    budget = max(int(best.t_star // 2), 2)
+    learned = learn_schedule(problem, LR, budget, Surrogate(init_samples=0))
+    versus = compare_autol2(run_schedule(dynamics, learned.schedule, STEPS, record_every=10), constant)
+    auto = compare_autol2(autol2(dynamics, LR, STEPS, CHOSEN), constant)
+    out = {
+        "best_constant": {"l2": best.l2, "t_star": best.t_star, "max_test_acc": best.max_test_acc},
+        "budget_step": budget,
+        "schedule": learned.schedule.to_json(),
+        "acc_at_budget": learned.acc_at_budget,
+        "ratio": versus.ratio,
+        "max_test_acc": versus.max_test_acc,
+        "autol2_chosen_ratio": auto.ratio,
+    }
+    print("mean prediction", json.dumps(out), flush=True)
+    return out
+
+
+def part_finite(ds: data.Dataset, work: Path) -> dict:
+    """Constant runs, both AutoL2 settings and the learned schedule on width-512 networks."""
+    from ntk_l2.experiments.law_schedule import load_schedule
+    from ntk_l2.experiments.laws import run_autol2
+
+    net = FiniteSweepConfig(width=512, parameterization="standard")
+    out = {}
+    for name, config, sched in (
+        ("autol2_default", AutoL2Config(), None),
+        ("autol2_chosen", CHOSEN, None),
+        ("schedule", AutoL2Config(), load_schedule(work / "schedule.json")),
+        ("schedule_whole", AutoL2Config(), load_schedule(work / "schedule_whole.json")),
+    ):
+        t0 = time.perf_counter()
+        r = run_autol2(ds, work / "finite", "finite", LR, STEPS, CONSTANT, config, net, schedule=sched, log=print)
+        out[name] = {
+            "best_constant_l2": r.best_constant_l2,
+            "best_constant_acc": r.best_constant_acc,
+            "best_constant_steps": r.best_constant_steps,
+            "steps_to_best_constant_acc": r.autol2_steps_to_best_constant_acc,
+            "ratio": r.speedup_ratio,
+            "max_test_acc": r.autol2_max_test_acc,
+            "seconds": time.perf_counter() - t0,
+        }
+        print(name, json.dumps(out[name]), flush=True)
+    best_auto = max(out["autol2_default"]["max_test_acc"], out["autol2_chosen"]["max_test_acc"])
+    for name in ("schedule", "schedule_whole"):
+        s = out[name]
+        s["passed"] = (s["ratio"] or np.inf) <= 0.6 and s["max_test_acc"] >= best_auto
+        s["passed_against_default_autol2"] = (s["ratio"] or np.inf) <= 0.6 and (
+            s["max_test_acc"] >= out["autol2_default"]["max_test_acc"]
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=os.environ.get("NTK_L2_MNIST_DIR"))
+    parser.add_argument("--part", default="all", choices=("lambda", "theory", "finite", "all"))
+    parser.add_argument("--work", default="/tmp/ntk_l2_bench_optimize", help="runs kept here (resumable)")
+    args = parser.parse_args()
+    ds, work = _dataset(args.data_dir), Path(args.work)
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    parts = ("lambda", "theory", "finite") if args.part == "all" else (args.part,)
+    for part in parts:
+        t0 = time.perf_counter()
+        results[part] = (
+            part_lambda(ds)
+            if part == "lambda"
+            else part_theory(ds, work)
+            if part == "theory"
+            else (part_finite(ds, work))
+        )
+        results[part]["part_seconds"] = time.perf_counter() - t0
+        save_json(RESULTS, results)
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,375 @@
+"""λ (and η) and a λ schedule chosen by gradient on the kernel, for a budget of T steps.
+
+The predicted test outputs at step T are an exact, differentiable function of every λ_s
+(`ntk_l2.theory.schedule_map`, `derivations/optimize.md` G1–G2). A smooth surrogate of the test
+error (`Surrogate`: the softmax cross-entropy of the predicted outputs at a temperature, or
+their squared error, G3), averaged over the mean prediction or over NNGP draws of the initial
+outputs (single networks), is minimized in log λ by L-BFGS-B with exact gradients (G4):
+
+- `optimal_l2_gradient`: one λ for the whole run (optionally η too), from the best of a few
+  starting points;
+- `learn_schedule`: a piecewise-constant λ(t) on log-spaced segments (`log_segments`), started
+  from the constant optimum (G5).
+
+Both report the predicted accuracy at T of what they found, computed exactly (not the surrogate).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import enable_x64
+from scipy.optimize import minimize
+
+from ntk_l2.common import metrics
+from ntk_l2.common.records import Record
+from ntk_l2.laws.schedule import L2Schedule, log_segments
+from ntk_l2.laws.theory import LawProblem
+from ntk_l2.theory import check_discrete_stability, stability_limit
+from ntk_l2.theory.schedule_map import gradient_descent_mse_l2_schedule, mode_sequences
+
+__all__ = ["GradientOptimum", "LearnedSchedule", "Surrogate", "learn_schedule", "optimal_l2_gradient"]
+
+SURROGATES = ("error", "xent", "loss")
+
+
+@dataclass(frozen=True)
+class Surrogate:
+    """The smooth objective standing in for the test error at T (`derivations/optimize.md`, G3).
+
+    ``kind`` "error" (default): the smoothed test error 1 − mean over test points of
+    softmax(f_*(T)/τ)[label], τ = ``temperature``, which tends to the test error as τ → 0; "xent":
+    the mean of −log softmax(f_*(T)/τ)[label]; "loss": the mean of ‖f_*(T) − Y_*‖²/(2c) with
+    Y_* the labels encoded as the training targets are. ``init_samples`` = S > 0: averaged over
+    S NNGP draws of the initial outputs (``seed``; single networks), S = 0: the mean
+    prediction (f_0 = 0).
+    """
+
+    kind: str = "error"
+    temperature: float = 0.01
+    init_samples: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in SURROGATES:
+            raise ValueError(f"kind: must be one of {SURROGATES}, got {self.kind!r}")
+        if not (
+            isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0
+        ):
+            raise ValueError(f"temperature: must be finite and > 0, got {self.temperature!r}")
+        if isinstance(self.init_samples, bool) or not isinstance(self.init_samples, int) or self.init_samples < 0:
+            raise ValueError(f"init_samples: must be an integer >= 0, got {self.init_samples!r}")
+
+
+def _test_targets(problem: LawProblem) -> np.ndarray:
+    """The test labels encoded as the training targets: lo + (hi − lo)·one-hot (hi, lo of Y)."""
+    y = np.asarray(problem.y_train, np.float64)
+    lo, hi = float(y.min()), float(y.max())
+    return lo + (hi - lo) * np.eye(y.shape[1])[np.asarray(problem.labels_test)]
+
+
+def _score(kind: str, temperature: float, f_test: Any, targets: Any, labels: Any) -> Any:
+    """G3: the surrogate of one prediction's test outputs (m, c)."""
+    if kind == "loss":
+        return jnp.mean(jnp.sum((f_test - targets) ** 2, axis=1)) / 2.0
+    logits = f_test / temperature
+    picked = jnp.take_along_axis(logits, jnp.asarray(labels)[:, None], axis=1)[:, 0]
+    log_p = picked - jax.nn.logsumexp(logits, axis=1)  # log softmax(f/τ)[label]
+    return -jnp.mean(log_p) if kind == "xent" else 1.0 - jnp.mean(jnp.exp(log_p))
+
+
+@dataclass(frozen=True, eq=False)
+class _Members:
+    """The factorized problem and the members' initial outputs, drawn once, with the eigenbasis
+    arrays the objective takes as arguments (``data``: μ, Vᵀf_X(0) per member, VᵀY, Θ_*X V,
+    f_*(0) per member, the encoded test targets and labels). Arguments, not constants closed
+    over: XLA would otherwise fold the products of n × n constants at every compilation."""
+
+    problem: LawProblem
+    data: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, problem: LawProblem, surrogate: Surrogate) -> _Members:
+        eig, y, k_test = problem.factorized()
+        draws = problem.draws(surrogate.init_samples, surrogate.seed)
+        (n, c), m = y.shape, k_test.shape[0]
+        f0 = np.stack([np.broadcast_to(np.asarray(f, np.float64), (n, c)) for f in draws[0]])
+        fs0 = np.stack([np.broadcast_to(np.asarray(f, np.float64), (m, c)) for f in draws[1]])
+        data = {
+            "mu": np.asarray(eig.evals, np.float64),
+            "z0": np.einsum("nk,snc->skc", eig.evecs, f0),
+            "y": eig.evecs.T @ y,
+            "kv": k_test @ eig.evecs,
+            "fs0": fs0,
+            "targets": _test_targets(problem),
+            "labels": np.asarray(problem.labels_test),
+        }
+        return cls(problem, data)
+
+    def accuracy(self, l2_steps: np.ndarray, eta: float, budget_step: int) -> float:
+        """The exact predicted test accuracy at T, mean over members, from the solver
+        `ntk_l2.theory.schedule_map.gradient_descent_mse_l2_schedule` (every input checked)."""
+        eig, y, k_test = self.problem.factorized()
+        predict = gradient_descent_mse_l2_schedule(eig, y, eta, np.asarray(l2_steps, np.float64), self.problem.degree)
+        v = eig.evecs
+        accs = [
+            metrics.accuracy(predict(budget_step, v @ z0, fs0, k_test)[1], self.problem.labels_test)
+            for z0, fs0 in zip(self.data["z0"], self.data["fs0"], strict=True)
+        ]
+        return float(np.mean(accs))
+
+
+def _objective(
+    members: _Members, budget_step: int, surrogate: Surrogate, checkpoints: tuple[int, ...] = ()
+) -> Callable[[Any, Any, Any], Any]:
+    """J(λ_steps, η, data): the surrogate of the predicted test outputs at T (``λ_steps`` holds T
+    values), averaged over the members (G3), and over T and the ``checkpoints`` (steps < T) when
+    given (G5); f_*(t) = E_t f_*(0) + Θ_*X V(W^z_t z_0 + W^y_t y) (G2)."""
+    degree, norm = members.problem.degree, float(members.problem.y_train.size)
+    at = np.asarray([*checkpoints, budget_step], np.int64)
+
+    def value(l2_steps: Any, eta: Any, data: Any) -> Any:
+        _, _, wz, wy, e = mode_sequences(eta, l2_steps, data["mu"], degree, norm)
+        coeffs = wz[at][:, None, :, None] * data["z0"][None] + wy[at][:, :, None][:, None] * data["y"][None, None]
+        tests = e[at][:, None, None, None] * data["fs0"][None] + jnp.einsum("mn,tsnc->tsmc", data["kv"], coeffs)
+        score = partial(_score, surrogate.kind, surrogate.temperature, targets=data["targets"], labels=data["labels"])
+        return jnp.mean(jax.vmap(jax.vmap(score))(tests))
+
+    return value
+
+
+@dataclass(frozen=True)
+class GradientOptimum(Record):
+    """λ_opt (and η) minimizing the surrogate at T (`optimal_l2_gradient`)."""
+
+    l2_opt: float
+    lr_opt: float
+    objective: float  # the surrogate there
+    acc_at_budget: float  # its predicted test accuracy at T (exact, mean over members)
+    budget_step: int
+    path: tuple[tuple[float, float, float], ...]  # (λ, η, surrogate) per evaluation, starts first
+    starts: int  # how many of the path's evaluations were starting points
+    seconds: float  # wall time, kernel factorization included
+    surrogate: dict[str, Any]
+    converged: bool = True  # L-BFGS-B met its tolerance (False: stopped at the iteration limit or in a line search)
+
+
+@dataclass(frozen=True)
+class LearnedSchedule(Record):
+    """A piecewise-constant λ(t) minimizing the surrogate at T (`learn_schedule`)."""
+
+    schedule: L2Schedule
+    objective: float  # the surrogate under the schedule: at T, or its mean over T and the checkpoints
+    acc_at_budget: float  # predicted test accuracy at T under the schedule (exact)
+    constant: GradientOptimum  # the constant optimum it started from
+    path: tuple[float, ...]  # the surrogate per evaluation
+    seconds: float
+    surrogate: dict[str, Any]
+    checkpoints: tuple[int, ...] = ()  # steps before T whose surrogate is averaged in (G5)
+    converged: bool = True  # L-BFGS-B met its tolerance
+
+
+def _stable(problem: LawProblem, eta: float, lam: float, steps: int) -> bool:
+    """D5 for constant (η, λ) over ``steps`` steps (at the last one for k = 0, whose kernel grows)."""
+    eig = problem.factorized()[0]
+    last = steps - 1 if problem.degree == 0 else 0
+    try:
+        check_discrete_stability(
+            eta, lam, problem.degree, float(eig.evals[-1]), float(problem.y_train.size), last_step=last
+        )
+    except ValueError:
+        return False
+    return True
+
+
+def _bounds(
+    problem: LawProblem, eta: float, l2_bounds: tuple[float, float] | None, steps: int, eta_max: float | None = None
+) -> tuple[float, float]:
+    """(λ_min, λ_max): given, or [1e-6, 0.5/η] (ηλ ≤ 1/2 keeps the map's factor 1 − ηλ away from 0),
+    with λ_max lowered to the largest λ of a fine log grid below which every λ is stable (D5) at η
+    and, when η is optimized too, at ``eta_max`` (for k = 1 and k = 0 the limit falls as λ grows;
+    for k = 0 it is checked at the last step). λ_min itself must be stable."""
+    top = max(eta, eta_max or eta)
+    lo, hi = (1e-6, 0.5 / top) if l2_bounds is None else (float(l2_bounds[0]), float(l2_bounds[1]))
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi and top * hi < 1):
+        raise ValueError(f"l2_bounds: need 0 < λ_min < λ_max < 1/η = {1 / top:g}, got {l2_bounds!r}")
+    rates = (eta,) if eta_max is None else (eta, eta_max)
+    eig = problem.factorized()[0]
+    for rate in rates:  # λ_min unstable: the solvers' own one-line error, naming learning_rate
+        last = steps - 1 if problem.degree == 0 else 0
+        check_discrete_stability(
+            rate, lo, problem.degree, float(eig.evals[-1]), float(problem.y_train.size), last_step=last
+        )
+    grid = np.geomspace(lo, hi, 200)
+    stable = np.array([all(_stable(problem, rate, float(lam), steps) for rate in rates) for lam in grid])
+    first_bad = int(np.argmin(stable)) if not stable.all() else grid.size
+    return lo, float(grid[max(first_bad - 1, 0)])
+
+
+def _check_budget(budget_step: Any) -> int:
+    if isinstance(budget_step, bool) or not isinstance(budget_step, (int, np.integer)) or budget_step < 2:
+        raise ValueError(f"budget_step: must be an integer >= 2, got {budget_step!r}")
+    return int(budget_step)
+
+
+def _minimize(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray, bounds: list, iters: int) -> Any:
+    """L-BFGS-B on ``fun`` (value and exact gradient); non-finite values refused (G4)."""
+
+    def checked(x: np.ndarray) -> tuple[float, np.ndarray]:
+        val, grad = fun(x)
+        if not (np.isfinite(val) and np.all(np.isfinite(grad))):
+            raise ValueError(f"the surrogate is not finite at log-parameters {x.tolist()}: the map is unstable there")
+        return val, grad
+
+    return minimize(checked, x0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": iters})
+
+
+def optimal_l2_gradient(
+    problem: LawProblem,
+    learning_rate: float,
+    budget_step: int,
+    surrogate: Surrogate = Surrogate(),
+    *,
+    optimize_lr: bool = False,
+    l2_bounds: tuple[float, float] | None = None,
+    starts: int = 7,
+    max_iterations: int = 100,
+) -> GradientOptimum:
+    """λ_opt for a budget of T = ``budget_step`` steps by gradient on the kernel (G4).
+
+    Minimizes the surrogate (`Surrogate`, G3) of the predicted test outputs at T over log λ ∈
+    log ``l2_bounds`` (default [1e-6, 0.5/η], λ_max lowered to where the map stays stable, D5) and,
+    with ``optimize_lr`` (degree ≥ 1), log η ∈ [η/10, 0.99 η_max] (η_max: the stability limit at
+    λ_min; λ_max then also keeps ηλ ≤ 1/2 and D5 at η_max): L-BFGS-B with exact gradients, from
+    the best of ``starts`` log-spaced starting λ. ``learning_rate`` is η (the start with
+    ``optimize_lr``). ``converged`` records whether L-BFGS-B met its tolerance.
+    """
+    t0 = time.perf_counter()
+    steps = _check_budget(budget_step)
+    eta0 = float(learning_rate)
+    if not (math.isfinite(eta0) and eta0 > 0):
+        raise ValueError(f"learning_rate: must be finite and > 0, got {learning_rate!r}")
+    if isinstance(starts, bool) or not isinstance(starts, int) or starts < 1:
+        raise ValueError(f"starts: must be an integer >= 1, got {starts!r}")
+    eta_hi = None
+    if optimize_lr:
+        if problem.degree == 0:
+            raise ValueError("optimize_lr: not for degree 0, whose growing kernel makes the stable η depend on T")
+        mu_max, norm = float(problem.factorized()[0].evals[-1]), float(problem.y_train.size)
+        lam_lo = 1e-6 if l2_bounds is None else float(l2_bounds[0])
+        eta_hi = 0.99 * stability_limit(mu_max, norm, lam_lo, problem.degree)
+        if eta_hi <= eta0 / 10:
+            raise ValueError(f"learning_rate: {eta0:g} is beyond the stability limit {eta_hi / 0.99:.6g} (D5)")
+    lo, hi = _bounds(problem, min(eta0, eta_hi or eta0), l2_bounds, steps, eta_hi)
+    members = _Members.of(problem, surrogate)
+    objective = _objective(members, steps, surrogate)
+    path: list[tuple[float, float, float]] = []
+    with enable_x64():
+
+        def value(x: Any, data: Any) -> Any:
+            eta = jnp.exp(x[1]) if optimize_lr else eta0
+            return objective(jnp.full(steps, jnp.exp(x[0])), eta, data)
+
+        value_and_grad = jax.jit(jax.value_and_grad(value))
+        data = jax.tree_util.tree_map(jnp.asarray, members.data)
+
+        def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+            val, grad = value_and_grad(jnp.asarray(x, jnp.float64), data)
+            eta = math.exp(x[1]) if optimize_lr else eta0
+            path.append((math.exp(x[0]), eta, float(val)))
+            return float(val), np.asarray(grad, np.float64)
+
+        lr_part = [math.log(min(eta0, eta_hi))] if eta_hi is not None else []
+        for lam in np.geomspace(lo, hi, starts + 2)[1:-1] if starts > 1 else [math.sqrt(lo * hi)]:
+            fun(np.array([math.log(lam), *lr_part]))
+        best = min(range(len(path)), key=lambda i: path[i][2])
+        x0 = np.array([math.log(path[best][0]), *lr_part])
+        bounds = [(math.log(lo), math.log(hi))] + ([(math.log(eta0 / 10), math.log(eta_hi))] if eta_hi else [])
+        result = _minimize(fun, x0, bounds, max_iterations)
+    lam, eta = math.exp(result.x[0]), (math.exp(result.x[1]) if optimize_lr else eta0)
+    acc = members.accuracy(np.full(steps, lam), eta, steps)
+    return GradientOptimum(
+        lam,
+        eta,
+        float(result.fun),
+        acc,
+        steps,
+        tuple(path),
+        starts,
+        time.perf_counter() - t0,
+        dict(surrogate.__dict__),
+        bool(result.success),
+    )
+
+
+def learn_schedule(
+    problem: LawProblem,
+    learning_rate: float,
+    budget_step: int,
+    surrogate: Surrogate = Surrogate(),
+    *,
+    segments: int = 8,
+    l2_bounds: tuple[float, float] | None = None,
+    max_iterations: int = 200,
+    constant: GradientOptimum | None = None,
+    checkpoints: Sequence[int] = (),
+) -> LearnedSchedule:
+    """A λ(t) constant on ``segments`` log-spaced segments of [0, T) (`log_segments`), minimizing the
+    surrogate at T = ``budget_step`` by gradient through the exact map (G5); with ``checkpoints``
+    (steps in (0, T)), the mean of the surrogate at T and at each of them: a run that must be good
+    early (at a checkpoint) as well as at the end.
+
+    Started from the constant optimum (``constant``, else `optimal_l2_gradient` with the same
+    settings); L-BFGS-B on the segments' log λ within ``l2_bounds`` with exact gradients.
+    """
+    t0 = time.perf_counter()
+    steps = _check_budget(budget_step)
+    marks = tuple(int(c) for c in checkpoints)
+    if any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) for c in checkpoints) or any(
+        not 0 < c < steps for c in marks
+    ):
+        raise ValueError(f"checkpoints: must be whole steps in (0, {steps}), got {tuple(checkpoints)!r}")
+    eta = float(learning_rate)
+    if not (math.isfinite(eta) and eta > 0):
+        raise ValueError(f"learning_rate: must be finite and > 0, got {learning_rate!r}")
+    boundaries = log_segments(steps, segments)  # every argument checked before any work
+    lo, hi = _bounds(problem, eta, l2_bounds, steps)
+    if constant is None:
+        constant = optimal_l2_gradient(problem, eta, steps, surrogate, l2_bounds=l2_bounds)
+    elif constant.lr_opt != eta:
+        raise ValueError(f"constant: found at η = {constant.lr_opt:g}, but the schedule is learned at η = {eta:g}")
+    index = np.searchsorted(np.asarray(boundaries, np.int64), np.arange(steps), side="right")
+    members = _Members.of(problem, surrogate)
+    objective = _objective(members, steps, surrogate, marks)
+    path: list[float] = []
+    with enable_x64():
+        value_and_grad = jax.jit(jax.value_and_grad(lambda u, data: objective(jnp.exp(u)[index], eta, data)))
+        data = jax.tree_util.tree_map(jnp.asarray, members.data)
+
+        def fun(u: np.ndarray) -> tuple[float, np.ndarray]:
+            val, grad = value_and_grad(jnp.asarray(u, jnp.float64), data)
+            path.append(float(val))
+            return float(val), np.asarray(grad, np.float64)
+
+        x0 = np.full(len(boundaries) + 1, math.log(min(max(constant.l2_opt, lo), hi)))
+        result = _minimize(fun, x0, [(math.log(lo), math.log(hi))] * x0.size, max_iterations)
+    schedule = L2Schedule(eta, boundaries, tuple(float(v) for v in np.exp(result.x)), steps)
+    return LearnedSchedule(
+        schedule,
+        float(result.fun),
+        members.accuracy(schedule.per_step(steps), eta, steps),
+        constant,
+        tuple(path),
+        time.perf_counter() - t0,
+        dict(surrogate.__dict__),
+        marks,
+        bool(result.success),
+    )
