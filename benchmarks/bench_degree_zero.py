@@ -34,9 +34,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=os.environ.get("NTK_L2_MNIST_DIR"))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--widths",
+        default=None,
+        help="comma-separated widths beyond the target's (e.g. 4096): results go to degree_zero_<widths>.json",
+    )
     args = parser.parse_args()
     ds = load_mnist_or_digits(256, 500, args.data_dir, seed=0, flatten=True)
     cfg = DegreeZeroConfig(seeds=args.seeds)
+    name = "degree_zero.json"
+    if args.widths:
+        widths = tuple(int(w) for w in args.widths.split(","))
+        cfg = DegreeZeroConfig(seeds=args.seeds, widths=widths)
+        name = f"degree_zero_{'_'.join(map(str, widths))}.json"
     start = time.perf_counter()
     result, _ = run_degree_zero(ds, cfg, progress=True)
     elapsed = time.perf_counter() - start
@@ -54,7 +64,7 @@ def main() -> None:
         "falling_with_width": falling,
         "passed": medians[-1] <= TARGET and falling,
     }
-    path = save_json(Path(__file__).parent / "results" / "degree_zero.json", out)
+    path = save_json(Path(__file__).parent / "results" / name, out)
     print(f"η = {result.learning_rate:.6g}, λ = {result.l2:.6g}, steps {cfg.steps}, horizon {result.horizon}")
     for w, m in zip(cfg.widths, medians, strict=True):
         r = result.widths[str(w)]
