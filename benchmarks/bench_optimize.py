@@ -1,6 +1,7 @@
 """λ_opt and a λ schedule by gradient on the kernel, against grids, AutoL2 and finite networks.
 
     NTK_L2_MNIST_DIR=DIR python benchmarks/bench_optimize.py [--part lambda|theory|finite|all] [--work DIR]
+        [--seeds S --constant-l2 3e-3,1e-2]     # part finite with S networks per run
 
 Setting (the AutoL2 measurements of notebooks/03_autol2): the bias-free ReLU network with 3
 hidden layers in the standard parameterization at width 512, 512 real MNIST training and 1,000
@@ -190,21 +191,26 @@ def _mean_prediction(problem: LawProblem) -> dict:
     return out
 
 
-def part_finite(ds: data.Dataset, work: Path) -> dict:
-    """Constant runs, both AutoL2 settings and the learned schedule on width-512 networks."""
+def part_finite(ds: data.Dataset, work: Path, seeds: int = 1, constant: tuple[float, ...] = CONSTANT) -> dict:
+    """Constant runs, both AutoL2 settings and the learned schedule on width-512 networks
+    (``seeds`` networks per run, their accuracies averaged; runs in ``work/finite`` for one seed,
+    ``work/finite_<seeds>_seeds`` otherwise)."""
     from ntk_l2.experiments.law_schedule import load_schedule
     from ntk_l2.experiments.laws import run_autol2
 
-    net = FiniteSweepConfig(width=512, parameterization="standard")
+    net = FiniteSweepConfig(width=512, parameterization="standard", seeds=seeds)
+    runs_dir = work / ("finite" if seeds == 1 else f"finite_{seeds}_seeds")
     out = {}
-    for name, config, sched in (
+    runs = (
         ("autol2_default", AutoL2Config(), None),
         ("autol2_chosen", CHOSEN, None),
         ("schedule", AutoL2Config(), load_schedule(work / "schedule.json")),
         ("schedule_whole", AutoL2Config(), load_schedule(work / "schedule_whole.json")),
-    ):
+    )
+    # with several seeds the paper's AutoL2 (which never reaches the constant's accuracy) is left out
+    for name, config, sched in runs[1:] if seeds > 1 else runs:
         t0 = time.perf_counter()
-        r = run_autol2(ds, work / "finite", "finite", LR, STEPS, CONSTANT, config, net, schedule=sched, log=print)
+        r = run_autol2(ds, runs_dir, "finite", LR, STEPS, constant, config, net, schedule=sched, log=print)
         out[name] = {
             "best_constant_l2": r.best_constant_l2,
             "best_constant_acc": r.best_constant_acc,
@@ -215,13 +221,14 @@ def part_finite(ds: data.Dataset, work: Path) -> dict:
             "seconds": time.perf_counter() - t0,
         }
         print(name, json.dumps(out[name]), flush=True)
-    best_auto = max(out["autol2_default"]["max_test_acc"], out["autol2_chosen"]["max_test_acc"])
+    autos = [out[k]["max_test_acc"] for k in ("autol2_default", "autol2_chosen") if k in out]
     for name in ("schedule", "schedule_whole"):
         s = out[name]
-        s["passed"] = (s["ratio"] or np.inf) <= 0.6 and s["max_test_acc"] >= best_auto
-        s["passed_against_default_autol2"] = (s["ratio"] or np.inf) <= 0.6 and (
-            s["max_test_acc"] >= out["autol2_default"]["max_test_acc"]
-        )
+        s["passed"] = (s["ratio"] or np.inf) <= 0.6 and s["max_test_acc"] >= max(autos)
+        if "autol2_default" in out:
+            s["passed_against_default_autol2"] = (s["ratio"] or np.inf) <= 0.6 and (
+                s["max_test_acc"] >= out["autol2_default"]["max_test_acc"]
+            )
     return out
 
 
@@ -230,20 +237,27 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("NTK_L2_MNIST_DIR"))
     parser.add_argument("--part", default="all", choices=("lambda", "theory", "finite", "all"))
     parser.add_argument("--work", default="/tmp/ntk_l2_bench_optimize", help="runs kept here (resumable)")
+    parser.add_argument("--seeds", type=int, default=1, help="finite networks per run (part finite)")
+    parser.add_argument(
+        "--constant-l2",
+        default=",".join(map(str, CONSTANT)),
+        help="comma-separated constant λ of part finite (with --seeds > 1: the grid's best neighbourhood)",
+    )
     args = parser.parse_args()
     ds, work = _dataset(args.data_dir), Path(args.work)
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     parts = ("lambda", "theory", "finite") if args.part == "all" else (args.part,)
     for part in parts:
         t0 = time.perf_counter()
-        results[part] = (
-            part_lambda(ds)
-            if part == "lambda"
-            else part_theory(ds, work)
-            if part == "theory"
-            else (part_finite(ds, work))
-        )
-        results[part]["part_seconds"] = time.perf_counter() - t0
+        key = part if part != "finite" or args.seeds == 1 else f"finite_{args.seeds}_seeds"
+        if part == "lambda":
+            results[key] = part_lambda(ds)
+        elif part == "theory":
+            results[key] = part_theory(ds, work)
+        else:
+            constant = tuple(float(v) for v in args.constant_l2.split(","))
+            results[key] = part_finite(ds, work, args.seeds, constant)
+        results[key]["part_seconds"] = time.perf_counter() - t0
         save_json(RESULTS, results)
     print(f"wrote {RESULTS}")
 
