@@ -177,14 +177,20 @@ class LearnedSchedule(Record):
     converged: bool = True  # L-BFGS-B met its tolerance
 
 
-def _stable(problem: LawProblem, eta: float, lam: float, steps: int) -> bool:
-    """D5 for constant (η, λ) over ``steps`` steps (at the last one for k = 0, whose kernel grows)."""
+def _check_stable(problem: LawProblem, eta: float, lam: float, steps: int) -> None:
+    """D5 for constant (η, λ) over ``steps`` steps (at the last one for k = 0, whose kernel grows):
+    the solvers' one-line ``ValueError`` naming ``learning_rate`` otherwise."""
     eig = problem.factorized()[0]
     last = steps - 1 if problem.degree == 0 else 0
+    check_discrete_stability(
+        eta, lam, problem.degree, float(eig.evals[-1]), float(problem.y_train.size), last_step=last
+    )
+
+
+def _stable(problem: LawProblem, eta: float, lam: float, steps: int) -> bool:
+    """`_check_stable` as a yes or no."""
     try:
-        check_discrete_stability(
-            eta, lam, problem.degree, float(eig.evals[-1]), float(problem.y_train.size), last_step=last
-        )
+        _check_stable(problem, eta, lam, steps)
     except ValueError:
         return False
     return True
@@ -202,12 +208,8 @@ def _bounds(
     if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi and top * hi < 1):
         raise ValueError(f"l2_bounds: need 0 < λ_min < λ_max < 1/η = {1 / top:g}, got {l2_bounds!r}")
     rates = (eta,) if eta_max is None else (eta, eta_max)
-    eig = problem.factorized()[0]
     for rate in rates:  # λ_min unstable: the solvers' own one-line error, naming learning_rate
-        last = steps - 1 if problem.degree == 0 else 0
-        check_discrete_stability(
-            rate, lo, problem.degree, float(eig.evals[-1]), float(problem.y_train.size), last_step=last
-        )
+        _check_stable(problem, rate, lo, steps)
     grid = np.geomspace(lo, hi, 200)
     stable = np.array([all(_stable(problem, rate, float(lam), steps) for rate in rates) for lam in grid])
     first_bad = int(np.argmin(stable)) if not stable.all() else grid.size
