@@ -81,6 +81,10 @@ def test_optimal_l2_by_gradient(tmp_path, capsys):
     [
         (["autol2", "--steps", 10, "--schedule", "missing.json", "--out", "x"], "schedule: missing.json is not a file"),
         (["autol2", "--steps", 10, "--schedule", "bad.json", "--out", "x"], "not an ntk_l2 λ schedule"),
+        (
+            ["autol2", "--steps", 10, "--schedule", "typed.json", "--out", "x"],
+            "error: schedule: typed.json.l2[0]: expected",
+        ),
         (["autol2", "--steps", 10, "--schedule", "good.json", "--lr", 1, "--out", "x"], "learned for η = 0.02"),
         (["schedule", "--steps", 10, "--l2-min", 1, "--l2-max", 0.1, "--out", "x"], "--l2-min: must be below"),
         (["schedule", "--steps", 1, "--out", "x"], "--steps: the budget T must be at least 2"),
@@ -93,6 +97,8 @@ def test_optimal_l2_by_gradient(tmp_path, capsys):
 def test_bad_schedule_inputs_are_one_line(argv, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad.json").write_text(json.dumps({"kind": "sweep"}))
+    typed = {**L2Schedule(0.02, (5,), (0.1, 0.01), 10).to_file_json(), "l2": ["a", 0.01]}
+    (tmp_path / "typed.json").write_text(json.dumps(typed))
     good = L2Schedule(0.02, (5,), (0.1, 0.01), 10)
     (tmp_path / "good.json").write_text(json.dumps(good.to_file_json()))
     code, _, err = _run([*argv[:1], *DATA, *argv[1:]], capsys)

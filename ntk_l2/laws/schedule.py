@@ -94,8 +94,9 @@ class L2Schedule(Record):
         fields = {k: v for k, v in data.items() if k != "kind"}
         try:
             return cls.from_json(fields, where)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{where}: {err}") from None
+        except (TypeError, ValueError) as err:  # field type errors already name ``where``; checks do not
+            message = str(err)
+            raise ValueError(message if message.startswith(where) else f"{where}: {message}") from None
 
 
 def run_schedule(
