@@ -21,7 +21,8 @@
 #
 # Setting: the AutoL2 measurements of notebook 03 — the bias-free ReLU network with 3 hidden
 # layers in the standard parameterization at width 512, 512 MNIST training and 1,000 test
-# images, η = 0.05, single networks (4 NNGP draws of the initial outputs). Data: MNIST from
+# images, η = 0.05, single networks (4 NNGP draws of the initial outputs for λ_opt; schedules
+# are learned on 32 and judged on 32 others). Data: MNIST from
 # `$NTK_L2_MNIST_DIR` (the committed outputs are a run on MNIST), embedded digits otherwise.
 # `NTK_L2_SMALL=1` runs a reduced version (CI).
 
@@ -56,6 +57,7 @@ SMALL = os.environ.get("NTK_L2_SMALL") == "1"
 N_TRAIN, N_TEST = (96, 150) if SMALL else (512, 1000)
 WIDTH, LR = (64, 0.1) if SMALL else (512, 0.05)
 T, STEPS, SAMPLES = (120, 240, 2) if SMALL else (2000, 4000, 4)
+SCHEDULE_SAMPLES, HELD_OUT = (2, 2) if SMALL else (32, 32)  # draws schedules learn on / are judged on
 CONSTANT = (1e-3, 1e-2, 1e-1) if SMALL else (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 CHOSEN = AutoL2Config(l2_init=0.03, window=50, metric="loss")  # notebook 03's setting, chosen from the kernel
 OUT = Path("../out/notebooks/06" + ("_small" if SMALL else ""))
@@ -110,14 +112,22 @@ print(
 # 4,000 steps, its last λ held), and for the whole run with $t^*/2$ as a checkpoint (the mean
 # of the surrogate at both: good early and at the end). Beside them, AutoL2 with the setting
 # chosen from the kernel in notebook 03.
+#
+# The schedules are learned on 32 NNGP draws of the initial outputs and judged on 32 others
+# (seed 1): a schedule judged on the draws it was learned on looks better than it is (with 4
+# draws, 0.54× of the constant's steps on its own draws but 0.61× on others; G5). The budget
+# t*/2 is that of the best constant λ on the learning draws; the comparison (constant runs,
+# schedules, AutoL2) runs on the held-out draws.
 
 # %%
-dynamics = KernelDynamics(problem, SAMPLES)
+learning = constant_runs(KernelDynamics(problem, SCHEDULE_SAMPLES), LR, STEPS, CONSTANT, 400)
+budget = max(int(max(learning, key=lambda r: r.max_test_acc).t_star // 2), 8)
+dynamics = KernelDynamics(problem, HELD_OUT, 1)
 constant = constant_runs(dynamics, LR, STEPS, CONSTANT, 400)
 best = max(constant, key=lambda r: r.max_test_acc)
-budget = max(int(best.t_star // 2), 8)
-learned = learn_schedule(problem, LR, budget, surrogate)
-whole = learn_schedule(problem, LR, STEPS, surrogate, checkpoints=(budget,))
+schedule_surrogate = Surrogate(init_samples=SCHEDULE_SAMPLES)
+learned = learn_schedule(problem, LR, budget, schedule_surrogate)
+whole = learn_schedule(problem, LR, STEPS, schedule_surrogate, checkpoints=(budget,))
 runs = {
     f"schedule for T = {budget}": run_schedule(dynamics, learned.schedule, STEPS, record_every=10),
     f"schedule for {STEPS} steps, checkpoint {budget}": run_schedule(dynamics, whole.schedule, STEPS, record_every=10),
@@ -147,7 +157,8 @@ for name, row in rows.items():
         + (f"at step {reach:g} ({row.ratio:.2f}×)" if reach is not None else "never")
     )
 print(
-    f"predicted accuracy at T = {budget}: schedule {100 * learned.acc_at_budget:.2f}%, "
+    f"predicted accuracy at T = {budget}: schedule {100 * learned.acc_at_budget:.2f}% on its "
+    f"{SCHEDULE_SAMPLES} learning draws, {100 * learned.acc_at_budget_held_out:.2f}% on {SCHEDULE_SAMPLES} others; "
     f"constant λ_opt {100 * learned.constant.acc_at_budget:.2f}%"
 )
 

@@ -262,6 +262,31 @@ def test_checkpoints_average_the_surrogate(digits_problem):
             learn_schedule(digits_problem, 0.02, 200, sur, checkpoints=bad)
 
 
+def test_explicit_segments_and_held_out_draws(digits_problem):
+    """G5: a schedule on given boundaries keeps them; its held-out accuracy is the accuracy at T
+    of the exact (NumPy, L3) controlled map on S other draws (seed + 1), not the learning draws';
+    bad boundaries are refused in one line; the mean prediction has no held-out draws."""
+    sur = Surrogate(init_samples=2)
+    cuts = tuple(range(25, 200, 25))
+    learned = learn_schedule(digits_problem, 0.02, 200, sur, boundaries=cuts, max_iterations=30)
+    assert learned.schedule.boundaries == cuts and len(learned.schedule.l2) == 8
+    assert learned.objective <= learned.constant.objective + 1e-12
+    other = run_schedule(KernelDynamics(digits_problem, 2, 1), learned.schedule, 200, record_every=200)
+    assert learned.acc_at_budget_held_out == pytest.approx(other.acc_test[-1], abs=1e-12)
+    own = run_schedule(KernelDynamics(digits_problem, 2, 0), learned.schedule, 200, record_every=200)
+    assert learned.acc_at_budget == pytest.approx(own.acc_test[-1], abs=1e-12)
+    const = run_schedule(
+        KernelDynamics(digits_problem, 2, 1), L2Schedule(0.02, (), (learned.constant.l2_opt,), 200), 200, 200
+    )
+    assert learned.constant_acc_at_budget_held_out == pytest.approx(const.acc_test[-1], abs=1e-12)
+    assert learn_schedule(digits_problem, 0.02, 64, Surrogate(), segments=2).acc_at_budget_held_out is None
+    whole = "boundaries: must be (a sequence of )?whole steps in \\(0, 200\\)"
+    for bad, match in (((0, 10), whole), ((10, 200), whole), ((1.5,), whole), (5, whole), ((20, 10), "increasing")):
+        with pytest.raises(ValueError, match=match) as err:
+            learn_schedule(digits_problem, 0.02, 200, sur, boundaries=bad)
+        assert "\n" not in str(err.value)
+
+
 def test_log_segments_double():
     """G5: boundaries T/2^{P−1}, …, T/2: each segment twice the one before."""
     assert log_segments(4000, 8) == (31, 62, 125, 250, 500, 1000, 2000)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -27,9 +29,14 @@ def learned(tmp_path_factory):
     """One ``ntk-l2 schedule`` run (standard parameterization, η = 0.1, T = 120, 4 segments)."""
     out = tmp_path_factory.mktemp("schedule")
     argv = ["schedule", *DATA, *NET, "--lr", 0.1, "--steps", 120, "--segments", 4, "--init-samples", 2]
-    code = main([str(a) for a in [*argv, "--out", out]])
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        code = main([str(a) for a in [*argv, "--out", out]])
     assert code == 0
+    _PRINTED[out] = printed.getvalue()
     return out
+
+
+_PRINTED: dict = {}  # what each ``learned`` run printed
 
 
 def test_schedule_command_writes_a_schedule_autol2_can_train_with(learned, tmp_path, capsys):
@@ -42,6 +49,10 @@ def test_schedule_command_writes_a_schedule_autol2_can_train_with(learned, tmp_p
     assert summary["kind"] == "schedule" and summary["learned"]["schedule"]["l2"] == list(schedule.l2)
     assert summary["learned"]["objective"] <= summary["learned"]["constant"]["objective"] + 1e-12
     assert (learned / "schedule.png").exists() and (learned / "schedule_data.json").exists()
+    held, const = summary["learned"]["acc_at_budget_held_out"], summary["learned"]["constant_acc_at_budget_held_out"]
+    assert 0 <= held <= 1 and 0 <= const <= 1  # on 2 draws other than the 2 learned on
+    line = f"on 2 other NNGP draws (not those it was learned on): schedule {100 * held:.1f}%, constant λ_opt"
+    assert line in _PRINTED[learned]
     for mode, extra in (("theory", ["--width", 64, "--init-samples", 2]), ("finite", ["--width", 64, "--seeds", 1])):
         out = tmp_path / mode
         argv = ["autol2", *DATA, "--depth", 2, "--parameterization", "standard", "--mode", mode, *extra]

@@ -8,10 +8,11 @@ outputs (single networks), is minimized in log λ by L-BFGS-B with exact gradien
 
 - `optimal_l2_gradient`: one λ for the whole run (optionally η too), from the best of a few
   starting points;
-- `learn_schedule`: a piecewise-constant λ(t) on log-spaced segments (`log_segments`), started
-  from the constant optimum (G5).
+- `learn_schedule`: a piecewise-constant λ(t) on log-spaced segments (`log_segments`) or given
+  ones, started from the constant optimum (G5).
 
-Both report the predicted accuracy at T of what they found, computed exactly (not the surrogate).
+Both report the predicted accuracy at T of what they found, computed exactly (not the surrogate);
+with NNGP draws, `learn_schedule` also reports it on other draws than those it learned on.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -31,7 +32,7 @@ from scipy.optimize import minimize
 
 from ntk_l2.common import metrics
 from ntk_l2.common.records import Record
-from ntk_l2.laws.schedule import L2Schedule, log_segments
+from ntk_l2.laws.schedule import L2Schedule, segment_boundaries
 from ntk_l2.laws.theory import LawProblem
 from ntk_l2.theory import check_discrete_stability, stability_limit
 from ntk_l2.theory.schedule_map import gradient_descent_mse_l2_schedule, mode_sequences
@@ -175,6 +176,10 @@ class LearnedSchedule(Record):
     surrogate: dict[str, Any]
     checkpoints: tuple[int, ...] = ()  # steps before T whose surrogate is averaged in (G5)
     converged: bool = True  # L-BFGS-B met its tolerance
+    # accuracy at T on S other NNGP draws (seed + 1): free of the selection on the learning draws (G5);
+    # None for the mean prediction. And the constant optimum's on the same draws.
+    acc_at_budget_held_out: float | None = None
+    constant_acc_at_budget_held_out: float | None = None
 
 
 def _check_stable(problem: LawProblem, eta: float, lam: float, steps: int) -> None:
@@ -222,8 +227,11 @@ def _check_budget(budget_step: Any) -> int:
     return int(budget_step)
 
 
-def _minimize(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray, bounds: list, iters: int) -> Any:
-    """L-BFGS-B on ``fun`` (value and exact gradient); non-finite values refused (G4)."""
+def _minimize(
+    fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray, bounds: list, iters: int, gtol: float = 1e-5
+) -> Any:
+    """L-BFGS-B on ``fun`` (value and exact gradient); non-finite values refused (G4). ``gtol``:
+    its projected-gradient tolerance (SciPy's default; schedules pass a tiny one, see `learn_schedule`)."""
 
     def checked(x: np.ndarray) -> tuple[float, np.ndarray]:
         val, grad = fun(x)
@@ -231,7 +239,7 @@ def _minimize(fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndar
             raise ValueError(f"the surrogate is not finite at log-parameters {x.tolist()}: the map is unstable there")
         return val, grad
 
-    return minimize(checked, x0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": iters})
+    return minimize(checked, x0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": iters, "gtol": gtol})
 
 
 def optimal_l2_gradient(
@@ -323,14 +331,21 @@ def learn_schedule(
     max_iterations: int = 200,
     constant: GradientOptimum | None = None,
     checkpoints: Sequence[int] = (),
+    boundaries: Sequence[int] | None = None,
 ) -> LearnedSchedule:
-    """A λ(t) constant on ``segments`` log-spaced segments of [0, T) (`log_segments`), minimizing the
-    surrogate at T = ``budget_step`` by gradient through the exact map (G5); with ``checkpoints``
-    (steps in (0, T)), the mean of the surrogate at T and at each of them: a run that must be good
-    early (at a checkpoint) as well as at the end.
+    """A λ(t) constant on ``segments`` log-spaced segments of [0, T) (`log_segments`), or on the
+    segments between the given ``boundaries`` (increasing steps in (0, T), e.g. every 25 steps;
+    ``segments`` is then not used; `ntk_l2.laws.schedule.segment_boundaries`),
+    minimizing the surrogate at T = ``budget_step`` by gradient through the exact map (G5); with
+    ``checkpoints`` (steps in (0, T)), the mean of the surrogate at T and at each of them: a run
+    that must be good early (at a checkpoint) as well as at the end.
 
     Started from the constant optimum (``constant``, else `optimal_l2_gradient` with the same
-    settings); L-BFGS-B on the segments' log λ within ``l2_bounds`` with exact gradients.
+    settings); L-BFGS-B on the segments' log λ within ``l2_bounds`` with exact gradients, stopped
+    by the relative decrease of the surrogate or ``max_iterations`` (its projected-gradient test
+    is made negligible: with many short segments each one's gradient is small from the start).
+    With NNGP draws (S > 0), ``acc_at_budget_held_out`` is the accuracy at T on S other draws
+    (seed + 1), and ``constant_acc_at_budget_held_out`` the constant optimum's there.
     """
     t0 = time.perf_counter()
     steps = _check_budget(budget_step)
@@ -342,7 +357,7 @@ def learn_schedule(
     eta = float(learning_rate)
     if not (math.isfinite(eta) and eta > 0):
         raise ValueError(f"learning_rate: must be finite and > 0, got {learning_rate!r}")
-    boundaries = log_segments(steps, segments)  # every argument checked before any work
+    boundaries = segment_boundaries(steps, segments, boundaries)  # every argument checked before any work
     lo, hi = _bounds(problem, eta, l2_bounds, steps)
     if constant is None:
         constant = optimal_l2_gradient(problem, eta, steps, surrogate, l2_bounds=l2_bounds)
@@ -362,16 +377,24 @@ def learn_schedule(
             return float(val), np.asarray(grad, np.float64)
 
         x0 = np.full(len(boundaries) + 1, math.log(min(max(constant.l2_opt, lo), hi)))
-        result = _minimize(fun, x0, [(math.log(lo), math.log(hi))] * x0.size, max_iterations)
+        result = _minimize(fun, x0, [(math.log(lo), math.log(hi))] * x0.size, max_iterations, gtol=1e-12)
     schedule = L2Schedule(eta, boundaries, tuple(float(v) for v in np.exp(result.x)), steps)
+    per_step = schedule.per_step(steps)
+    held_out = constant_held_out = None
+    if surrogate.init_samples:
+        others = _Members.of(problem, replace(surrogate, seed=surrogate.seed + 1))
+        held_out = others.accuracy(per_step, eta, steps)
+        constant_held_out = others.accuracy(np.full(steps, constant.l2_opt), eta, steps)
     return LearnedSchedule(
         schedule,
         float(result.fun),
-        members.accuracy(schedule.per_step(steps), eta, steps),
+        members.accuracy(per_step, eta, steps),
         constant,
         tuple(path),
         time.perf_counter() - t0,
         dict(surrogate.__dict__),
         marks,
         bool(result.success),
+        held_out,
+        constant_held_out,
     )

@@ -12,6 +12,7 @@ record at every boundary so λ changes exactly there; the run is an `ntk_l2.laws
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from ntk_l2.common.records import Record
 from ntk_l2.laws.autol2 import AutoL2Run
 from ntk_l2.laws.dynamics import Dynamics
 
-__all__ = ["L2Schedule", "log_segments", "run_schedule"]
+__all__ = ["L2Schedule", "log_segments", "run_schedule", "segment_boundaries"]
 
 #: The ``kind`` a schedule file carries (`L2Schedule.to_file_json`).
 SCHEDULE_KIND = "ntk_l2.l2_schedule"
@@ -42,6 +43,23 @@ def log_segments(budget_step: int, segments: int) -> tuple[int, ...]:
     segments = min(int(segments), int(math.log2(budget_step)) + 2)
     edges = np.round(budget_step / 2.0 ** np.arange(segments - 1, 0, -1)).astype(np.int64)
     return tuple(int(b) for b in np.unique(edges[(edges > 0) & (edges < budget_step)]))
+
+
+def segment_boundaries(steps: int, segments: int, boundaries: Sequence[int] | None = None) -> tuple[int, ...]:
+    """The segments' boundaries: ``boundaries`` checked (whole, increasing, in (0, T)) when given
+    (``segments`` is then not used), else ``segments`` log-spaced ones (`log_segments`)."""
+    if boundaries is None:
+        return log_segments(steps, segments)
+    if not isinstance(boundaries, (Sequence, np.ndarray)) or isinstance(boundaries, str):
+        raise ValueError(f"boundaries: must be a sequence of whole steps in (0, {steps}), got {boundaries!r}")
+    marks = tuple(boundaries)
+    if any(isinstance(b, bool) or not isinstance(b, (int, np.integer)) for b in marks) or any(
+        not 0 < b < steps for b in marks
+    ):
+        raise ValueError(f"boundaries: must be whole steps in (0, {steps}), got {marks!r}")
+    if any(b1 <= b0 for b0, b1 in zip(marks, marks[1:], strict=False)):
+        raise ValueError(f"boundaries: must be increasing, got {marks!r}")
+    return tuple(int(b) for b in marks)
 
 
 @dataclass(frozen=True)
