@@ -32,7 +32,7 @@ from scipy.optimize import minimize
 
 from ntk_l2.common import metrics
 from ntk_l2.common.records import Record
-from ntk_l2.laws.schedule import L2Schedule, segment_boundaries
+from ntk_l2.laws.schedule import L2Schedule, segment_boundaries, whole_steps
 from ntk_l2.laws.theory import LawProblem
 from ntk_l2.theory import check_discrete_stability, stability_limit
 from ntk_l2.theory.schedule_map import gradient_descent_mse_l2_schedule, mode_sequences
@@ -349,11 +349,7 @@ def learn_schedule(
     """
     t0 = time.perf_counter()
     steps = _check_budget(budget_step)
-    marks = tuple(int(c) for c in checkpoints)
-    if any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) for c in checkpoints) or any(
-        not 0 < c < steps for c in marks
-    ):
-        raise ValueError(f"checkpoints: must be whole steps in (0, {steps}), got {tuple(checkpoints)!r}")
+    marks = whole_steps("checkpoints", checkpoints, steps)
     eta = float(learning_rate)
     if not (math.isfinite(eta) and eta > 0):
         raise ValueError(f"learning_rate: must be finite and > 0, got {learning_rate!r}")

@@ -23,7 +23,7 @@ from ntk_l2.common.records import Record
 from ntk_l2.laws.autol2 import AutoL2Run
 from ntk_l2.laws.dynamics import Dynamics
 
-__all__ = ["L2Schedule", "log_segments", "run_schedule", "segment_boundaries"]
+__all__ = ["L2Schedule", "log_segments", "run_schedule", "segment_boundaries", "whole_steps"]
 
 #: The ``kind`` a schedule file carries (`L2Schedule.to_file_json`).
 SCHEDULE_KIND = "ntk_l2.l2_schedule"
@@ -45,21 +45,28 @@ def log_segments(budget_step: int, segments: int) -> tuple[int, ...]:
     return tuple(int(b) for b in np.unique(edges[(edges > 0) & (edges < budget_step)]))
 
 
+def whole_steps(name: str, values: Any, steps: int) -> tuple[int, ...]:
+    """``values`` (a sequence) as whole steps in (0, ``steps``), or a one-line ``ValueError``
+    naming the argument ``name``: the check of segment boundaries and of checkpoints."""
+    if not isinstance(values, (Sequence, np.ndarray)) or isinstance(values, str):
+        raise ValueError(f"{name}: must be a sequence of whole steps in (0, {steps}), got {values!r}")
+    marks = tuple(values)
+    if any(isinstance(b, bool) or not isinstance(b, (int, np.integer)) for b in marks) or any(
+        not 0 < b < steps for b in marks
+    ):
+        raise ValueError(f"{name}: must be whole steps in (0, {steps}), got {marks!r}")
+    return tuple(int(b) for b in marks)
+
+
 def segment_boundaries(steps: int, segments: int, boundaries: Sequence[int] | None = None) -> tuple[int, ...]:
     """The segments' boundaries: ``boundaries`` checked (whole, increasing, in (0, T)) when given
     (``segments`` is then not used), else ``segments`` log-spaced ones (`log_segments`)."""
     if boundaries is None:
         return log_segments(steps, segments)
-    if not isinstance(boundaries, (Sequence, np.ndarray)) or isinstance(boundaries, str):
-        raise ValueError(f"boundaries: must be a sequence of whole steps in (0, {steps}), got {boundaries!r}")
-    marks = tuple(boundaries)
-    if any(isinstance(b, bool) or not isinstance(b, (int, np.integer)) for b in marks) or any(
-        not 0 < b < steps for b in marks
-    ):
-        raise ValueError(f"boundaries: must be whole steps in (0, {steps}), got {marks!r}")
+    marks = whole_steps("boundaries", boundaries, steps)
     if any(b1 <= b0 for b0, b1 in zip(marks, marks[1:], strict=False)):
         raise ValueError(f"boundaries: must be increasing, got {marks!r}")
-    return tuple(int(b) for b in marks)
+    return marks
 
 
 @dataclass(frozen=True)
