@@ -16,8 +16,9 @@ from conftest import relative_error
 from ntk_l2.common import metrics
 from ntk_l2.data import datasets as data
 from ntk_l2.laws import KernelDynamics, LawProblem
-from ntk_l2.laws.optimize import Surrogate, _score, learn_schedule, optimal_l2_gradient
+from ntk_l2.laws.optimize import learn_schedule, optimal_l2_gradient
 from ntk_l2.laws.schedule import L2Schedule, log_segments, run_schedule
+from ntk_l2.laws.surrogate import Surrogate, _score
 from ntk_l2.networks import arch
 from ntk_l2.theory import gradient_descent_mse_l2_discrete
 from ntk_l2.theory.schedule_map import gradient_descent_mse_l2_schedule
@@ -172,11 +173,11 @@ def test_gradient_optimum_is_the_surrogates_grid_minimum(digits_problem):
     opt = optimal_l2_gradient(digits_problem, 0.02, 300, sur)
     grid = np.geomspace(1e-6, 0.5 / 0.02, 121)
     with enable_x64():
-        from ntk_l2.laws.optimize import _Members, _objective
+        from ntk_l2.laws.surrogate import Members, objective
 
-        members = _Members.of(digits_problem, sur)
-        objective = jax.jit(_objective(members, 300, sur))
-        values = np.array([float(objective(jnp.full(300, lam), 0.02, members.data)) for lam in grid])
+        members = Members.of(digits_problem, sur)
+        surrogate_at_t = jax.jit(objective(members, 300, sur))
+        values = np.array([float(surrogate_at_t(jnp.full(300, lam), 0.02, members.data)) for lam in grid])
     assert opt.objective <= values.min() + 1e-12
     best = grid[np.argmin(values)]
     assert abs(math.log(opt.l2_opt / best)) <= math.log(grid[1] / grid[0]) + 1e-9
@@ -248,14 +249,14 @@ def test_learned_schedule_is_no_worse_than_the_constant_optimum(digits_problem):
 def test_checkpoints_average_the_surrogate(digits_problem):
     """G5 with checkpoints: the objective is the mean of the surrogate at T and at each checkpoint,
     each computed alone through the exact map; checkpoints outside (0, T) are refused."""
-    from ntk_l2.laws.optimize import _Members, _objective
+    from ntk_l2.laws.surrogate import Members, objective
 
     sur = Surrogate(init_samples=2)
-    members = _Members.of(digits_problem, sur)
+    members = Members.of(digits_problem, sur)
     lams = jnp.asarray(np.geomspace(0.1, 1e-4, 200))
     with enable_x64():
-        both = float(_objective(members, 200, sur, (50, 120))(lams, 0.02, members.data))
-        alone = [float(_objective(members, t, sur)(lams[:t], 0.02, members.data)) for t in (50, 120, 200)]
+        both = float(objective(members, 200, sur, (50, 120))(lams, 0.02, members.data))
+        alone = [float(objective(members, t, sur)(lams[:t], 0.02, members.data)) for t in (50, 120, 200)]
     assert both == pytest.approx(np.mean(alone), rel=1e-12)
     for bad in ((0,), (200,), (1.5,)):
         with pytest.raises(ValueError, match="checkpoints: must be whole steps in"):
@@ -316,3 +317,20 @@ def test_schedule_records_round_trip_and_refuse_bad_values():
         fields = {"learning_rate": 0.05, "boundaries": (10, 20), "l2": (0.1, 0.01, 0.001), "budget_step": 40, **kwargs}
         with pytest.raises(ValueError, match=match):
             L2Schedule(**fields)
+
+
+def test_repeated_calls_compile_nothing_new(digits_problem, caplog):
+    """G4–G5: a second identical `learn_schedule` (its `optimal_l2_gradient` start and its exact
+    accuracies included) compiles nothing: the surrogate's value and gradient, and the map's
+    scan, are compiled once per setting and shape. Compiled afresh per call, as they were, JAX
+    kept every compilation, and a loop of calls (a multi-start) ran out of memory."""
+    sur = Surrogate(init_samples=2)
+    learn_schedule(digits_problem, 0.02, 100, sur, segments=4, max_iterations=3)
+    caplog.clear()
+    with caplog.at_level("DEBUG", logger="jax"), jax.log_compiles(True):
+        learn_schedule(digits_problem, 0.02, 100, sur, segments=4, max_iterations=3)
+    compiled = [r.getMessage() for r in caplog.records if "Finished XLA compilation" in r.getMessage()]
+    assert compiled == []
+    with caplog.at_level("DEBUG", logger="jax"), jax.log_compiles(True):  # the check can see a compilation
+        learn_schedule(digits_problem, 0.02, 101, sur, segments=4, max_iterations=3)
+    assert any("Finished XLA compilation" in r.getMessage() for r in caplog.records)

@@ -5,10 +5,10 @@ both implement.
 
 Modules by role: `dynamics` (the interface), `theory` (the kernel problem and its dynamics),
 `finite` (the swept network and its dynamics), `tstar` (t*, run lengths and records), `sweep`
-(sweeps and the optimal λ), `autol2` (everything AutoL2), `autol2_si` (an AutoL2 for scale-invariant networks, which can
-raise λ), `optimize` (λ, η and a λ schedule by
-gradient on the kernel), `schedule` (a λ schedule and training with it); every public name is
-exported here.
+(sweeps and the optimal λ), `autol2` (everything AutoL2), `autol2_si` (an AutoL2 for
+scale-invariant networks, which can raise λ), `surrogate` (the smooth stand-in for the test
+error and its exact gradient), `optimize` (λ, η and a λ schedule by gradient on the kernel),
+`schedule` (a λ schedule and training with it); every public name is exported here.
 Results are frozen records (`LawRun`, `OptimalL2`, `AutoL2Run`, `AutoL2Comparison`,
 `AutoL2Scan`) with ``to_json``. May import `ntk_l2.common`, `ntk_l2.theory`, `ntk_l2.data`,
 `ntk_l2.networks` and `ntk_l2.finite`; it writes no files (`ntk_l2.experiments` does).
@@ -28,8 +28,9 @@ from ntk_l2.laws.autol2 import (
 from ntk_l2.laws.autol2_si import AutoL2SIConfig, AutoL2SIRule, autol2_si
 from ntk_l2.laws.dynamics import ControlledRun, Controller, Curve, Dynamics
 from ntk_l2.laws.finite import ARCHS, PARAMETERIZATIONS, FiniteDynamics, FiniteSweepConfig
-from ntk_l2.laws.optimize import GradientOptimum, LearnedSchedule, Surrogate, learn_schedule, optimal_l2_gradient
+from ntk_l2.laws.optimize import GradientOptimum, LearnedSchedule, learn_schedule, optimal_l2_gradient
 from ntk_l2.laws.schedule import L2Schedule, log_segments, run_schedule
+from ntk_l2.laws.surrogate import Surrogate
 from ntk_l2.laws.sweep import (
     Compute,
     KeepRun,

@@ -2,9 +2,10 @@
 
 The predicted test outputs at step T are an exact, differentiable function of every λ_s
 (`ntk_l2.theory.schedule_map`, `derivations/optimize.md` G1–G2). A smooth surrogate of the test
-error (`Surrogate`: the softmax cross-entropy of the predicted outputs at a temperature, or
-their squared error, G3), averaged over the mean prediction or over NNGP draws of the initial
-outputs (single networks), is minimized in log λ by L-BFGS-B with exact gradients (G4):
+error (`ntk_l2.laws.surrogate.Surrogate`: by default the softmax-smoothed error at a
+temperature, else the cross-entropy or the squared error of the predicted outputs, G3),
+averaged over the mean prediction or over NNGP draws of the initial outputs (single networks),
+is minimized in log λ by L-BFGS-B with exact gradients (G4):
 
 - `optimal_l2_gradient`: one λ for the whole run (optionally η too), from the best of a few
   starting points;
@@ -21,130 +22,19 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.experimental import enable_x64
 from scipy.optimize import minimize
 
-from ntk_l2.common import metrics
 from ntk_l2.common.records import Record
 from ntk_l2.laws.schedule import L2Schedule, segment_boundaries, whole_steps
+from ntk_l2.laws.surrogate import Members, Surrogate, evaluator
 from ntk_l2.laws.theory import LawProblem
 from ntk_l2.theory import check_discrete_stability, stability_limit
-from ntk_l2.theory.schedule_map import gradient_descent_mse_l2_schedule, mode_sequences
 
-__all__ = ["GradientOptimum", "LearnedSchedule", "Surrogate", "learn_schedule", "optimal_l2_gradient"]
-
-SURROGATES = ("error", "xent", "loss")
-
-
-@dataclass(frozen=True)
-class Surrogate:
-    """The smooth objective standing in for the test error at T (`derivations/optimize.md`, G3).
-
-    ``kind`` "error" (default): the smoothed test error 1 − mean over test points of
-    softmax(f_*(T)/τ)[label], τ = ``temperature``, which tends to the test error as τ → 0; "xent":
-    the mean of −log softmax(f_*(T)/τ)[label]; "loss": the mean of ‖f_*(T) − Y_*‖²/(2c) with
-    Y_* the labels encoded as the training targets are. ``init_samples`` = S > 0: averaged over
-    S NNGP draws of the initial outputs (``seed``; single networks), S = 0: the mean
-    prediction (f_0 = 0).
-    """
-
-    kind: str = "error"
-    temperature: float = 0.01
-    init_samples: int = 0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.kind not in SURROGATES:
-            raise ValueError(f"kind: must be one of {SURROGATES}, got {self.kind!r}")
-        if not (
-            isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0
-        ):
-            raise ValueError(f"temperature: must be finite and > 0, got {self.temperature!r}")
-        if isinstance(self.init_samples, bool) or not isinstance(self.init_samples, int) or self.init_samples < 0:
-            raise ValueError(f"init_samples: must be an integer >= 0, got {self.init_samples!r}")
-
-
-def _test_targets(problem: LawProblem) -> np.ndarray:
-    """The test labels encoded as the training targets: lo + (hi − lo)·one-hot (hi, lo of Y)."""
-    y = np.asarray(problem.y_train, np.float64)
-    lo, hi = float(y.min()), float(y.max())
-    return lo + (hi - lo) * np.eye(y.shape[1])[np.asarray(problem.labels_test)]
-
-
-def _score(kind: str, temperature: float, f_test: Any, targets: Any, labels: Any) -> Any:
-    """G3: the surrogate of one prediction's test outputs (m, c)."""
-    if kind == "loss":
-        return jnp.mean(jnp.sum((f_test - targets) ** 2, axis=1)) / 2.0
-    logits = f_test / temperature
-    picked = jnp.take_along_axis(logits, jnp.asarray(labels)[:, None], axis=1)[:, 0]
-    log_p = picked - jax.nn.logsumexp(logits, axis=1)  # log softmax(f/τ)[label]
-    return -jnp.mean(log_p) if kind == "xent" else 1.0 - jnp.mean(jnp.exp(log_p))
-
-
-@dataclass(frozen=True, eq=False)
-class _Members:
-    """The factorized problem and the members' initial outputs, drawn once, with the eigenbasis
-    arrays the objective takes as arguments (``data``: μ, Vᵀf_X(0) per member, VᵀY, Θ_*X V,
-    f_*(0) per member, the encoded test targets and labels). Arguments, not constants closed
-    over: XLA would otherwise fold the products of n × n constants at every compilation."""
-
-    problem: LawProblem
-    data: dict[str, np.ndarray]
-
-    @classmethod
-    def of(cls, problem: LawProblem, surrogate: Surrogate) -> _Members:
-        eig, y, k_test = problem.factorized()
-        draws = problem.draws(surrogate.init_samples, surrogate.seed)
-        (n, c), m = y.shape, k_test.shape[0]
-        f0 = np.stack([np.broadcast_to(np.asarray(f, np.float64), (n, c)) for f in draws[0]])
-        fs0 = np.stack([np.broadcast_to(np.asarray(f, np.float64), (m, c)) for f in draws[1]])
-        data = {
-            "mu": np.asarray(eig.evals, np.float64),
-            "z0": np.einsum("nk,snc->skc", eig.evecs, f0),
-            "y": eig.evecs.T @ y,
-            "kv": k_test @ eig.evecs,
-            "fs0": fs0,
-            "targets": _test_targets(problem),
-            "labels": np.asarray(problem.labels_test),
-        }
-        return cls(problem, data)
-
-    def accuracy(self, l2_steps: np.ndarray, eta: float, budget_step: int) -> float:
-        """The exact predicted test accuracy at T, mean over members, from the solver
-        `ntk_l2.theory.schedule_map.gradient_descent_mse_l2_schedule` (every input checked)."""
-        eig, y, k_test = self.problem.factorized()
-        predict = gradient_descent_mse_l2_schedule(eig, y, eta, np.asarray(l2_steps, np.float64), self.problem.degree)
-        v = eig.evecs
-        accs = [
-            metrics.accuracy(predict(budget_step, v @ z0, fs0, k_test)[1], self.problem.labels_test)
-            for z0, fs0 in zip(self.data["z0"], self.data["fs0"], strict=True)
-        ]
-        return float(np.mean(accs))
-
-
-def _objective(
-    members: _Members, budget_step: int, surrogate: Surrogate, checkpoints: tuple[int, ...] = ()
-) -> Callable[[Any, Any, Any], Any]:
-    """J(λ_steps, η, data): the surrogate of the predicted test outputs at T (``λ_steps`` holds T
-    values), averaged over the members (G3), and over T and the ``checkpoints`` (steps < T) when
-    given (G5); f_*(t) = E_t f_*(0) + Θ_*X V(W^z_t z_0 + W^y_t y) (G2)."""
-    degree, norm = members.problem.degree, float(members.problem.y_train.size)
-    at = np.asarray([*checkpoints, budget_step], np.int64)
-
-    def value(l2_steps: Any, eta: Any, data: Any) -> Any:
-        _, _, wz, wy, e = mode_sequences(eta, l2_steps, data["mu"], degree, norm)
-        coeffs = wz[at][:, None, :, None] * data["z0"][None] + wy[at][:, :, None][:, None] * data["y"][None, None]
-        tests = e[at][:, None, None, None] * data["fs0"][None] + jnp.einsum("mn,tsnc->tsmc", data["kv"], coeffs)
-        score = partial(_score, surrogate.kind, surrogate.temperature, targets=data["targets"], labels=data["labels"])
-        return jnp.mean(jax.vmap(jax.vmap(score))(tests))
-
-    return value
+__all__ = ["GradientOptimum", "LearnedSchedule", "learn_schedule", "optimal_l2_gradient"]
 
 
 @dataclass(frozen=True)
@@ -279,20 +169,13 @@ def optimal_l2_gradient(
         if eta_hi <= eta0 / 10:
             raise ValueError(f"learning_rate: {eta0:g} is beyond the stability limit {eta_hi / 0.99:.6g} (D5)")
     lo, hi = _bounds(problem, min(eta0, eta_hi or eta0), l2_bounds, steps, eta_hi)
-    members = _Members.of(problem, surrogate)
-    objective = _objective(members, steps, surrogate)
+    members = Members.of(problem, surrogate)
     path: list[tuple[float, float, float]] = []
     with enable_x64():
-
-        def value(x: Any, data: Any) -> Any:
-            eta = jnp.exp(x[1]) if optimize_lr else eta0
-            return objective(jnp.full(steps, jnp.exp(x[0])), eta, data)
-
-        value_and_grad = jax.jit(jax.value_and_grad(value))
-        data = jax.tree_util.tree_map(jnp.asarray, members.data)
+        value_and_grad = evaluator(members, np.zeros(steps, np.int64), surrogate, (), eta0, optimize_lr)
 
         def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
-            val, grad = value_and_grad(jnp.asarray(x, jnp.float64), data)
+            val, grad = value_and_grad(x)
             eta = math.exp(x[1]) if optimize_lr else eta0
             path.append((math.exp(x[0]), eta, float(val)))
             return float(val), np.asarray(grad, np.float64)
@@ -360,15 +243,13 @@ def learn_schedule(
     elif constant.lr_opt != eta:
         raise ValueError(f"constant: found at η = {constant.lr_opt:g}, but the schedule is learned at η = {eta:g}")
     index = np.searchsorted(np.asarray(boundaries, np.int64), np.arange(steps), side="right")
-    members = _Members.of(problem, surrogate)
-    objective = _objective(members, steps, surrogate, marks)
+    members = Members.of(problem, surrogate)
     path: list[float] = []
     with enable_x64():
-        value_and_grad = jax.jit(jax.value_and_grad(lambda u, data: objective(jnp.exp(u)[index], eta, data)))
-        data = jax.tree_util.tree_map(jnp.asarray, members.data)
+        value_and_grad = evaluator(members, index, surrogate, marks, eta, False)
 
         def fun(u: np.ndarray) -> tuple[float, np.ndarray]:
-            val, grad = value_and_grad(jnp.asarray(u, jnp.float64), data)
+            val, grad = value_and_grad(u)
             path.append(float(val))
             return float(val), np.asarray(grad, np.float64)
 
@@ -378,7 +259,7 @@ def learn_schedule(
     per_step = schedule.per_step(steps)
     held_out = constant_held_out = None
     if surrogate.init_samples:
-        others = _Members.of(problem, replace(surrogate, seed=surrogate.seed + 1))
+        others = Members.of(problem, replace(surrogate, seed=surrogate.seed + 1))
         held_out = others.accuracy(per_step, eta, steps)
         constant_held_out = others.accuracy(np.full(steps, constant.l2_opt), eta, steps)
     return LearnedSchedule(

@@ -12,13 +12,14 @@ of Θ_0 = V diag(μ) Vᵀ:
 and the engine (`ntk_l2.theory._engine`) maps these back to train and test outputs. The map is a
 ``jax.lax.scan`` over the steps, so the outputs are differentiable in every λ_s (and η): the
 gradient of a prediction at step T with respect to a whole schedule costs one backward pass.
-This is what `ntk_l2.laws.optimize` minimizes; `ntk_l2.laws.KernelDynamics.run_l2_controller`
-evaluates the same map in NumPy (L3).
+`ntk_l2.laws.surrogate` builds on it the objective that `ntk_l2.laws.optimize` minimizes;
+`ntk_l2.laws.KernelDynamics.run_l2_controller` evaluates the same map in NumPy (L3).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import jax
@@ -64,10 +65,13 @@ def _check_stable(eta: float, lam: np.ndarray, degree: int, mu_max: float, norm:
         check_stability(eta, float(lam[s]), MapSpec(degree, 0.0, False, norm), mu_max * float(np.exp(log_rho[s])), 0)
 
 
+@partial(jax.jit, static_argnames=("degree", "norm"))
 def mode_sequences(eta: Any, lam: Any, mu: Any, degree: int, norm: float) -> tuple[Any, ...]:
     """(P, Q, W^z, W^y) of shape (S + 1, rows) and E of shape (S + 1,): the recursions of G2 for
     the eigenvalues ``mu`` of Θ_0, λ_s = ``lam[s]``, at steps 0…S. JAX throughout, unchecked: for
-    callers that assemble outputs themselves (`ntk_l2.laws.optimize`); the solver below checks."""
+    callers that assemble outputs themselves (`ntk_l2.laws.surrogate`); the solver below checks.
+    Compiled once per (``degree``, ``norm``) and shape: an eager scan would compile its step
+    afresh at every call, and JAX keeps each compilation."""
     rows = mu.shape[0]
 
     def step(carry: tuple[Any, ...], lam_s: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
