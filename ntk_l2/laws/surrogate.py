@@ -134,8 +134,18 @@ def objective(
     """J(λ_steps, η, data): the surrogate at T (``λ_steps`` holds T values), and at the
     ``checkpoints`` (steps < T) when given (`_surrogate_at`; G3, G5)."""
     at = np.asarray([*checkpoints, budget_step], np.int64)
-    fixed = (members.problem.degree, float(members.problem.y_train.size), surrogate.kind, surrogate.temperature)
-    return lambda l2_steps, eta, data: _surrogate_at(l2_steps, eta, data, at, *fixed)
+    fixed = _settings(members, surrogate)
+    return lambda l2_steps, eta, data: _surrogate_at(l2_steps, eta, data, at, **fixed)
+
+
+def _settings(members: Members, surrogate: Surrogate) -> dict[str, Any]:
+    """The fixed (static) arguments of `_surrogate_at`: k, N = Y's size, the surrogate's kind and τ."""
+    return {
+        "degree": members.problem.degree,
+        "norm": float(members.problem.y_train.size),
+        "kind": surrogate.kind,
+        "temperature": float(surrogate.temperature),
+    }
 
 
 @partial(jax.jit, static_argnames=("degree", "norm", "kind", "temperature", "fit_eta"))
@@ -174,12 +184,6 @@ def evaluator(
         raise RuntimeError("evaluator: needs float64; build and call it within jax.experimental.enable_x64()")
     at = jnp.asarray([*checkpoints, index.size], jnp.int64)
     data = jax.tree_util.tree_map(jnp.asarray, members.data)
-    fixed = {
-        "degree": members.problem.degree,
-        "norm": float(members.problem.y_train.size),
-        "kind": surrogate.kind,
-        "temperature": float(surrogate.temperature),
-        "fit_eta": fit_eta,
-    }
+    fixed = {**_settings(members, surrogate), "fit_eta": fit_eta}
     steps, rate = jnp.asarray(index, jnp.int64), jnp.asarray(eta, jnp.float64)
     return lambda x: _log_value_and_grad(jnp.asarray(x, jnp.float64), steps, at, rate, data, **fixed)
